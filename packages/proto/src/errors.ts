@@ -1,0 +1,67 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ErrorInfoSchema } from "./gen/bsfg/v1/fact_pb.js";
+
+/**
+ * Machine-readable rejection reasons. Each is part of the contract: clients
+ * branch on them, dashboards count by them. Add, never rename.
+ */
+export const Reason = {
+  // invalid_argument
+  MissingField: "missing_field",
+  InvalidField: "invalid_field",
+  InvalidSubject: "invalid_subject",
+  InvalidPredicate: "invalid_predicate",
+  InvalidJson: "invalid_json",
+  InvalidArtifactRef: "invalid_artifact_ref",
+  UnknownZone: "unknown_zone",
+  FactTooLarge: "fact_too_large",
+  BatchTooLarge: "batch_too_large",
+  EmptyBatch: "empty_batch",
+  DigestMismatch: "digest_mismatch",
+  SizeMismatch: "size_mismatch",
+  // already_exists
+  ConflictingDuplicate: "conflicting_duplicate",
+  ConflictingObject: "conflicting_object",
+  // not_found
+  UnknownConsumer: "unknown_consumer",
+  UnknownBucket: "unknown_bucket",
+  ObjectNotFound: "object_not_found",
+  // failed_precondition
+  CursorBeyondLog: "cursor_beyond_log",
+  TopologyMismatch: "topology_mismatch",
+  // resource_exhausted
+  StoreFull: "store_full",
+  // unavailable (retry-safe)
+  StoreUnavailable: "store_unavailable",
+  AppendPending: "append_pending",
+  // data_loss
+  ObjectCorrupted: "object_corrupted",
+} as const;
+
+export type Reason = (typeof Reason)[keyof typeof Reason];
+
+/** A ConnectError carrying a reason (and context) as a bsfg.v1.ErrorInfo detail. */
+export function rejection(
+  code: Code,
+  reason: Reason,
+  message: string,
+  metadata: Record<string, string> = {},
+): ConnectError {
+  const info = create(ErrorInfoSchema, { reason, metadata });
+  return new ConnectError(message, code, undefined, [{ desc: ErrorInfoSchema, value: info }]);
+}
+
+/** The reason of a rejection, whether raised locally or received over the wire. */
+export function reasonOf(err: unknown): string | undefined {
+  return errorInfoOf(err)?.reason;
+}
+
+/** The full ErrorInfo of a rejection, if it carries one. */
+export function errorInfoOf(err: unknown): { reason: string; metadata: Record<string, string> } | undefined {
+  if (!(err instanceof ConnectError)) return undefined;
+  const [info] = err.findDetails(ErrorInfoSchema);
+  return info ? { reason: info.reason, metadata: { ...info.metadata } } : undefined;
+}
+
+export { Code, ConnectError };

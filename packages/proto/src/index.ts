@@ -1,0 +1,4 @@
+export * from "./gen/bsfg/v1/fact_pb.js";
+export * from "./gen/bsfg/v1/boundary_pb.js";
+export * from "./gen/bsfg/v1/peer_pb.js";
+export { Reason, rejection, reasonOf, errorInfoOf, Code, ConnectError } from "./errors.js";

@@ -1,0 +1,141 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { AppendStatus, Code, ConnectError, reasonOf } from "@bsfg/proto";
+import { factMessage, startTestZone, type TestZone } from "./test-support.js";
+import { openZoneStore } from "./zone-store.js";
+
+describe("append: idempotency beyond JetStream's duplicate window", () => {
+  let zone: TestZone;
+  beforeAll(async () => {
+    zone = await startTestZone();
+  });
+  afterAll(() => zone.dispose());
+
+  const storedCount = async (stream = "facts-operational") => {
+    const nc = await connect({ servers: zone.server.url });
+    try {
+      return (await (await jetstreamManager(nc, { domain: "plant-a" })).streams.info(stream)).state.messages;
+    } finally {
+      await nc.close();
+    }
+  };
+
+  it("acknowledges a new fact with its offset and stream", async () => {
+    const [result] = await zone.store.append([factMessage()]);
+    expect(result!.status).toBe(AppendStatus.APPENDED);
+    expect(result!.stream).toBe("operational");
+    expect(result!.offset).toBeGreaterThan(0n);
+  });
+
+  it("answers an identical retry with DUPLICATE and the original offset, also after the duplicate window and a server restart", async () => {
+    const message = factMessage();
+    const [first] = await zone.store.append([message]);
+    const before = await storedCount();
+
+    // The window the server itself would dedupe in; wait it out for real.
+    const nc = await connect({ servers: zone.server.url });
+    const windowNanos = (await (await jetstreamManager(nc, { domain: "plant-a" })).streams.info("facts-operational")).config.duplicate_window;
+    await nc.close();
+    await new Promise((resolve) => setTimeout(resolve, windowNanos / 1e6 + 500));
+
+    const [afterWindow] = await zone.store.append([message]);
+    expect(afterWindow!.status).toBe(AppendStatus.DUPLICATE);
+    expect(afterWindow!.offset).toBe(first!.offset);
+
+    await zone.server.restart();
+    const [afterRestart] = await appendWithRetry(() => zone.store.append([message]));
+    expect(afterRestart!.status).toBe(AppendStatus.DUPLICATE);
+    expect(afterRestart!.offset).toBe(first!.offset);
+    expect(await storedCount()).toBe(before);
+  });
+
+  it("treats a key-order-only difference as DUPLICATE and a changed value as CONFLICTING_DUPLICATE", async () => {
+    const id = `order-${Date.now()}`;
+    const [original] = await zone.store.append([factMessage({ id, objectJson: '{"b":1,"a":2}' })]);
+    const [reordered] = await zone.store.append([factMessage({ id, objectJson: '{"a":2,"b":1}' })]);
+    const [changed] = await zone.store.append([factMessage({ id, objectJson: '{"a":2,"b":9}' })]);
+    expect(reordered!.status).toBe(AppendStatus.DUPLICATE);
+    expect(changed!.status).toBe(AppendStatus.CONFLICTING_DUPLICATE);
+    expect(reordered!.offset).toBe(original!.offset);
+    expect(changed!.offset).toBe(original!.offset);
+  });
+
+  it("stores exactly one fact for 50 concurrent appends of one message_id over separate connections", async () => {
+    const stores = await Promise.all(Array.from({ length: 50 }, (_, i) => zone.open({ name: `writer-${i}` })));
+    const before = await storedCount();
+    const message = factMessage();
+    const results = (await Promise.all(stores.map((s) => s.append([message])))).map(([r]) => r!);
+    expect(results.filter((r) => r.status === AppendStatus.APPENDED)).toHaveLength(1);
+    expect(results.filter((r) => r.status === AppendStatus.DUPLICATE)).toHaveLength(49);
+    expect(new Set(results.map((r) => r.offset)).size).toBe(1);
+    expect(await storedCount()).toBe(before + 1);
+    await Promise.all(stores.map((s) => s.close()));
+  });
+
+  it("gives each message of a mixed batch its own status, in request order", async () => {
+    const existing = factMessage();
+    const conflicting = factMessage({ id: existing.envelope!.messageId, object: { changed: true } });
+    const [stored] = await zone.store.append([existing]);
+    const fresh = factMessage();
+    const repeatedInBatch = factMessage();
+    const results = await zone.store.append([fresh, existing, conflicting, repeatedInBatch, repeatedInBatch]);
+    expect(results.map((r) => r.status)).toEqual([
+      AppendStatus.APPENDED,
+      AppendStatus.DUPLICATE,
+      AppendStatus.CONFLICTING_DUPLICATE,
+      AppendStatus.APPENDED,
+      AppendStatus.DUPLICATE,
+    ]);
+    expect(results.map((r) => r.messageId)).toEqual([fresh, existing, conflicting, repeatedInBatch, repeatedInBatch].map((m) => m.envelope!.messageId));
+    expect(results[1]!.offset).toBe(stored!.offset);
+    expect(results[2]!.offset).toBe(stored!.offset);
+    expect(results[4]!.offset).toBe(results[3]!.offset);
+  });
+
+  it("rejects a malformed batch whole and writes nothing", async () => {
+    const before = await storedCount();
+    const error = await zone.store.append([factMessage(), factMessage({ predicate: "NotSnake" })]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConnectError);
+    expect((error as ConnectError).code).toBe(Code.InvalidArgument);
+    expect(reasonOf(error)).toBe("invalid_predicate");
+    expect(await storedCount()).toBe(before);
+  });
+
+  it("routes facts to their stream category", async () => {
+    const zone2 = await startTestZone({ routing: [{ predicate: "signature_recorded", stream: "audit" }] });
+    try {
+      const [result] = await zone2.store.append([factMessage({ predicate: "signature_recorded" })]);
+      expect(result!.stream).toBe("audit");
+      const page = await zone2.store.read({ stream: "audit", skipOrigins: [] }, 0);
+      expect(page.facts.map((f) => f.message!.fact!.predicate)).toEqual(["signature_recorded"]);
+    } finally {
+      await zone2.dispose();
+    }
+  });
+
+  it("refuses to start against a stream whose retention differs, unless told to reconcile", async () => {
+    const cfg = { ...zone.store.config, streams: { ...zone.store.config.streams, operational: { ...zone.store.config.streams.operational!, maxAge: 3_600_000 } } };
+    const error = await openZoneStore(cfg, { servers: zone.server.url }).catch((e: unknown) => e);
+    expect(reasonOf(error)).toBe("topology_mismatch");
+    expect((error as Error).message).toMatch(/facts-operational: max_age/);
+    const reconciled = await openZoneStore({ ...cfg, reconcileTopology: true }, { servers: zone.server.url });
+    expect(reconciled.topologyReport).toContain("stream facts-operational: updated");
+    await reconciled.close();
+    const back = await openZoneStore({ ...zone.store.config, reconcileTopology: true }, { servers: zone.server.url });
+    await back.close();
+  });
+});
+
+/** Retries while the client reconnects after a server restart (the store answers `unavailable`, which is retry-safe). */
+export async function appendWithRetry<T>(fn: () => Promise<T>, deadlineMs = 30_000): Promise<T> {
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(err instanceof ConnectError) || err.code !== Code.Unavailable || Date.now() > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}

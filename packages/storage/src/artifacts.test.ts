@@ -1,0 +1,125 @@
+import { createHash } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { jetstream, jetstreamManager, type MsgRequest } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { Code, ConnectError, reasonOf } from "@bsfg/proto";
+import { startTestZone, type TestZone } from "./test-support.js";
+
+const MiB = 2 ** 20;
+
+/** Deterministic pseudo-random content, generated chunk by chunk so the test holds none of it. */
+async function* content(totalBytes: number, seed: number, chunkBytes = MiB): AsyncGenerator<Uint8Array> {
+  let state = seed >>> 0;
+  for (let sent = 0; sent < totalBytes; sent += chunkBytes) {
+    const chunk = Buffer.allocUnsafe(Math.min(chunkBytes, totalBytes - sent));
+    for (let i = 0; i < chunk.length; i += 4) {
+      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+      chunk.writeUInt32LE(state, Math.min(i, chunk.length - 4));
+    }
+    yield chunk;
+  }
+}
+
+async function digestOf(chunks: AsyncIterable<Uint8Array>): Promise<{ digest: string; size: number }> {
+  const hash = createHash("sha256");
+  let size = 0;
+  for await (const c of chunks) {
+    hash.update(c);
+    size += c.byteLength;
+  }
+  return { digest: `sha256:${hash.digest("hex")}`, size };
+}
+
+const bytes = (text: string) => (async function* () { yield Buffer.from(text); })();
+
+describe("artifacts: streamed, verified, immutable", () => {
+  let zone: TestZone;
+  beforeAll(async () => {
+    zone = await startTestZone({ buckets: { "batch-files": {} } });
+  });
+  afterAll(() => zone.dispose());
+
+  it("round-trips a 100 MiB artifact with RSS growth under 64 MiB", async () => {
+    const size = 100 * MiB;
+    const expected = await digestOf(content(size, 7));
+    global.gc?.();
+    const baseline = process.memoryUsage().rss;
+    let peak = baseline;
+    const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 20);
+    try {
+      const ref = await zone.store.putObject({ bucket: "batch-files", key: "B1042/record.bin", mediaType: "application/octet-stream", expectedDigest: expected.digest, size }, content(size, 7));
+      expect(ref.digest).toBe(expected.digest);
+      expect(ref.size).toBe(BigInt(size));
+      const reader = await zone.store.getObject("batch-files", "B1042/record.bin");
+      expect(await digestOf(reader.chunks)).toEqual(expected);
+    } finally {
+      clearInterval(sampler);
+    }
+    expect((peak - baseline) / MiB).toBeLessThan(64);
+  });
+
+  it("resumes a read from a byte offset", async () => {
+    await zone.store.putObject({ bucket: "batch-files", key: "resume.txt", mediaType: "text/plain" }, bytes("0123456789".repeat(30_000)));
+    const reader = await zone.store.getObject("batch-files", "resume.txt", 299_990);
+    const rest: Buffer[] = [];
+    for await (const c of reader.chunks) rest.push(Buffer.from(c));
+    expect(Buffer.concat(rest).toString()).toBe("0123456789");
+  });
+
+  it("treats the same key with the same content as idempotent and different content as already_exists", async () => {
+    const first = await zone.store.putObject({ bucket: "batch-files", key: "sop.pdf", mediaType: "application/pdf", fileName: "SOP-7.pdf" }, bytes("%PDF-1.7 one"));
+    const again = await zone.store.putObject({ bucket: "batch-files", key: "sop.pdf", mediaType: "application/pdf" }, bytes("%PDF-1.7 one"));
+    expect(again).toEqual(first);
+    expect(first.fileName).toBe("SOP-7.pdf");
+    const error = await zone.store.putObject({ bucket: "batch-files", key: "sop.pdf", mediaType: "application/pdf" }, bytes("%PDF-1.7 two")).catch((e: unknown) => e);
+    expect((error as ConnectError).code).toBe(Code.AlreadyExists);
+    expect(reasonOf(error)).toBe("conflicting_object");
+    expect((await zone.store.statObject("batch-files", "sop.pdf"))?.digest).toBe(first.digest);
+  });
+
+  it("rejects content that does not match the declared digest or size, and stores nothing", async () => {
+    const wrongDigest = await zone.store.putObject({ bucket: "batch-files", key: "bad-digest", mediaType: "text/plain", expectedDigest: `sha256:${"0".repeat(64)}` }, bytes("hello")).catch((e: unknown) => e);
+    expect(reasonOf(wrongDigest)).toBe("digest_mismatch");
+    const wrongSize = await zone.store.putObject({ bucket: "batch-files", key: "bad-size", mediaType: "text/plain", size: 6 }, bytes("hello")).catch((e: unknown) => e);
+    expect(reasonOf(wrongSize)).toBe("size_mismatch");
+    expect(await zone.store.statObject("batch-files", "bad-digest")).toBeUndefined();
+    expect(await zone.store.statObject("batch-files", "bad-size")).toBeUndefined();
+  });
+
+  it("answers not_found for unknown buckets and objects", async () => {
+    const noBucket = await zone.store.putObject({ bucket: "nope", key: "k", mediaType: "text/plain" }, bytes("x")).catch((e: unknown) => e);
+    expect(reasonOf(noBucket)).toBe("unknown_bucket");
+    const noObject = await zone.store.getObject("batch-files", "missing").catch((e: unknown) => e);
+    expect((noObject as ConnectError).code).toBe(Code.NotFound);
+    expect(reasonOf(noObject)).toBe("object_not_found");
+  });
+
+  it("detects a corrupted stored chunk on read", async () => {
+    const ref = await zone.store.putObject({ bucket: "batch-files", key: "tampered.bin", mediaType: "application/octet-stream" }, content(600 * 1024, 3, 64 * 1024));
+    // Rewrite the object's second chunk in place on the server: same subject, different bytes.
+    const nc = await connect({ servers: zone.server.url });
+    const jsm = await jetstreamManager(nc, { domain: "plant-a" });
+    const js = jetstream(nc, { domain: "plant-a" });
+    // 12 bytes of name encode to base64url without padding, as Object Store names them.
+    const meta = await jsm.streams.getMessage("OBJ_batch-files", { last_by_subj: `$O.batch-files.M.${Buffer.from("tampered.bin").toString("base64url")}` });
+    const { nuid } = meta!.json<{ nuid: string }>();
+    const chunkSubject = `$O.batch-files.C.${nuid}`;
+    const chunks = await jsm.streams.info("OBJ_batch-files", { subjects_filter: chunkSubject });
+    expect(chunks.state.subjects?.[chunkSubject]).toBe(5);
+    // The server answers "next message on subject from seq"; nats.js v3 only types it for direct get.
+    const nextOnSubject = (seq: number) => jsm.streams.getMessage("OBJ_batch-files", { next_by_subj: chunkSubject, seq } as unknown as MsgRequest);
+    const first = await nextOnSubject(1);
+    const second = await nextOnSubject(first!.seq + 1);
+    await jsm.streams.deleteMessage("OBJ_batch-files", second!.seq);
+    const flipped = Buffer.from(second!.data);
+    flipped[100] = flipped[100]! ^ 0xff;
+    await js.publish(chunkSubject, flipped);
+    await nc.close();
+
+    const reader = await zone.store.getObject("batch-files", "tampered.bin");
+    expect(reader.object.digest).toBe(ref.digest);
+    const error = await digestOf(reader.chunks).catch((e: unknown) => e);
+    expect((error as ConnectError).code).toBe(Code.DataLoss);
+    expect(reasonOf(error)).toBe("object_corrupted");
+  });
+});

@@ -1,0 +1,66 @@
+/**
+ * RFC 8785 JSON Canonicalization Scheme (JCS).
+ *
+ * Payload identity is decided on these bytes, so two producers that send the
+ * same JSON value with different key order or whitespace get the same hash.
+ * ECMAScript's JSON.stringify already serializes numbers and strings exactly as
+ * RFC 8785 §3.2.2 requires; what JCS adds is recursive key ordering by UTF-16
+ * code units and the I-JSON restrictions checked here.
+ */
+export class CanonicalJsonError extends Error {}
+
+/** Parses JSON text and returns the parsed value and its canonical form. Throws CanonicalJsonError. */
+export function canonicalizeJsonText(text: string): string {
+  return parseCanonical(text).canonical;
+}
+
+export function parseCanonical(text: string): { value: unknown; canonical: string } {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new CanonicalJsonError(`not valid JSON: ${(err as Error).message}`);
+  }
+  return { value, canonical: canonicalize(value) };
+}
+
+/** The canonical form of a JSON-compatible value. */
+export function canonicalize(value: unknown): string {
+  switch (typeof value) {
+    case "string":
+      return serializeString(value);
+    case "number":
+      if (!Number.isFinite(value)) throw new CanonicalJsonError("numbers must be finite");
+      return JSON.stringify(value);
+    case "boolean":
+      return value ? "true" : "false";
+    case "object": {
+      if (value === null) return "null";
+      if (Array.isArray(value)) {
+        let out = "[";
+        for (let i = 0; i < value.length; i++) out += (i === 0 ? "" : ",") + canonicalize(value[i]);
+        return `${out}]`;
+      }
+      const record = value as Record<string, unknown>;
+      // Array.prototype.sort compares UTF-16 code units, which is what RFC 8785 §3.2.3 asks for.
+      const keys = Object.keys(record).sort();
+      let out = "{";
+      let first = true;
+      for (const key of keys) {
+        const member = record[key];
+        if (member === undefined) continue;
+        out += `${first ? "" : ","}${serializeString(key)}:${canonicalize(member)}`;
+        first = false;
+      }
+      return `${out}}`;
+    }
+    default:
+      throw new CanonicalJsonError(`${typeof value} is not a JSON value`);
+  }
+}
+
+function serializeString(s: string): string {
+  // I-JSON (RFC 7493) forbids lone surrogates; they cannot round-trip as UTF-8.
+  if (!(s as unknown as { isWellFormed(): boolean }).isWellFormed()) throw new CanonicalJsonError("strings must be valid Unicode (lone surrogate found)");
+  return JSON.stringify(s);
+}

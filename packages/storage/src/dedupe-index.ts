@@ -1,0 +1,102 @@
+import { apiCode, ApiCode } from "./substrate-errors.js";
+import type { Substrate } from "./substrate.js";
+import { DEDUPE_STREAM } from "./topology.js";
+
+/**
+ * The dedupe index: one claim per message_id, kept for the dedupe horizon.
+ *
+ * A claim is published with "expected last subject sequence = 0", which makes
+ * the stream an atomic put-if-absent with no time limit. The claim names the
+ * batch that owns it; the batch's commit record, one per append call, maps the
+ * claims it owns to their offsets. Claims that were resolved after a crash
+ * carry their offset themselves.
+ */
+export interface ClaimBody {
+  /** message_id (to tell a 128-bit key collision from a duplicate) */
+  readonly m: string;
+  /** payload identity */
+  readonly h: string;
+  /** stream category */
+  readonly s: string;
+  /** NATS subject of the fact */
+  readonly j: string;
+  /** owning batch */
+  readonly b: string;
+  /** offset, once resolved by a takeover */
+  readonly o?: number;
+}
+
+export interface Claim extends ClaimBody {
+  /** Sequence of the claim in the index stream (for compare-and-set). */
+  readonly seq: number;
+  /** When the server stored the claim. */
+  readonly claimedAtMs: number;
+}
+
+const claimSubject = (key: string) => `bsfg.dedupe.c.${key}`;
+const commitSubject = (batch: string) => `bsfg.dedupe.b.${batch}`;
+const encoder = new TextEncoder();
+
+export interface DedupeIndex {
+  /** True when this call now owns the key; false when it was claimed before. */
+  claim(key: string, body: ClaimBody, timeoutMs: number): Promise<boolean>;
+  /** Replaces a claim only if it is still the one read at `seq`. */
+  replace(key: string, seq: number, body: ClaimBody): Promise<boolean>;
+  read(key: string): Promise<Claim | undefined>;
+  /** Records the offsets of the claims a batch owns. */
+  commit(batch: string, offsets: Record<string, number>): Promise<void>;
+  /** The offset of a claim's fact, if its owner committed it. */
+  committedOffset(key: string, claim: Claim): Promise<number | undefined>;
+}
+
+export function dedupeIndex({ jsm, publisher }: Substrate): DedupeIndex {
+  // Reads go to the stream leader (not direct get), so a claim that just won
+  // a race is always visible to the loser.
+  const last = (subject: string) => jsm.streams.getMessage(DEDUPE_STREAM, { last_by_subj: subject });
+  const commits = new Map<string, Promise<Record<string, number> | undefined>>();
+
+  async function conditionalPublish(key: string, body: ClaimBody, expected: number, timeoutMs?: number): Promise<boolean> {
+    try {
+      await publisher.publish(claimSubject(key), encoder.encode(JSON.stringify(body)), {
+        expectLastSubjectSequence: expected,
+        ...(timeoutMs ? { timeoutMs } : {}),
+      });
+      return true;
+    } catch (err) {
+      if (apiCode(err) === ApiCode.WrongLastSequence) return false;
+      throw err;
+    }
+  }
+
+  async function readCommit(batch: string): Promise<Record<string, number> | undefined> {
+    const msg = await last(commitSubject(batch));
+    return msg ? (msg.json<{ o: Record<string, number> }>().o) : undefined;
+  }
+
+  return {
+    claim: (key, body, timeoutMs) => conditionalPublish(key, body, 0, timeoutMs),
+    replace: (key, seq, body) => conditionalPublish(key, body, seq),
+    async read(key) {
+      const msg = await last(claimSubject(key));
+      if (!msg) return undefined;
+      return { ...msg.json<ClaimBody>(), seq: msg.seq, claimedAtMs: msg.time.getTime() };
+    },
+    async commit(batch, offsets) {
+      await publisher.publish(commitSubject(batch), encoder.encode(JSON.stringify({ o: offsets })));
+    },
+    async committedOffset(key, claim) {
+      if (claim.o !== undefined) return claim.o;
+      // Many duplicates of one earlier batch arrive together (a retried batch):
+      // read that batch's commit once. Only found commits are cached.
+      let pending = commits.get(claim.b);
+      if (!pending) {
+        pending = readCommit(claim.b);
+        commits.set(claim.b, pending);
+        pending.then((found) => { if (!found) commits.delete(claim.b); }, () => commits.delete(claim.b));
+        if (commits.size > 10_000) commits.delete(commits.keys().next().value!);
+      }
+      return (await pending)?.[key];
+    },
+  };
+}
+

@@ -1,0 +1,17 @@
+export { openZoneStore, type ZoneStore, type OpenOptions } from "./zone-store.js";
+export {
+  parseStorageConfig,
+  storageConfigSchema,
+  dedupeHorizonMs,
+  zoneName,
+  type StorageConfig,
+  type StorageConfigInput,
+  type ConsumerDefinition,
+  type StreamDefinition,
+} from "./config.js";
+export type { FactPage, PageLimits } from "./read-facts.js";
+export type { ObjectHeaderInput, ObjectReader } from "./artifacts.js";
+export { factStreamName, factSubject } from "./routing.js";
+export { canonicalize, canonicalizeJsonText, CanonicalJsonError } from "./canonical-json.js";
+export { payloadIdentity } from "./identity.js";
+export { publisher, type Publisher, type Ack } from "./publisher.js";

@@ -1,0 +1,121 @@
+import { createInbox, headers as natsHeaders, type MsgHdrs, type NatsConnection, type Msg } from "@nats-io/nats-core";
+
+/** A JetStream publish acknowledgement. */
+export interface Ack {
+  readonly stream: string;
+  readonly seq: number;
+  readonly duplicate: boolean;
+}
+
+/** A JetStream API error from a publish, with the server's err_code. */
+export class PublishError extends Error {
+  constructor(message: string, readonly apiCode: number | undefined) {
+    super(message);
+    this.name = "PublishError";
+  }
+}
+
+export interface PublishOptions {
+  readonly headers?: MsgHdrs;
+  /** Publish only if the subject's last sequence is this (0: no message on the subject yet). */
+  readonly expectLastSubjectSequence?: number;
+  /** Give up waiting for the acknowledgement after this long; default: the publisher's timeout. */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * Pipelined JetStream publishing for the append path. Every publish gets its
+ * own reply subject under one wildcard subscription, and one sweep times out
+ * unanswered publishes, so a publish costs one protocol write and one JSON
+ * parse. nats.js's js.publish() goes through a full request per message and
+ * costs several times more client CPU, which made the client, not the server,
+ * the limit of a zone's append rate (see docs/storage.md, "Throughput").
+ */
+export interface Publisher {
+  publish(subject: string, data: Uint8Array, opts?: PublishOptions): Promise<Ack>;
+  close(): void;
+}
+
+interface Waiter {
+  resolve(ack: Ack): void;
+  reject(err: Error): void;
+  deadline: number;
+}
+
+const decoder = new TextDecoder();
+
+const SWEEP_MS = 50;
+
+export function publisher(nc: NatsConnection, timeoutMs: number): Publisher {
+  const prefix = createInbox();
+  const waiting = new Map<string, Waiter>();
+  let next = 0;
+
+  const sub = nc.subscribe(`${prefix}.*`, {
+    callback: (err, msg) => {
+      if (err) return;
+      const waiter = waiting.get(msg.subject.slice(prefix.length + 1));
+      if (!waiter) return;
+      waiting.delete(msg.subject.slice(prefix.length + 1));
+      settle(waiter, msg);
+    },
+  });
+
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const [id, waiter] of waiting) {
+      if (waiter.deadline <= now) {
+        waiting.delete(id);
+        waiter.reject(new PublishError("no acknowledgement from JetStream in time", undefined));
+      }
+    }
+  }, SWEEP_MS);
+  sweep.unref();
+
+  return {
+    publish(subject, data, opts = {}) {
+      const id = (next++).toString(36);
+      let headers = opts.headers;
+      if (opts.expectLastSubjectSequence !== undefined) {
+        headers ??= natsHeaders();
+        headers.set("Nats-Expected-Last-Subject-Sequence", String(opts.expectLastSubjectSequence));
+      }
+      return new Promise<Ack>((resolve, reject) => {
+        waiting.set(id, { resolve, reject, deadline: Date.now() + (opts.timeoutMs ?? timeoutMs) });
+        try {
+          nc.publish(subject, data, { reply: `${prefix}.${id}`, ...(headers ? { headers } : {}) });
+        } catch (err) {
+          waiting.delete(id);
+          reject(err as Error);
+        }
+      });
+    },
+    close() {
+      clearInterval(sweep);
+      sub.unsubscribe();
+      for (const waiter of waiting.values()) waiter.reject(new PublishError("publisher closed", undefined));
+      waiting.clear();
+    },
+  };
+}
+
+function settle(waiter: Waiter, msg: Msg): void {
+  if (msg.data.length === 0) {
+    // A status message: 503 means no stream listens on the subject.
+    const code = msg.headers?.code ?? 0;
+    waiter.reject(new PublishError(code === 503 ? "no JetStream stream answered (503 no responders)" : `JetStream status ${code}`, undefined));
+    return;
+  }
+  let reply: { stream?: string; seq?: number; duplicate?: boolean; error?: { err_code?: number; description?: string } };
+  try {
+    reply = JSON.parse(decoder.decode(msg.data)) as typeof reply;
+  } catch {
+    waiter.reject(new PublishError("unreadable JetStream acknowledgement", undefined));
+    return;
+  }
+  if (reply.error) {
+    waiter.reject(new PublishError(reply.error.description ?? "JetStream error", reply.error.err_code));
+    return;
+  }
+  waiter.resolve({ stream: reply.stream ?? "", seq: reply.seq ?? 0, duplicate: reply.duplicate === true });
+}

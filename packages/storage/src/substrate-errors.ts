@@ -1,0 +1,36 @@
+import { JetStreamApiError } from "@nats-io/jetstream";
+import { Code, ConnectError, Reason, rejection } from "@bsfg/proto";
+import { PublishError } from "./publisher.js";
+
+/** JetStream API error codes this package branches on. */
+export const ApiCode = {
+  StreamNotFound: 10059,
+  NoMessageFound: 10037,
+  WrongLastSequence: 10071,
+  StoreFailed: 10077,
+  ConsumerNotFound: 10014,
+} as const;
+
+export function apiCode(err: unknown): number | undefined {
+  if (err instanceof JetStreamApiError) return err.code;
+  if (err instanceof PublishError) return err.apiCode;
+  return undefined;
+}
+
+/** The server refused a write because the stream reached max_bytes (discard: new). */
+export function isStoreFull(err: unknown): boolean {
+  return err instanceof Error && /maximum (bytes|messages) exceeded|insufficient resources/i.test(err.message);
+}
+
+/**
+ * Maps an error from the substrate to a rejection. Anything not recognised is
+ * `unavailable`: the client may retry, because every operation is idempotent.
+ */
+export function substrateRejection(err: unknown, what: string): ConnectError {
+  if (err instanceof ConnectError) return err;
+  if (isStoreFull(err)) {
+    return rejection(Code.ResourceExhausted, Reason.StoreFull, `${what}: the store is full (${(err as Error).message})`);
+  }
+  const detail = err instanceof Error ? err.message : String(err);
+  return rejection(Code.Unavailable, Reason.StoreUnavailable, `${what}: JetStream did not answer (${detail}); retry`);
+}

@@ -1,0 +1,203 @@
+import { jetstream, jetstreamManager, StorageType, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { Objm, type ObjectStore } from "@nats-io/obj";
+import { connect } from "@nats-io/transport-node";
+import { Code, Reason, rejection, type AppendResult, type FactMessage, type ObjectRef } from "@bsfg/proto";
+import { appendBatch } from "./append.js";
+import { artifacts, type Artifacts, type ObjectHeaderInput, type ObjectReader } from "./artifacts.js";
+import { fillGauge, type FillGauge } from "./backpressure.js";
+import type { ConsumerDefinition, StorageConfig } from "./config.js";
+import { consumerRegistry, type ConsumerRegistry } from "./consumer-registry.js";
+import { cursors, type Cursors } from "./cursors.js";
+import { dedupeIndex } from "./dedupe-index.js";
+import { publisher } from "./publisher.js";
+import { readFacts, type FactPage, type PageLimits } from "./read-facts.js";
+import { readRange } from "./read-range.js";
+import { factStreamName } from "./routing.js";
+import { substrateRejection } from "./substrate-errors.js";
+import type { Substrate } from "./substrate.js";
+import { configDiff, CONSUMERS_BUCKET, CURSORS_BUCKET, desiredStreams, ensureStream, LEASES_BUCKET, mismatch } from "./topology.js";
+import { prepareBatch } from "./validate.js";
+import { nanos } from "./units.js";
+
+/** A zone's storage: its fact log, cursors, consumer registry and artifacts on JetStream. */
+export interface ZoneStore {
+  readonly config: StorageConfig;
+  readonly connection: NatsConnection;
+  /** Validates and appends a batch; see docs/storage.md for the guarantees. */
+  append(messages: readonly FactMessage[]): Promise<AppendResult[]>;
+  /** Facts after `afterOffset` as `consumer` sees them. */
+  read(consumer: Pick<ConsumerDefinition, "stream" | "subjectFilter" | "skipOrigins">, afterOffset: number, limits?: Partial<PageLimits>): Promise<FactPage>;
+  /** A registered consumer's definition, or not_found. */
+  consumer(name: string): Promise<ConsumerDefinition>;
+  /** A consumer's confirmed cursor. */
+  cursor(name: string): Promise<number>;
+  /** The page right after a consumer's confirmed cursor. */
+  readNext(name: string, limits?: Partial<PageLimits>): Promise<FactPage & { cursor: number }>;
+  /** Confirms receipt up to `offset`; monotonic; failed_precondition beyond the log. */
+  confirm(name: string, offset: number): Promise<number>;
+  readonly consumers: ConsumerRegistry;
+  readonly cursors: Cursors;
+  readonly artifacts: Artifacts;
+  putObject(header: ObjectHeaderInput, content: AsyncIterable<Uint8Array>): Promise<ObjectRef>;
+  statObject(bucket: string, key: string): Promise<ObjectRef | undefined>;
+  getObject(bucket: string, key: string, offset?: number): Promise<ObjectReader>;
+  /** Fill of a stream category in percent of its capacity. */
+  fillPercent(stream: string): Promise<number>;
+  /** What topology setup did, for start-up logs. */
+  readonly topologyReport: string[];
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  /** NATS servers of this zone; or pass an existing `connection`. */
+  readonly servers?: string | string[];
+  readonly connection?: NatsConnection;
+  /** Connection name shown by the server (e.g. "bsfg-ingest"). */
+  readonly name?: string;
+  /** How long an append waits for a concurrent writer of the same message_id. */
+  readonly pendingWaitMs?: number;
+}
+
+const PUBLISH_TIMEOUT_MS = 5_000;
+const DEFAULT_PAGE: PageLimits = { limit: 500, maxBytes: 4 * 2 ** 20 };
+
+export async function openZoneStore(cfg: StorageConfig, opts: OpenOptions): Promise<ZoneStore> {
+  const nc = opts.connection ?? await connect({
+    servers: opts.servers ?? "nats://127.0.0.1:4222",
+    name: opts.name ?? `bsfg-${cfg.zone}`,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+  });
+  const domain = cfg.domain ?? cfg.zone;
+  const jsm = await jetstreamManager(nc, { domain });
+  const js = jetstream(nc, { domain });
+  const substrate: Substrate = { nc, js, jsm, apiPrefix: `$JS.${domain}.API`, publisher: publisher(nc, PUBLISH_TIMEOUT_MS) };
+  const report: string[] = [];
+  const { cursorKv, registryKv, buckets } = await ensureTopology(cfg, js, jsm, report);
+  const registry = consumerRegistry(registryKv);
+  const cursorStore = cursors(cursorKv);
+  for (const consumer of cfg.consumers) {
+    report.push(`consumer ${consumer.name}: ${await registry.register(consumer)}`);
+    if (await cursorStore.get(consumer.name) === undefined) {
+      await cursorStore.initialize(consumer.name, await startCursor(substrate, consumer));
+    }
+  }
+  const fill: FillGauge = fillGauge(jsm, { rejectAtPercent: cfg.backpressure.rejectAtPercent, refreshIntervalMs: cfg.backpressure.refreshInterval });
+  const objects = artifacts(substrate, buckets, cfg.objectChunkBytes);
+  const appendContext = {
+    index: dedupeIndex(substrate),
+    fill,
+    pendingTimeoutMs: cfg.dedupe.pendingTimeout,
+    pendingWaitMs: opts.pendingWaitMs ?? cfg.dedupe.pendingTimeout + 1_000,
+    substrate,
+  };
+  // A page must fit the largest fact, or a consumer could stall on it.
+  const minPageBytes = cfg.limits.maxFactBytes + 4096;
+
+  async function consumer(name: string): Promise<ConsumerDefinition> {
+    const def = await registry.get(name).catch((err) => { throw substrateRejection(err, "reading the consumer registry"); });
+    if (!def) throw rejection(Code.NotFound, Reason.UnknownConsumer, `consumer "${name}" is not registered in zone ${cfg.zone}`, { consumer: name });
+    return def;
+  }
+  async function cursor(name: string): Promise<number> {
+    const value = await cursorStore.get(name).catch((err) => { throw substrateRejection(err, "reading a cursor"); });
+    if (value === undefined) throw rejection(Code.NotFound, Reason.UnknownConsumer, `consumer "${name}" has no cursor in zone ${cfg.zone}`, { consumer: name });
+    return value;
+  }
+  async function read(def: Pick<ConsumerDefinition, "stream" | "subjectFilter" | "skipOrigins">, afterOffset: number, limits: Partial<PageLimits> = {}) {
+    const page = { limit: limits.limit ?? DEFAULT_PAGE.limit, maxBytes: Math.max(limits.maxBytes ?? DEFAULT_PAGE.maxBytes, minPageBytes) };
+    return readFacts(substrate, def, afterOffset, page).catch((err) => { throw substrateRejection(err, "reading facts"); });
+  }
+
+  return {
+    config: cfg,
+    connection: nc,
+    async append(messages) {
+      const prepared = prepareBatch(cfg, messages);
+      return appendBatch(appendContext, prepared).catch((err) => { throw substrateRejection(err, "appending facts"); });
+    },
+    read,
+    consumer,
+    cursor,
+    async readNext(name, limits) {
+      const def = await consumer(name);
+      const at = await cursor(name);
+      return { ...(await read(def, at, limits)), cursor: at };
+    },
+    async confirm(name, offset) {
+      const def = await consumer(name);
+      const current = await cursor(name);
+      if (offset <= current) return current;
+      const highWater = await jsm.streams.info(factStreamName(def.stream)).then((i) => i.state.last_seq, (err) => { throw substrateRejection(err, "reading the log"); });
+      if (offset > highWater) {
+        throw rejection(Code.FailedPrecondition, Reason.CursorBeyondLog, `offset ${offset} is beyond the last offset ${highWater} of stream ${def.stream}; nothing there was delivered`, { consumer: name, offset: String(offset), high_water: String(highWater) });
+      }
+      return cursorStore.advance(name, offset).catch((err) => { throw substrateRejection(err, "advancing a cursor"); });
+    },
+    consumers: registry,
+    cursors: cursorStore,
+    artifacts: objects,
+    putObject: (header, content) => objects.put(header, content),
+    statObject: (bucket, key) => objects.stat(bucket, key),
+    getObject: (bucket, key, offset) => objects.get(bucket, key, offset),
+    fillPercent: (stream) => fill.percent(stream),
+    topologyReport: report,
+    async close() {
+      substrate.publisher.close();
+      if (!opts.connection) await nc.drain().catch(() => nc.close());
+    },
+  };
+}
+
+async function ensureTopology(cfg: StorageConfig, js: JetStreamClient, jsm: JetStreamManager, report: string[]) {
+  for (const stream of desiredStreams(cfg)) {
+    report.push(`stream ${stream.name}: ${await ensureStream(jsm, stream, cfg.reconcileTopology)}`);
+  }
+  const kvm = new Kvm(js);
+  const kvBucket = async (name: string, ttlMs?: number): Promise<KV> => {
+    const kv = await kvm.create(name, { history: 1, replicas: cfg.replicas, storage: StorageType.File, ...(ttlMs ? { ttl: ttlMs } : {}) });
+    await verifyBacking(jsm, `KV_${name}`, { num_replicas: cfg.replicas, max_age: ttlMs ? nanos(ttlMs) : 0, max_msgs_per_subject: 1 });
+    report.push(`kv ${name}: ready`);
+    return kv;
+  };
+  const cursorKv = await kvBucket(CURSORS_BUCKET);
+  const registryKv = await kvBucket(CONSUMERS_BUCKET);
+  await kvBucket(LEASES_BUCKET, cfg.leaseTtl);
+  const objm = new Objm(js);
+  const buckets = new Map<string, ObjectStore>();
+  for (const [name, bucket] of Object.entries(cfg.buckets)) {
+    const replicas = bucket.replicas ?? cfg.replicas;
+    buckets.set(name, await objm.create(name, { replicas, storage: StorageType.File, ...(bucket.maxBytes ? { max_bytes: bucket.maxBytes } : {}) }));
+    await verifyBacking(jsm, `OBJ_${name}`, { num_replicas: replicas, max_bytes: bucket.maxBytes ?? -1 });
+    report.push(`object bucket ${name}: ready`);
+  }
+  return { cursorKv, registryKv, buckets };
+}
+
+/** KV and Object Store buckets are created by their libraries; check what the server actually has. */
+async function verifyBacking(jsm: JetStreamManager, stream: string, expected: Record<string, number>): Promise<void> {
+  const actual = (await jsm.streams.info(stream)).config;
+  const diffs = configDiff(expected, actual, Object.keys(expected));
+  if (diffs.length > 0) throw mismatch(stream, diffs, "change or recreate the bucket to match the configuration");
+}
+
+/** Where a newly registered consumer's cursor starts, from its start policy. */
+async function startCursor(substrate: Substrate, consumer: ConsumerDefinition): Promise<number> {
+  const { jsm } = substrate;
+  const stream = factStreamName(consumer.stream);
+  switch (consumer.start.policy) {
+    case "all":
+      return 0;
+    case "new":
+      return (await jsm.streams.info(stream)).state.last_seq;
+    case "from_offset":
+      return consumer.start.offset - 1;
+    case "from_time": {
+      const range = await readRange(substrate, stream, { startTime: new Date(consumer.start.time), limit: 1 });
+      const first = range.messages[0];
+      return first ? first.seq - 1 : (await jsm.streams.info(stream)).state.last_seq;
+    }
+  }
+}

@@ -1,0 +1,44 @@
+export interface NatsConfigInput {
+  port: number;
+  monitorPort: number;
+  serverName: string;
+  domain: string;
+  storeDir: string;
+  maxMemoryStore: string | number;
+  maxFileStore: string | number;
+  extraConfig?: string | undefined;
+}
+
+/**
+ * JetStream domains end up as a subject token ($JS.<domain>.API.>), so dots,
+ * wildcards and whitespace would silently break routing; reject them early.
+ */
+export function assertValidDomain(domain: string): void {
+  if (!/^[A-Za-z0-9_-]+$/.test(domain)) {
+    throw new Error(`Invalid JetStream domain ${JSON.stringify(domain)}: use only letters, digits, "-" and "_"`);
+  }
+}
+
+/** Render a nats-server config file. Strings are JSON-quoted, which the NATS config parser accepts. */
+export function renderNatsConfig(input: NatsConfigInput): string {
+  const lines = [
+    `listen: 127.0.0.1:${input.port}`,
+    `http: 127.0.0.1:${input.monitorPort}`,
+    `server_name: ${JSON.stringify(input.serverName)}`,
+    `jetstream {`,
+    `  store_dir: ${JSON.stringify(input.storeDir)}`,
+    `  domain: ${JSON.stringify(input.domain)}`,
+    `  max_memory_store: ${sizeValue(input.maxMemoryStore)}`,
+    `  max_file_store: ${sizeValue(input.maxFileStore)}`,
+    `}`,
+  ];
+  if (input.extraConfig !== undefined && input.extraConfig !== "") lines.push(input.extraConfig);
+  return `${lines.join("\n")}\n`;
+}
+
+function sizeValue(value: string | number): string {
+  // Unquoted so nats-server parses units like "1GB"; numbers are plain bytes.
+  if (typeof value === "number") return String(Math.trunc(value));
+  if (!/^\d+\s*[KMGTkmgt]?[Bb]?$/.test(value)) throw new Error(`Invalid JetStream size ${JSON.stringify(value)}`);
+  return value.replace(/\s+/g, "");
+}

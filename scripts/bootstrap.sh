@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what BSFG needs on a fresh Debian/Ubuntu machine with Node >= 20:
+# pnpm (pinned) and nats-server (Debian package), then the workspace's dependencies.
+# Sourced by scripts/test.sh (and later by the run command); safe to run repeatedly.
+set -euo pipefail
+
+PNPM_VERSION=12.4.2
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+need_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "error: '$*' needs root; run it as root or install sudo" >&2; exit 1
+  fi
+}
+
+node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+if [ "$node_major" -lt 20 ]; then
+  echo "error: BSFG needs Node.js 20 or newer (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+
+if ! command -v pnpm >/dev/null || [ "$(pnpm --version 2>/dev/null)" != "$PNPM_VERSION" ]; then
+  echo "==> installing pnpm $PNPM_VERSION"
+  # corepack cannot fetch pnpm here; npm can.
+  need_root npm install -g "pnpm@$PNPM_VERSION" >/dev/null
+fi
+
+if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then
+  echo "==> installing nats-server (Debian package)"
+  need_root apt-get update -qq
+  need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+fi
+
+export TURBO_TELEMETRY_DISABLED=1
+cd "$root"
+echo "==> installing workspace dependencies"
+pnpm install --frozen-lockfile --reporter=append-only | tail -n 3
