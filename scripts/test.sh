@@ -14,4 +14,20 @@ if git rev-parse --verify --quiet main >/dev/null && [ "$(git rev-parse HEAD)" !
 fi
 
 echo "==> generate, lint, build, test"
+rm -rf packages/*/.vitest apps/*/.vitest test/.vitest
 pnpm exec turbo run generate lint build test --output-logs=new-only --concurrency=2
+
+# One closing line over every suite, for humans and for CI.
+node -e '
+const fs = require("fs"), path = require("path");
+let passed = 0, failed = 0, skipped = 0;
+const workspaces = ["test", ...["packages", "apps"].flatMap((d) => fs.existsSync(d) ? fs.readdirSync(d).map((n) => path.join(d, n)) : [])];
+for (const dir of workspaces) {
+  const file = path.join(dir, ".vitest", "results.json");
+  if (!fs.existsSync(file)) continue;
+  const r = JSON.parse(fs.readFileSync(file, "utf8"));
+  passed += r.numPassedTests; failed += r.numFailedTests; skipped += r.numPendingTests + (r.numTodoTests || 0);
+}
+console.log(`\n${passed} passed, ${failed} failed` + (skipped ? `, ${skipped} skipped` : ""));
+if (passed === 0 || failed > 0) process.exit(1);
+'
