@@ -8,7 +8,8 @@ import { openZoneStore } from "./zone-store.js";
 describe("append: idempotency beyond JetStream's duplicate window", () => {
   let zone: TestZone;
   beforeAll(async () => {
-    zone = await startTestZone();
+    // A short JetStream duplicate window (the in-flight window), so the test can wait it out.
+    zone = await startTestZone({ dedupe: { pendingTimeout: "1s", inflightWindow: "2s" } });
   });
   afterAll(() => zone.dispose());
 
@@ -91,6 +92,20 @@ describe("append: idempotency beyond JetStream's duplicate window", () => {
     expect(results[1]!.offset).toBe(stored!.offset);
     expect(results[2]!.offset).toBe(stored!.offset);
     expect(results[4]!.offset).toBe(results[3]!.offset);
+  });
+
+  it("compares a message_id repeated inside a batch with what is stored, not with its first occurrence", async () => {
+    const stored = factMessage({ object: { v: 0 } });
+    const id = stored.envelope!.messageId;
+    const [original] = await zone.store.append([stored]);
+    const changed = factMessage({ id, object: { v: 1 } });
+    const results = await zone.store.append([changed, changed, stored]);
+    expect(results.map((r) => r.status)).toEqual([
+      AppendStatus.CONFLICTING_DUPLICATE,
+      AppendStatus.CONFLICTING_DUPLICATE,
+      AppendStatus.DUPLICATE,
+    ]);
+    expect(results.every((r) => r.offset === original!.offset)).toBe(true);
   });
 
   it("rejects a malformed batch whole and writes nothing", async () => {

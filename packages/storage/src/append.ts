@@ -1,28 +1,41 @@
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import { nuid } from "@nats-io/nats-core";
-import { AppendResultSchema, AppendStatus, Code, Reason, rejection, type AppendResult } from "@bsfg/proto";
+import { AppendResultSchema, AppendStatus, Code, FactMessageSchema, Reason, rejection, type AppendResult } from "@bsfg/proto";
 import type { FillGauge } from "./backpressure.js";
 import type { ClaimBody, DedupeIndex } from "./dedupe-index.js";
-import type { Ack, Publisher } from "./publisher.js";
-import { findStoredFact } from "./recover.js";
-import type { Substrate } from "./substrate.js";
+import { payloadIdentity } from "./identity.js";
+import type { PendingClock } from "./pending-clock.js";
+import { PublishError, type Ack } from "./publisher.js";
+import type { Recovery } from "./recover.js";
+import { factStreamName } from "./routing.js";
 import { substrateRejection } from "./substrate-errors.js";
+import type { Substrate } from "./substrate.js";
 import type { PreparedMessage } from "./validate.js";
 
 export interface AppendContext {
-  readonly index: DedupeIndex;
-  readonly fill: FillGauge;
-  /** A claim older than this without a commit is treated as abandoned. */
-  readonly pendingTimeoutMs: number;
-  /** How long to wait for another writer's pending claim before answering append_pending. */
-  readonly pendingWaitMs: number;
   readonly substrate: Substrate;
+  readonly index: DedupeIndex;
+  readonly recovery: Recovery;
+  readonly fill: FillGauge;
+  /** When this process first saw each pending claim, on its own monotonic clock. */
+  readonly pendingClock: PendingClock;
+  /** A claim pending this long (as seen here) is treated as abandoned. */
+  readonly pendingTimeoutMs: number;
+  /** How long one call waits for another writer's pending claim before answering append_pending. */
+  readonly pendingWaitMs: number;
 }
 
 interface Outcome {
-  offset: number;
-  stream: string;
-  status: AppendStatus;
+  readonly offset: number;
+  readonly stream: string;
+  readonly status: AppendStatus;
+  /** Payload identity of the fact stored at `offset`. */
+  readonly storedHash: string;
+}
+
+interface Owned {
+  readonly index: number;
+  readonly claimSeq: number;
 }
 
 /**
@@ -50,36 +63,36 @@ export async function appendBatch(ctx: AppendContext, batch: readonly PreparedMe
 
   const outcomes = new Array<Outcome | undefined>(batch.length);
   const batchId = nuid.next();
-  const claimedAt = Date.now();
-  const ownerDeadline = claimedAt + ctx.pendingTimeoutMs / 3;
-  const claims = await Promise.allSettled(
-    leaders.map((i) => ctx.index.claim(batch[i]!.key, claimBody(batch[i]!, batchId), ctx.pendingTimeoutMs / 3)),
-  );
-  const owned = leaders.filter((_, n) => claims[n]!.status === "fulfilled" && (claims[n] as PromiseFulfilledResult<boolean>).value);
-  const claimedBefore = leaders.filter((_, n) => claims[n]!.status === "fulfilled" && !(claims[n] as PromiseFulfilledResult<boolean>).value);
-  const failure = claims.find((c): c is PromiseRejectedResult => c.status === "rejected");
-
-  const published = await publishOwned(ctx, batch, owned, batchId, ownerDeadline);
-  owned.forEach((i, n) => {
-    const ack = published.acks[n];
-    if (ack) outcomes[i] = { offset: ack.seq, stream: batch[i]!.stream, status: AppendStatus.APPENDED };
+  const deadline = performance.now() + ctx.pendingTimeoutMs / 3;
+  const claims = await Promise.allSettled(leaders.map((i) => ctx.index.claim(batch[i]!.key, claimBody(batch[i]!, batchId), ctx.pendingTimeoutMs / 3)));
+  const owned: Owned[] = [];
+  const claimedBefore: number[] = [];
+  let failure: unknown;
+  claims.forEach((claim, n) => {
+    if (claim.status === "rejected") failure ??= claim.reason;
+    else if (claim.value === undefined) claimedBefore.push(leaders[n]!);
+    else owned.push({ index: leaders[n]!, claimSeq: claim.value });
   });
-  if (failure) throw substrateRejection(failure.reason, "claiming message ids");
+
+  const published = await publishOwned(ctx, batch, owned, batchId, deadline);
+  owned.forEach(({ index }, n) => {
+    outcomes[index] = published.outcomes[n];
+  });
+  if (failure !== undefined) throw substrateRejection(failure, "claiming message ids");
   if (published.error) throw published.error;
 
-  const deadline = Date.now() + ctx.pendingWaitMs;
+  const waitUntil = performance.now() + ctx.pendingWaitMs;
   await Promise.all(claimedBefore.map(async (i) => {
-    outcomes[i] = await resolveClaimed(ctx, batch[i]!, deadline);
+    outcomes[i] = await resolveClaimed(ctx, batch[i]!, waitUntil);
   }));
 
   return batch.map((p, i) => {
-    const leader = first.get(p.messageId)!;
-    let outcome = outcomes[leader]!;
-    if (leader !== i) {
-      const same = batch[leader]!.hash === p.hash;
-      outcome = { ...outcome, status: same ? AppendStatus.DUPLICATE : AppendStatus.CONFLICTING_DUPLICATE };
-    }
-    return create(AppendResultSchema, { offset: BigInt(outcome.offset), stream: outcome.stream, status: outcome.status, messageId: p.messageId });
+    const outcome = outcomes[first.get(p.messageId)!]!;
+    // Compare with what is stored, not with the batch's first occurrence.
+    const status = outcome.status === AppendStatus.APPENDED && first.get(p.messageId) === i
+      ? AppendStatus.APPENDED
+      : p.hash === outcome.storedHash ? AppendStatus.DUPLICATE : AppendStatus.CONFLICTING_DUPLICATE;
+    return create(AppendResultSchema, { offset: BigInt(outcome.offset), stream: outcome.stream, status, messageId: p.messageId });
   });
 }
 
@@ -89,37 +102,62 @@ function claimBody(p: PreparedMessage, batchId: string): ClaimBody {
 
 /**
  * Publishes the facts whose claims this call owns, then commits their offsets.
- * An owner never publishes once its claims may be considered abandoned.
+ * An owner never starts publishing once its claims may be considered
+ * abandoned; anything of its that arrives later still is caught by JetStream's
+ * duplicate window (Nats-Msg-Id = message_id).
  */
-async function publishOwned(ctx: AppendContext, batch: readonly PreparedMessage[], owned: number[], batchId: string, ownerDeadline: number) {
-  if (owned.length === 0) return { acks: [] as (Ack | undefined)[], error: undefined };
-  if (Date.now() > ownerDeadline) {
-    return { acks: [], error: rejection(Code.Unavailable, Reason.StoreUnavailable, "claiming took too long; the append was abandoned before writing and may be retried") };
+async function publishOwned(ctx: AppendContext, batch: readonly PreparedMessage[], owned: readonly Owned[], batchId: string, deadline: number) {
+  const outcomes: (Outcome | undefined)[] = [];
+  if (owned.length === 0) return { outcomes, error: undefined };
+  if (performance.now() > deadline) {
+    await Promise.allSettled(owned.map(({ index, claimSeq }) => release(ctx, batch[index]!, claimSeq)));
+    return { outcomes, error: rejection(Code.Unavailable, Reason.StoreUnavailable, "claiming took too long; the append was abandoned before writing and may be retried") };
   }
-  const timeout = Math.max(1, ownerDeadline - Date.now());
-  const settled = await Promise.allSettled(owned.map((i) => publishFact(ctx.substrate.publisher, batch[i]!, timeout)));
-  const acks = settled.map((s) => (s.status === "fulfilled" ? s.value : undefined));
+  const timeoutMs = Math.max(1, deadline - performance.now());
+  const settled = await Promise.allSettled(owned.map(({ index }) => {
+    const p = batch[index]!;
+    return ctx.substrate.publisher.publish(p.subject, p.payload, { msgId: p.messageId, timeoutMs });
+  }));
   const offsets: Record<string, number> = {};
-  owned.forEach((i, n) => {
-    const ack = acks[n];
-    if (ack) {
-      offsets[batch[i]!.key] = ack.seq;
-      ctx.fill.added(batch[i]!.stream, batch[i]!.payload.byteLength);
+  let error: unknown;
+  await Promise.all(settled.map(async (result, n) => {
+    const { index, claimSeq } = owned[n]!;
+    const p = batch[index]!;
+    if (result.status === "rejected") {
+      error ??= result.reason;
+      // Refused by the server (e.g. the store is full): nothing was written, so free the claim at once.
+      if (result.reason instanceof PublishError && result.reason.definite) await release(ctx, p, claimSeq).catch(() => undefined);
+      return;
     }
-  });
+    const ack: Ack = result.value;
+    if (!ack.duplicate) {
+      offsets[p.key] = ack.seq;
+      ctx.fill.added(p.stream, p.payload.byteLength);
+      outcomes[n] = { offset: ack.seq, stream: p.stream, status: AppendStatus.APPENDED, storedHash: p.hash };
+      return;
+    }
+    // A late copy of an earlier owner's publish landed first: that is the original.
+    const storedHash = await storedIdentity(ctx.substrate, p.stream, ack.seq);
+    await ctx.index.replace(p.key, claimSeq, { m: p.messageId, h: storedHash, s: p.stream, j: p.subject, b: batchId, o: ack.seq });
+    outcomes[n] = { offset: ack.seq, stream: p.stream, status: AppendStatus.DUPLICATE, storedHash };
+  })).catch((err: unknown) => { error ??= err; });
   if (Object.keys(offsets).length > 0) {
-    // Best effort: without the commit, a retry still finds the facts by the
-    // recovery scan once the claims are abandoned; the facts themselves are stored.
+    // Best effort: without the commit, a retry still finds the facts through
+    // recovery once the claims are abandoned; the facts themselves are stored.
     await ctx.index.commit(batchId, offsets).catch(() => undefined);
   }
-  const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
-  return { acks, error: failed ? substrateRejection(failed.reason, "appending facts") : undefined };
+  return { outcomes, error: error === undefined ? undefined : substrateRejection(error, "appending facts") };
 }
 
-function publishFact(publisher: Publisher, p: PreparedMessage, timeoutMs: number): Promise<Ack> {
-  // No headers: the protobuf payload carries everything, and every header
-  // costs client CPU and stored bytes on the hottest path.
-  return publisher.publish(p.subject, p.payload, { timeoutMs });
+function release(ctx: AppendContext, p: PreparedMessage, claimSeq: number) {
+  return ctx.index.replace(p.key, claimSeq, { m: p.messageId, h: p.hash, s: p.stream, j: p.subject, b: "", x: 1 });
+}
+
+async function storedIdentity(substrate: Substrate, stream: string, seq: number): Promise<string> {
+  const stored = await substrate.jsm.streams.getMessage(factStreamName(stream), { seq });
+  if (!stored) throw rejection(Code.Unavailable, Reason.StoreUnavailable, `fact ${seq} of ${stream} could not be read back`);
+  const message = fromBinary(FactMessageSchema, stored.data);
+  return payloadIdentity(message, message.fact!.objectJson);
 }
 
 /**
@@ -127,46 +165,60 @@ function publishFact(publisher: Publisher, p: PreparedMessage, timeoutMs: number
  * offset; after waiting for a live owner; or, when the owner abandoned the
  * claim, by finding its fact in the log or taking the claim over.
  */
-async function resolveClaimed(ctx: AppendContext, p: PreparedMessage, deadline: number): Promise<Outcome> {
+async function resolveClaimed(ctx: AppendContext, p: PreparedMessage, waitUntil: number): Promise<Outcome> {
+  const takeOver = async (claimSeq: number | undefined) => {
+    const batchId = nuid.next();
+    const started = performance.now();
+    const seq = claimSeq === undefined
+      ? await ctx.index.claim(p.key, claimBody(p, batchId), ctx.pendingTimeoutMs / 3)
+      : await ctx.index.replace(p.key, claimSeq, claimBody(p, batchId), ctx.pendingTimeoutMs / 3);
+    if (seq === undefined) return undefined; // someone else moved first; look again
+    const published = await publishOwned(ctx, [p], [{ index: 0, claimSeq: seq }], batchId, started + ctx.pendingTimeoutMs / 3);
+    if (published.error) throw published.error;
+    return published.outcomes[0]!;
+  };
+
   for (let attempt = 0; ; attempt++) {
-    const claim = await ctx.index.read(p.key).catch((err) => { throw substrateRejection(err, "reading the dedupe index"); });
+    const claim = await ctx.index.read(p.key);
     if (!claim) {
-      // The claim aged out of the dedupe horizon between our claim attempt and this read.
-      const batchId = nuid.next();
-      if (await ctx.index.claim(p.key, claimBody(p, batchId), ctx.pendingTimeoutMs / 3)) return appendAsOwner(ctx, p, batchId);
+      // The claim aged out of the dedupe horizon between our attempt and this read.
+      const outcome = await takeOver(undefined);
+      if (outcome) return outcome;
       continue;
     }
     if (claim.m !== p.messageId) {
       throw rejection(Code.Internal, Reason.StoreUnavailable, `message ids "${p.messageId}" and "${claim.m}" share a dedupe key`);
     }
+    if (claim.x) {
+      const outcome = await takeOver(claim.seq);
+      if (outcome) return outcome;
+      continue;
+    }
     const offset = await ctx.index.committedOffset(p.key, claim);
     if (offset !== undefined) {
-      return { offset, stream: claim.s, status: claim.h === p.hash ? AppendStatus.DUPLICATE : AppendStatus.CONFLICTING_DUPLICATE };
+      return { offset, stream: claim.s, status: claim.h === p.hash ? AppendStatus.DUPLICATE : AppendStatus.CONFLICTING_DUPLICATE, storedHash: claim.h };
     }
-    const age = Date.now() - claim.claimedAtMs;
-    if (age < ctx.pendingTimeoutMs) {
-      if (Date.now() >= deadline) {
+    // Pending. Age is measured on this process's clock from when it first saw
+    // this very claim, so clock skew between hosts cannot make a live owner look dead.
+    const pendingFor = performance.now() - ctx.pendingClock.firstSeen(p.key, claim.seq);
+    if (pendingFor < ctx.pendingTimeoutMs) {
+      const now = performance.now();
+      if (now >= waitUntil) {
         throw rejection(Code.Unavailable, Reason.AppendPending, `message ${p.messageId} is being appended by another call; retry`, { message_id: p.messageId });
       }
-      await delay(Math.min(200, 5 * 2 ** Math.min(attempt, 6), Math.max(1, deadline - Date.now())));
+      await delay(Math.min(200, 5 * 2 ** Math.min(attempt, 6), Math.max(1, waitUntil - now)));
       continue;
     }
     // The owner is gone. Its fact is either in the log (it crashed before
-    // committing) or it was never written.
-    const found = await findStoredFact(ctx.substrate, claim, ctx.pendingTimeoutMs);
+    // committing) or was never written.
+    const found = await ctx.recovery.find(claim);
     if (found !== undefined) {
       await ctx.index.replace(p.key, claim.seq, { m: claim.m, h: claim.h, s: claim.s, j: claim.j, b: claim.b, o: found });
       continue;
     }
-    const batchId = nuid.next();
-    if (await ctx.index.replace(p.key, claim.seq, claimBody(p, batchId))) return appendAsOwner(ctx, p, batchId);
+    const outcome = await takeOver(claim.seq);
+    if (outcome) return outcome;
   }
-}
-
-async function appendAsOwner(ctx: AppendContext, p: PreparedMessage, batchId: string): Promise<Outcome> {
-  const published = await publishOwned(ctx, [p], [0], batchId, Date.now() + ctx.pendingTimeoutMs / 3);
-  if (published.error) throw published.error;
-  return { offset: published.acks[0]!.seq, stream: p.stream, status: AppendStatus.APPENDED };
 }
 
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

@@ -51,9 +51,26 @@ export function artifacts(substrate: Substrate, buckets: ReadonlyMap<string, Obj
     return store;
   }
 
+  async function anyInfo(store: ObjectStore, key: string): Promise<ObjectInfo | null> {
+    return store.info(key).catch((err) => { throw substrateRejection(err, "reading object metadata"); });
+  }
+
   async function currentInfo(store: ObjectStore, key: string): Promise<ObjectInfo | undefined> {
-    const info = await store.info(key).catch((err) => { throw substrateRejection(err, "reading object metadata"); });
+    const info = await anyInfo(store, key);
     return info && !info.deleted ? info : undefined;
+  }
+
+  /**
+   * Whether every chunk the metadata names is stored. It is not when an
+   * upload's final acknowledgement was lost: the client library then purges the
+   * chunks although the metadata record was written.
+   */
+  async function chunksIntact(info: ObjectInfo): Promise<boolean> {
+    if (info.size === 0) return true;
+    const subject = `$O.${info.bucket}.C.${info.nuid}`;
+    const stream = await substrate.jsm.streams.info(`OBJ_${info.bucket}`, { subjects_filter: subject })
+      .catch((err) => { throw substrateRejection(err, "reading object chunks"); });
+    return (stream.state.subjects?.[subject] ?? 0) === info.chunks;
   }
 
   async function sameOrConflict(existing: ObjectInfo, digest: string, size: number): Promise<ObjectRef> {
@@ -85,11 +102,14 @@ export function artifacts(substrate: Substrate, buckets: ReadonlyMap<string, Obj
         size += chunk.byteLength;
       };
 
-      const existing = await currentInfo(store, header.key);
-      if (existing) {
+      const existing = await anyInfo(store, header.key);
+      if (existing && !existing.deleted && await chunksIntact(existing)) {
         for await (const chunk of content) count(chunk);
         return sameOrConflict(existing, verify(), size);
       }
+      // Absent, deleted by an operator, or broken by a lost acknowledgement (never
+      // acknowledged to anyone): write it, on condition that nothing changed meanwhile.
+      const previousRevision = existing?.revision ?? 0;
 
       const meta = natsHeaders();
       meta.set(Meta.MediaType, header.mediaType);
@@ -102,7 +122,7 @@ export function artifacts(substrate: Substrate, buckets: ReadonlyMap<string, Obj
         // The metadata record is written last, with "expected last subject
         // sequence = 0": the object becomes visible only after every chunk is
         // stored and verified, and never replaces an existing object.
-        const info = await store.put({ name: header.key, headers: meta, options: { max_chunk_size: chunkBytes } }, source, { previousRevision: 0 });
+        const info = await store.put({ name: header.key, headers: meta, options: { max_chunk_size: chunkBytes } }, source, { previousRevision });
         const ref = refOf(info);
         if (ref.digest !== digest) throw rejection(Code.DataLoss, Reason.ObjectCorrupted, `object ${header.bucket}/${header.key}: stored digest ${ref.digest} differs from ours ${digest}`);
         return ref;
@@ -110,7 +130,7 @@ export function artifacts(substrate: Substrate, buckets: ReadonlyMap<string, Obj
         if (apiCode(err) === ApiCode.WrongLastSequence) {
           // Someone stored the same key while we were uploading.
           const winner = await currentInfo(store, header.key);
-          if (winner) return sameOrConflict(winner, digest, size);
+          if (winner && await chunksIntact(winner)) return sameOrConflict(winner, digest, size);
         }
         throw substrateRejection(err, `storing object ${header.bucket}/${header.key}`);
       }
@@ -128,7 +148,7 @@ export function artifacts(substrate: Substrate, buckets: ReadonlyMap<string, Obj
       if (offset < 0 || offset > info.size) {
         throw rejection(Code.InvalidArgument, Reason.InvalidField, `offset ${offset} is outside object ${bucket}/${key} of ${info.size} bytes`, { bucket, key });
       }
-      return { object, chunks: verifiedChunks(substrate, info, object.digest, offset) };
+      return { object, chunks: asRejections(verifiedChunks(substrate, info, object.digest, offset), `reading object ${bucket}/${key}`) };
     },
   };
 }
@@ -153,6 +173,15 @@ function refOf(info: ObjectInfo): ObjectRef {
     mediaType: info.headers?.get(Meta.MediaType) ?? "",
     fileName: info.headers?.get(Meta.FileName) ?? "",
   });
+}
+
+/** Errors from the substrate while streaming surface as rejections too. */
+async function* asRejections(chunks: AsyncGenerator<Uint8Array>, what: string): AsyncGenerator<Uint8Array> {
+  try {
+    yield* chunks;
+  } catch (err) {
+    throw substrateRejection(err, what);
+  }
 }
 
 /** A pull-driven ReadableStream: it asks the source for a chunk only when the writer wants one. */
@@ -199,13 +228,14 @@ async function* verifiedChunks(substrate: Substrate, info: ObjectInfo, digest: s
       filter_subject: `$O.${info.bucket}.C.${info.nuid}`,
       mem_storage: true,
       num_replicas: 1,
-      inactive_threshold: nanos(60_000),
+      // A reader may pause (a slow peer); keep the consumer while it does.
+      inactive_threshold: nanos(5 * 60_000),
     });
     try {
       let remaining = consumer.num_pending;
       while (remaining > 0) {
         // Pull the next few chunks only when the reader asked for more: bounded memory.
-        const batch = await pullOnce(substrate, stream, consumer.name, { batch: Math.min(CHUNKS_PER_PULL, remaining) });
+        const { messages: batch } = await pullOnce(substrate, stream, consumer.name, { batch: Math.min(CHUNKS_PER_PULL, remaining) });
         if (batch.length === 0) throw corrupted("chunks stopped arriving");
         for (const m of batch) {
           remaining = m.pending;

@@ -70,7 +70,13 @@ export const storageConfigSchema = z.object({
     horizon: durationMs.optional(),
     /** An append claimed but not committed for this long is treated as abandoned. */
     pendingTimeout: durationMs.default(15_000),
-  }).strict().default({ pendingTimeout: 15_000 }),
+    /**
+     * JetStream's duplicate window on the fact streams: a publish delayed in
+     * flight (a stalled link) beyond the pending timeout is still deduplicated
+     * within it. Costs server memory per fact appended within the window.
+     */
+    inflightWindow: durationMs.default(120_000),
+  }).strict().default({ pendingTimeout: 15_000, inflightWindow: 120_000 }),
   limits: z.object({
     maxFactBytes: byteSize.default(64 * 1024),
     maxBatchMessages: z.number().int().positive().default(1_000),
@@ -94,6 +100,9 @@ export const storageConfigSchema = z.object({
   };
   known(cfg.defaultStream, ["defaultStream"]);
   cfg.routing.forEach((rule, i) => known(rule.stream, ["routing", i, "stream"]));
+  if (cfg.dedupe.inflightWindow < 2 * cfg.dedupe.pendingTimeout) {
+    ctx.addIssue({ code: "custom", path: ["dedupe", "inflightWindow"], message: "must be at least twice dedupe.pendingTimeout" });
+  }
   const names = new Set<string>();
   cfg.consumers.forEach((consumer, i) => {
     known(consumer.stream, ["consumers", i, "stream"]);

@@ -24,6 +24,8 @@ export interface ClaimBody {
   readonly b: string;
   /** offset, once resolved by a takeover */
   readonly o?: number;
+  /** released: the owner was refused before writing; anyone may take the claim */
+  readonly x?: 1;
 }
 
 export interface Claim extends ClaimBody {
@@ -38,10 +40,10 @@ const commitSubject = (batch: string) => `bsfg.dedupe.b.${batch}`;
 const encoder = new TextEncoder();
 
 export interface DedupeIndex {
-  /** True when this call now owns the key; false when it was claimed before. */
-  claim(key: string, body: ClaimBody, timeoutMs: number): Promise<boolean>;
-  /** Replaces a claim only if it is still the one read at `seq`. */
-  replace(key: string, seq: number, body: ClaimBody): Promise<boolean>;
+  /** The claim's sequence when this call now owns the key; undefined when it was claimed before. */
+  claim(key: string, body: ClaimBody, timeoutMs: number): Promise<number | undefined>;
+  /** Replaces a claim only if it is still the one at `seq`; returns the new claim's sequence. */
+  replace(key: string, seq: number, body: ClaimBody, timeoutMs?: number): Promise<number | undefined>;
   read(key: string): Promise<Claim | undefined>;
   /** Records the offsets of the claims a batch owns. */
   commit(batch: string, offsets: Record<string, number>): Promise<void>;
@@ -55,15 +57,15 @@ export function dedupeIndex({ jsm, publisher }: Substrate): DedupeIndex {
   const last = (subject: string) => jsm.streams.getMessage(DEDUPE_STREAM, { last_by_subj: subject });
   const commits = new Map<string, Promise<Record<string, number> | undefined>>();
 
-  async function conditionalPublish(key: string, body: ClaimBody, expected: number, timeoutMs?: number): Promise<boolean> {
+  async function conditionalPublish(key: string, body: ClaimBody, expected: number, timeoutMs?: number): Promise<number | undefined> {
     try {
-      await publisher.publish(claimSubject(key), encoder.encode(JSON.stringify(body)), {
+      const ack = await publisher.publish(claimSubject(key), encoder.encode(JSON.stringify(body)), {
         expectLastSubjectSequence: expected,
         ...(timeoutMs ? { timeoutMs } : {}),
       });
-      return true;
+      return ack.seq;
     } catch (err) {
-      if (apiCode(err) === ApiCode.WrongLastSequence) return false;
+      if (apiCode(err) === ApiCode.WrongLastSequence) return undefined;
       throw err;
     }
   }
@@ -75,7 +77,7 @@ export function dedupeIndex({ jsm, publisher }: Substrate): DedupeIndex {
 
   return {
     claim: (key, body, timeoutMs) => conditionalPublish(key, body, 0, timeoutMs),
-    replace: (key, seq, body) => conditionalPublish(key, body, seq),
+    replace: (key, seq, body, timeoutMs) => conditionalPublish(key, body, seq, timeoutMs),
     async read(key) {
       const msg = await last(claimSubject(key));
       if (!msg) return undefined;
@@ -93,7 +95,7 @@ export function dedupeIndex({ jsm, publisher }: Substrate): DedupeIndex {
         pending = readCommit(claim.b);
         commits.set(claim.b, pending);
         pending.then((found) => { if (!found) commits.delete(claim.b); }, () => commits.delete(claim.b));
-        if (commits.size > 10_000) commits.delete(commits.keys().next().value!);
+        if (commits.size > 1_000) commits.delete(commits.keys().next().value!);
       }
       return (await pending)?.[key];
     },

@@ -9,7 +9,12 @@ export interface Ack {
 
 /** A JetStream API error from a publish, with the server's err_code. */
 export class PublishError extends Error {
-  constructor(message: string, readonly apiCode: number | undefined) {
+  constructor(
+    message: string,
+    readonly apiCode: number | undefined,
+    /** The server answered and refused: the message was certainly not stored. */
+    readonly definite = false,
+  ) {
     super(message);
     this.name = "PublishError";
   }
@@ -19,6 +24,8 @@ export interface PublishOptions {
   readonly headers?: MsgHdrs;
   /** Publish only if the subject's last sequence is this (0: no message on the subject yet). */
   readonly expectLastSubjectSequence?: number;
+  /** JetStream's own duplicate detection key (Nats-Msg-Id), honoured within the stream's duplicate window. */
+  readonly msgId?: string;
   /** Give up waiting for the acknowledgement after this long; default: the publisher's timeout. */
   readonly timeoutMs?: number;
 }
@@ -50,6 +57,7 @@ export function publisher(nc: NatsConnection, timeoutMs: number): Publisher {
   const prefix = createInbox();
   const waiting = new Map<string, Waiter>();
   let next = 0;
+  let closed = false;
 
   const sub = nc.subscribe(`${prefix}.*`, {
     callback: (err, msg) => {
@@ -74,11 +82,14 @@ export function publisher(nc: NatsConnection, timeoutMs: number): Publisher {
 
   return {
     publish(subject, data, opts = {}) {
+      if (closed) return Promise.reject(new PublishError("publisher closed", undefined));
       const id = (next++).toString(36);
-      let headers = opts.headers;
-      if (opts.expectLastSubjectSequence !== undefined) {
-        headers ??= natsHeaders();
-        headers.set("Nats-Expected-Last-Subject-Sequence", String(opts.expectLastSubjectSequence));
+      let headers: MsgHdrs | undefined;
+      if (opts.headers || opts.expectLastSubjectSequence !== undefined || opts.msgId !== undefined) {
+        headers = natsHeaders();
+        for (const [key, values] of opts.headers ?? []) for (const value of values) headers.append(key, value);
+        if (opts.expectLastSubjectSequence !== undefined) headers.set("Nats-Expected-Last-Subject-Sequence", String(opts.expectLastSubjectSequence));
+        if (opts.msgId !== undefined) headers.set("Nats-Msg-Id", opts.msgId);
       }
       return new Promise<Ack>((resolve, reject) => {
         waiting.set(id, { resolve, reject, deadline: Date.now() + (opts.timeoutMs ?? timeoutMs) });
@@ -91,6 +102,7 @@ export function publisher(nc: NatsConnection, timeoutMs: number): Publisher {
       });
     },
     close() {
+      closed = true;
       clearInterval(sweep);
       sub.unsubscribe();
       for (const waiter of waiting.values()) waiter.reject(new PublishError("publisher closed", undefined));
@@ -103,7 +115,7 @@ function settle(waiter: Waiter, msg: Msg): void {
   if (msg.data.length === 0) {
     // A status message: 503 means no stream listens on the subject.
     const code = msg.headers?.code ?? 0;
-    waiter.reject(new PublishError(code === 503 ? "no JetStream stream answered (503 no responders)" : `JetStream status ${code}`, undefined));
+    waiter.reject(new PublishError(code === 503 ? "no JetStream stream answered (503 no responders)" : `JetStream status ${code}`, undefined, code === 503));
     return;
   }
   let reply: { stream?: string; seq?: number; duplicate?: boolean; error?: { err_code?: number; description?: string } };
@@ -114,7 +126,7 @@ function settle(waiter: Waiter, msg: Msg): void {
     return;
   }
   if (reply.error) {
-    waiter.reject(new PublishError(reply.error.description ?? "JetStream error", reply.error.err_code));
+    waiter.reject(new PublishError(reply.error.description ?? "JetStream error", reply.error.err_code, true));
     return;
   }
   waiter.resolve({ stream: reply.stream ?? "", seq: reply.seq ?? 0, duplicate: reply.duplicate === true });

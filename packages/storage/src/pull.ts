@@ -12,6 +12,12 @@ export interface RawMessage {
   readonly pending: number;
 }
 
+export interface Pulled {
+  readonly messages: RawMessage[];
+  /** The server said it had nothing more (404) before the batch was full. */
+  readonly exhausted: boolean;
+}
+
 export interface PullRequest {
   readonly batch: number;
   /** Byte budget; the server stops before exceeding it. */
@@ -24,11 +30,16 @@ export interface PullRequest {
  * server sends what it holds, up to either limit, then a status. nats.js v3's
  * fetch() refuses to combine the two limits, which a bounded page needs.
  */
-export async function pullOnce(substrate: Substrate, stream: string, consumer: string, request: PullRequest): Promise<RawMessage[]> {
+export async function pullOnce(substrate: Substrate, stream: string, consumer: string, request: PullRequest): Promise<Pulled> {
   const { nc, apiPrefix } = substrate;
   const inbox = createInbox();
   const messages: RawMessage[] = [];
-  const sub = nc.subscribe(inbox, { timeout: request.timeoutMs ?? 10_000 });
+  let exhausted = false;
+  let finished = false;
+  const sub = nc.subscribe(inbox);
+  // One deadline for the whole pull: a connection lost mid-page must not leave us waiting forever.
+  const timeoutMs = request.timeoutMs ?? 10_000;
+  const deadline = setTimeout(() => sub.unsubscribe(), timeoutMs);
   nc.publish(
     `${apiPrefix}.CONSUMER.MSG.NEXT.${stream}.${consumer}`,
     JSON.stringify({ batch: request.batch, no_wait: true, ...(request.maxBytes ? { max_bytes: request.maxBytes } : {}) }),
@@ -36,14 +47,24 @@ export async function pullOnce(substrate: Substrate, stream: string, consumer: s
   );
   try {
     for await (const m of sub) {
-      if (isStatus(m)) break; // 404 no more messages, 408 expired, 409 byte budget reached
+      if (isStatus(m)) {
+        // 404: nothing more; 408: request expired; 409: the byte budget is reached.
+        exhausted = m.headers?.code === 404;
+        finished = true;
+        break;
+      }
       messages.push(toRaw(m));
-      if (messages.length >= request.batch) break;
+      if (messages.length >= request.batch) {
+        finished = true;
+        break;
+      }
     }
   } finally {
+    clearTimeout(deadline);
     sub.unsubscribe();
   }
-  return messages;
+  if (!finished) throw new Error(`pull from ${stream} did not complete within ${timeoutMs} ms`);
+  return { messages, exhausted };
 }
 
 /** JetStream deliveries always carry an ack reply subject; status messages never do. */

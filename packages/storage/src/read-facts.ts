@@ -51,6 +51,6 @@ export async function readFacts(
   const lastRead = range.messages.at(-1)?.seq ?? afterOffset;
   // Nothing left that matches: the page covers everything up to the high water
   // mark read before it, including facts the filter skipped.
-  const lastOffset = range.remaining === 0 ? Math.max(highWater, lastRead) : lastRead;
+  const lastOffset = range.complete ? Math.max(highWater, lastRead) : lastRead;
   return { facts, lastOffset, highWater: Math.max(highWater, lastRead) };
 }

@@ -20,8 +20,8 @@ export interface RangeQuery {
 
 export interface Range {
   readonly messages: RawMessage[];
-  /** Matching messages the server still held after this range when it was read. */
-  readonly remaining: number;
+  /** The server confirmed it held no further matching message when the range was read. */
+  readonly complete: boolean;
 }
 
 /**
@@ -44,10 +44,12 @@ export async function readRange(substrate: Substrate, stream: string, query: Ran
   };
   const info = await substrate.jsm.consumers.add(stream, config);
   try {
-    const batch = Math.min(query.limit, info.num_pending);
-    if (batch <= 0) return { messages: [], remaining: info.num_pending };
-    const messages = await pullOnce(substrate, stream, info.name, { batch, maxBytes: query.maxBytes });
-    return { messages, remaining: messages.at(-1)?.pending ?? info.num_pending };
+    if (info.num_pending === 0) return { messages: [], complete: true };
+    // Ask for one more than needed: a 404 after the page then proves nothing matching was left out.
+    const wanted = Math.min(query.limit, info.num_pending);
+    const pulled = await pullOnce(substrate, stream, info.name, { batch: wanted === info.num_pending ? wanted + 1 : wanted, maxBytes: query.maxBytes });
+    const messages = pulled.messages.slice(0, query.limit);
+    return { messages, complete: pulled.exhausted && messages.length === pulled.messages.length };
   } finally {
     substrate.jsm.consumers.delete(stream, info.name).catch(() => {
       // inactive_threshold removes it if this fails

@@ -1,34 +1,59 @@
-import type { Claim } from "./dedupe-index.js";
 import { fromBinary } from "@bufbuild/protobuf";
 import { FactMessageSchema } from "@bsfg/proto";
+import type { Claim } from "./dedupe-index.js";
 import { readRange } from "./read-range.js";
 import { factStreamName } from "./routing.js";
-
 import type { Substrate } from "./substrate.js";
 
 const PAGE = 500;
+const PAGE_BYTES = 4 * 2 ** 20;
 
 /**
- * Looks for the fact of an abandoned claim. Its owner publishes only within a
- * third of the pending timeout after claiming, so the fact, if it exists, was
- * stored within that window of the claim's time: scan the claim's subject from
- * one timeout before to one timeout after, which allows for clock skew between
- * the gateway hosts and the server. This runs only after a crash.
+ * Finds the facts of abandoned claims in the log. An owner publishes within a
+ * third of the pending timeout after claiming, and JetStream's duplicate window
+ * (the in-flight window) catches anything that arrives later still; so a fact of
+ * an abandoned claim, if it exists, was stored between just before the claim and
+ * the end of that window. One scan per abandoned batch and stream serves every
+ * claim of that batch: after a crash, a retried batch of a thousand messages
+ * costs one scan, not a thousand.
  */
-export async function findStoredFact(substrate: Substrate, claim: Claim, pendingTimeoutMs: number): Promise<number | undefined> {
-  const stream = factStreamName(claim.s);
-  const until = claim.claimedAtMs + pendingTimeoutMs;
-  let startTime: Date | undefined = new Date(claim.claimedAtMs - pendingTimeoutMs);
-  let startSeq = 0;
-  for (;;) {
-    const range = await readRange(substrate, stream, { filter: claim.j, limit: PAGE, ...(startTime ? { startTime } : { startSeq }) });
-    for (const m of range.messages) {
-      if (m.storedAtMs > until) return undefined;
-      if (fromBinary(FactMessageSchema, m.data).envelope?.messageId === claim.m) return m.seq;
+export interface Recovery {
+  /** The offset of the claim's fact, if it was stored. */
+  find(claim: Claim): Promise<number | undefined>;
+}
+
+export function recovery(substrate: Substrate, windowMs: number): Recovery {
+  const scans = new Map<string, Promise<Map<string, number>>>();
+
+  async function scan(stream: string, claimedAtMs: number): Promise<Map<string, number>> {
+    const found = new Map<string, number>();
+    const until = claimedAtMs + windowMs;
+    let query: { startTime: Date } | { startSeq: number } = { startTime: new Date(claimedAtMs - 1_000) };
+    for (;;) {
+      const range = await readRange(substrate, factStreamName(stream), { ...query, limit: PAGE, maxBytes: PAGE_BYTES });
+      for (const m of range.messages) {
+        if (m.storedAtMs > until) return found;
+        const id = fromBinary(FactMessageSchema, m.data).envelope?.messageId;
+        if (id !== undefined && !found.has(id)) found.set(id, m.seq);
+      }
+      const last = range.messages.at(-1);
+      if (!last || range.complete) return found;
+      query = { startSeq: last.seq + 1 };
     }
-    const lastMessage = range.messages.at(-1);
-    if (!lastMessage || range.remaining === 0) return undefined;
-    startTime = undefined;
-    startSeq = lastMessage.seq + 1;
   }
+
+  return {
+    async find(claim) {
+      const key = `${claim.s}|${claim.b}`;
+      let pending = scans.get(key);
+      if (!pending) {
+        pending = scan(claim.s, claim.claimedAtMs);
+        scans.set(key, pending);
+        pending.catch(() => scans.delete(key));
+        // Forget old scans: a batch is recovered once, shortly after a crash.
+        setTimeout(() => scans.delete(key), windowMs).unref();
+      }
+      return (await pending).get(claim.m);
+    },
+  };
 }

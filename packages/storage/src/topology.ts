@@ -26,6 +26,7 @@ export function desiredStreams(cfg: StorageConfig): StreamConfig[] {
     // Never drop an unconfirmed fact to make room: refuse the write instead.
     discard: DiscardPolicy.New,
     num_replicas: s.replicas ?? cfg.replicas,
+    duplicate_window: nanos(cfg.dedupe.inflightWindow),
   }));
   const dedupe = streamConfig({
     name: DEDUPE_STREAM,
@@ -48,8 +49,7 @@ function streamConfig(partial: Pick<StreamConfig, "name" | "subjects" | "max_age
     max_msgs_per_subject: -1,
     max_msg_size: -1,
     max_consumers: -1,
-    // We never publish with Nats-Msg-Id (the dedupe index does that job), so
-    // the server's in-memory duplicate window only needs to be minimal.
+    // The dedupe stream is never published with Nats-Msg-Id; keep its window minimal.
     duplicate_window: nanos(1_000),
     allow_direct: true,
     allow_rollup_hdrs: false,

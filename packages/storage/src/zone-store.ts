@@ -4,7 +4,9 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { connect } from "@nats-io/transport-node";
 import { Code, Reason, rejection, type AppendResult, type FactMessage, type ObjectRef } from "@bsfg/proto";
-import { appendBatch } from "./append.js";
+import { appendBatch, type AppendContext } from "./append.js";
+import { pendingClock } from "./pending-clock.js";
+import { recovery } from "./recover.js";
 import { artifacts, type Artifacts, type ObjectHeaderInput, type ObjectReader } from "./artifacts.js";
 import { fillGauge, type FillGauge } from "./backpressure.js";
 import type { ConsumerDefinition, StorageConfig } from "./config.js";
@@ -69,13 +71,16 @@ export async function openZoneStore(cfg: StorageConfig, opts: OpenOptions): Prom
     name: opts.name ?? `bsfg-${cfg.zone}`,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
+    // Notice a stalled link within ~30 s, well inside the in-flight window.
+    pingInterval: 10_000,
+    maxPingOut: 3,
   });
   const domain = cfg.domain ?? cfg.zone;
   const jsm = await jetstreamManager(nc, { domain });
   const js = jetstream(nc, { domain });
   const substrate: Substrate = { nc, js, jsm, apiPrefix: `$JS.${domain}.API`, publisher: publisher(nc, PUBLISH_TIMEOUT_MS) };
   const report: string[] = [];
-  const { cursorKv, registryKv, buckets } = await ensureTopology(cfg, js, jsm, report);
+  const { cursorKv, registryKv, buckets } = await ensureTopology(cfg, js, jsm, report, nc.info?.version ?? "0.0.0");
   const registry = consumerRegistry(registryKv);
   const cursorStore = cursors(cursorKv);
   for (const consumer of cfg.consumers) {
@@ -86,12 +91,14 @@ export async function openZoneStore(cfg: StorageConfig, opts: OpenOptions): Prom
   }
   const fill: FillGauge = fillGauge(jsm, { rejectAtPercent: cfg.backpressure.rejectAtPercent, refreshIntervalMs: cfg.backpressure.refreshInterval });
   const objects = artifacts(substrate, buckets, cfg.objectChunkBytes);
-  const appendContext = {
+  const appendContext: AppendContext = {
+    substrate,
     index: dedupeIndex(substrate),
+    recovery: recovery(substrate, cfg.dedupe.inflightWindow),
     fill,
+    pendingClock: pendingClock(),
     pendingTimeoutMs: cfg.dedupe.pendingTimeout,
     pendingWaitMs: opts.pendingWaitMs ?? cfg.dedupe.pendingTimeout + 1_000,
-    substrate,
   };
   // A page must fit the largest fact, or a consumer could stall on it.
   const minPageBytes = cfg.limits.maxFactBytes + 4096;
@@ -151,7 +158,14 @@ export async function openZoneStore(cfg: StorageConfig, opts: OpenOptions): Prom
   };
 }
 
-async function ensureTopology(cfg: StorageConfig, js: JetStreamClient, jsm: JetStreamManager, report: string[]) {
+async function ensureTopology(cfg: StorageConfig, js: JetStreamClient, jsm: JetStreamManager, report: string[], serverVersion: string) {
+  const replicated = cfg.replicas > 1 || Object.values(cfg.streams).some((s) => (s.replicas ?? 0) > 1);
+  if (replicated && olderThan(serverVersion, [2, 10, 19])) {
+    // nats-server#4320 and #5794: before these fixes a clustered stream checks
+    // "expected last subject sequence" only before proposing, so two racing
+    // claims (or cursor updates) can both be accepted.
+    report.push(`warning: nats-server ${serverVersion} does not enforce conditional publishes atomically on replicated streams; concurrent appends of one message_id or concurrent confirms of one consumer can race. Use nats-server ≥ 2.10.19 for replicas > 1.`);
+  }
   for (const stream of desiredStreams(cfg)) {
     report.push(`stream ${stream.name}: ${await ensureStream(jsm, stream, cfg.reconcileTopology)}`);
   }
@@ -200,4 +214,9 @@ async function startCursor(substrate: Substrate, consumer: ConsumerDefinition): 
       return first ? first.seq - 1 : (await jsm.streams.info(stream)).state.last_seq;
     }
   }
+}
+
+function olderThan(version: string, [major, minor, patch]: [number, number, number]): boolean {
+  const [a = 0, b = 0, c = 0] = version.split(/[.-]/).map(Number);
+  return a !== major ? a < major : b !== minor ? b < minor : c < patch;
 }
