@@ -75,6 +75,16 @@ export async function openZoneStore(cfg: StorageConfig, opts: OpenOptions): Prom
     pingInterval: 10_000,
     maxPingOut: 3,
   });
+  try {
+    return await assembleZoneStore(cfg, nc, opts);
+  } catch (err) {
+    // A zone that cannot start (e.g. a topology mismatch) must not leave its connection open.
+    if (!opts.connection) await nc.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: OpenOptions): Promise<ZoneStore> {
   const domain = cfg.domain ?? cfg.zone;
   const jsm = await jetstreamManager(nc, { domain });
   const js = jetstream(nc, { domain });

@@ -1,4 +1,7 @@
 export { startNatsServer, disposeAllNatsServers } from "./nats-server.js";
 export type { NatsServerOptions, NatsServerHandle } from "./nats-server.js";
+export { startTcpProxy, disposeAllProxies } from "./tcp-proxy.js";
+export type { TcpProxyOptions, TcpProxy, ProxyDirection } from "./tcp-proxy.js";
+export { disposeAll } from "./dispose.js";
 export { pollUntil } from "./poll.js";
 export { freePort } from "./ports.js";
