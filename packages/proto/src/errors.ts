@@ -27,6 +27,14 @@ export const Reason = {
   UnknownConsumer: "unknown_consumer",
   UnknownBucket: "unknown_bucket",
   ObjectNotFound: "object_not_found",
+  // permission_denied
+  UnknownIdentity: "unknown_identity",
+  FromZoneNotAllowed: "from_zone_not_allowed",
+  ToZoneNotAllowed: "to_zone_not_allowed",
+  ConsumerNotAllowed: "consumer_not_allowed",
+  BucketNotAllowed: "bucket_not_allowed",
+  // unauthenticated
+  NoClientCertificate: "no_client_certificate",
   // failed_precondition
   CursorBeyondLog: "cursor_beyond_log",
   TopologyMismatch: "topology_mismatch",
@@ -35,6 +43,7 @@ export const Reason = {
   // unavailable (retry-safe)
   StoreUnavailable: "store_unavailable",
   AppendPending: "append_pending",
+  ShuttingDown: "shutting_down",
   // data_loss
   ObjectCorrupted: "object_corrupted",
 } as const;

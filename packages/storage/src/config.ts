@@ -75,8 +75,8 @@ export const storageConfigSchema = z.object({
      * flight (a stalled link) beyond the pending timeout is still deduplicated
      * within it. Costs server memory per fact appended within the window.
      */
-    inflightWindow: durationMs.default(120_000),
-  }).strict().default({ pendingTimeout: 15_000, inflightWindow: 120_000 }),
+    inflightWindow: durationMs.default(60_000),
+  }).strict().default({ pendingTimeout: 15_000, inflightWindow: 60_000 }),
   limits: z.object({
     maxFactBytes: byteSize.default(64 * 1024),
     maxBatchMessages: z.number().int().positive().default(1_000),

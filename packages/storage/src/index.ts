@@ -15,3 +15,4 @@ export { factStreamName, factSubject } from "./routing.js";
 export { canonicalize, canonicalizeJsonText, CanonicalJsonError } from "./canonical-json.js";
 export { payloadIdentity } from "./identity.js";
 export { publisher, type Publisher, type Ack } from "./publisher.js";
+export { durationMs, byteSize } from "./units.js";

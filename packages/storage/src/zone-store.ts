@@ -45,6 +45,10 @@ export interface ZoneStore {
   putObject(header: ObjectHeaderInput, content: AsyncIterable<Uint8Array>): Promise<ObjectRef>;
   statObject(bucket: string, key: string): Promise<ObjectRef | undefined>;
   getObject(bucket: string, key: string, offset?: number): Promise<ObjectReader>;
+  /** The last offset of a stream category's log. */
+  highWater(stream: string): Promise<number>;
+  /** True when the zone's JetStream answers. */
+  ready(): Promise<boolean>;
   /** Fill of a stream category in percent of its capacity. */
   fillPercent(stream: string): Promise<number>;
   /** What topology setup did, for start-up logs. */
@@ -160,6 +164,8 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
     statObject: (bucket, key) => objects.stat(bucket, key),
     getObject: (bucket, key, offset) => objects.get(bucket, key, offset),
     fillPercent: (stream) => fill.percent(stream),
+    highWater: (stream) => jsm.streams.info(factStreamName(stream)).then((i) => i.state.last_seq, (err) => { throw substrateRejection(err, "reading the log"); }),
+    ready: () => jsm.getAccountInfo().then(() => true, () => false),
     topologyReport: report,
     async close() {
       substrate.publisher.close();

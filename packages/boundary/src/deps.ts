@@ -1,0 +1,11 @@
+import type { Policy, ZoneConfig } from "@bsfg/config";
+import type { ZoneStore } from "@bsfg/storage";
+import type { HighWaterWatch } from "./high-water-watch.js";
+
+/** What the service implementations need: the zone's store, its configuration and policy. */
+export interface BoundaryDeps {
+  readonly config: ZoneConfig;
+  readonly store: ZoneStore;
+  readonly policy: Policy;
+  readonly watch: HighWaterWatch;
+}

@@ -1,0 +1,47 @@
+import type { ServiceImpl } from "@connectrpc/connect";
+import { Code, Reason, rejection, type BoundaryService, type PeerService } from "@bsfg/proto";
+import { authorize, peerOf } from "@bsfg/service-kit";
+import type { BoundaryDeps } from "./deps.js";
+
+const DEFAULT_LIMIT = 100;
+
+/** FetchFacts: the page right after a consumer's confirmed cursor, with a bounded long poll. */
+export function egressHandlers({ store, policy, config, watch }: BoundaryDeps): Pick<ServiceImpl<typeof BoundaryService>, "fetchFacts"> {
+  return {
+    async fetchFacts(req, ctx) {
+      if (req.consumerName === "") throw rejection(Code.InvalidArgument, Reason.MissingField, "consumer_name is required", { field: "consumer_name" });
+      const consumer = await store.consumer(req.consumerName);
+      authorize(policy.mayUseConsumer(peerOf(ctx).names, consumer.name), { consumer: consumer.name });
+      const limits = { limit: Math.min(req.limit || DEFAULT_LIMIT, config.fetch.maxLimit), maxBytes: config.fetch.maxBytes };
+      const deadline = Date.now() + Math.min(req.maxWaitMs, config.fetch.maxWait);
+      for (;;) {
+        const page = await store.readNext(consumer.name, limits);
+        // Facts, or only skipped ones (last_offset moved): answer now so they can be confirmed.
+        if (page.facts.length > 0 || page.lastOffset > page.cursor || Date.now() >= deadline) {
+          return { facts: page.facts, cursor: BigInt(page.cursor), lastOffset: BigInt(page.lastOffset), highWater: BigInt(page.highWater) };
+        }
+        if (!await watch.waitBeyond(consumer.stream, page.highWater, deadline, ctx.signal)) {
+          return { facts: [], cursor: BigInt(page.cursor), lastOffset: BigInt(page.lastOffset), highWater: BigInt(page.highWater) };
+        }
+      }
+    },
+  };
+}
+
+/** FetchObject and StatObject: peer-only artifact reads, by per-identity bucket policy. */
+export function peerHandlers({ store, policy }: BoundaryDeps): ServiceImpl<typeof PeerService> {
+  return {
+    async *fetchObject(req, ctx) {
+      authorize(policy.mayReadBucket(peerOf(ctx).names, req.bucket), { bucket: req.bucket, key: req.key });
+      const reader = await store.getObject(req.bucket, req.key, req.offset === undefined ? 0 : Number(req.offset));
+      yield { part: { case: "object", value: reader.object } };
+      for await (const chunk of reader.chunks) yield { part: { case: "chunk", value: chunk } };
+    },
+    async statObject(req, ctx) {
+      authorize(policy.mayReadBucket(peerOf(ctx).names, req.bucket), { bucket: req.bucket, key: req.key });
+      const object = await store.statObject(req.bucket, req.key);
+      if (!object) throw rejection(Code.NotFound, Reason.ObjectNotFound, `object ${req.bucket}/${req.key} does not exist`, { bucket: req.bucket, key: req.key });
+      return { object };
+    },
+  };
+}

@@ -1,0 +1,3 @@
+export { startDeployable, main, type RunningDeployable } from "./run.js";
+export { routesFor, type Role } from "./routes.js";
+export type { BoundaryDeps } from "./deps.js";

@@ -1,0 +1,50 @@
+import type { ServiceImpl } from "@connectrpc/connect";
+import { Code, Reason, rejection, type BoundaryService, type PutObjectRequest } from "@bsfg/proto";
+import { authorize, peerOf } from "@bsfg/service-kit";
+import type { BoundaryDeps } from "./deps.js";
+
+/** AppendFact and PutObject: writes into the local zone. */
+export function ingestHandlers({ store, policy }: BoundaryDeps): Pick<ServiceImpl<typeof BoundaryService>, "appendFact" | "putObject"> {
+  return {
+    async appendFact(req, ctx) {
+      const peer = peerOf(ctx);
+      req.messages.forEach((message, index) => {
+        const envelope = message.envelope;
+        // Missing zones are the validator's to report (invalid_argument), not the policy's.
+        if (!envelope || envelope.fromZone === "" || envelope.toZone === "") return;
+        authorize(policy.mayAppend(peer.names, envelope.fromZone, envelope.toZone), { index: String(index), message_id: envelope.messageId });
+      });
+      return { results: await store.append(req.messages) };
+    },
+
+    async putObject(requests, ctx) {
+      const peer = peerOf(ctx);
+      const parts = requests[Symbol.asyncIterator]();
+      const first = await parts.next();
+      if (first.done || first.value.part.case !== "header") {
+        throw rejection(Code.InvalidArgument, Reason.MissingField, "the first PutObject message must be an ObjectHeader");
+      }
+      const header = first.value.part.value;
+      authorize(policy.mayWriteBucket(peer.names, header.bucket), { bucket: header.bucket, key: header.key });
+      return {
+        object: await store.putObject({
+          bucket: header.bucket,
+          key: header.key,
+          mediaType: header.mediaType,
+          fileName: header.fileName,
+          expectedDigest: header.expectedDigest,
+          size: header.size === undefined ? undefined : Number(header.size),
+        }, chunksOf(parts)),
+      };
+    },
+  };
+}
+
+async function* chunksOf(parts: AsyncIterator<PutObjectRequest>): AsyncGenerator<Uint8Array> {
+  for (;;) {
+    const next = await parts.next();
+    if (next.done) return;
+    if (next.value.part.case !== "chunk") throw rejection(Code.InvalidArgument, Reason.InvalidField, "after the ObjectHeader, every PutObject message must be a chunk");
+    yield next.value.part.value;
+  }
+}

@@ -1,0 +1,66 @@
+import { parseArgs } from "node:util";
+import { ConfigError, createPolicy, loadZoneConfig, printableConfig, type ZoneConfig } from "@bsfg/config";
+import { startBoundaryServer, onStopSignal, type BoundaryServer } from "@bsfg/service-kit";
+import { openZoneStore, type ZoneStore } from "@bsfg/storage";
+import { highWaterWatch } from "./high-water-watch.js";
+import { routesFor, type Role } from "./routes.js";
+
+export interface RunningDeployable {
+  readonly server: BoundaryServer;
+  readonly store: ZoneStore;
+  stop(): Promise<void>;
+}
+
+/** Starts one deployable (or the all-in-one `zone`) from a loaded configuration. */
+export async function startDeployable(role: Role, config: ZoneConfig, overrides: { listen?: string; healthListen?: string; logStream?: NodeJS.WritableStream } = {}): Promise<RunningDeployable> {
+  const name = `bsfg-${role}`;
+  const store = await openZoneStore(config.storage, { servers: config.nats.servers, name });
+  const watch = highWaterWatch((stream) => store.highWater(stream));
+  try {
+    const server = await startBoundaryServer({
+      name,
+      config,
+      listen: overrides.listen ?? config.listen[role],
+      healthListen: overrides.healthListen ?? config.listen.health,
+      routes: routesFor(role, { config, store, policy: createPolicy(config.policy), watch }),
+      ready: () => store.ready(),
+      ...(overrides.logStream ? { logStream: overrides.logStream } : {}),
+    });
+    server.log.info({ event: "configuration", config: printableConfig(config), topology: store.topologyReport }, "started");
+    return {
+      server,
+      store,
+      async stop() {
+        await server.shutdown();
+        watch.close();
+        await store.close();
+      },
+    };
+  } catch (err) {
+    watch.close();
+    await store.close();
+    throw err;
+  }
+}
+
+/** The command line of every deployable: `--config <zone.yaml>` (or BSFG_CONFIG). */
+export async function main(role: Role, argv = process.argv.slice(2)): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: "string", short: "c" } } });
+  const path = values.config ?? process.env.BSFG_CONFIG;
+  if (!path) {
+    console.error(`usage: bsfg-${role} --config <zone.yaml>   (or set BSFG_CONFIG)`);
+    process.exit(2);
+  }
+  let config: ZoneConfig;
+  try {
+    config = loadZoneConfig(path);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const running = await startDeployable(role, config);
+  onStopSignal(() => running.stop(), running.server.log);
+}

@@ -1,0 +1,121 @@
+import { Writable } from "node:stream";
+import { parseZoneConfig, type ZoneConfig } from "@bsfg/config";
+import { createBsfgClient, type BsfgClient } from "@bsfg/client";
+import { createCertificateAuthority, issueCertificate, type CertificateAuthority, type IssuedCertificate } from "@bsfg/pki";
+import { startNatsServer, type NatsServerHandle } from "@bsfg/testkit";
+import type { Role } from "./routes.js";
+import { startDeployable, type RunningDeployable } from "./run.js";
+
+/** Identities with certificates from the zone's CA; "stranger" has no policy. */
+export const identities = ["plant-a-bsfg", "mes-producer", "enterprise-bsfg", "stranger"] as const;
+export type Identity = (typeof identities)[number];
+
+export interface TestPki {
+  readonly ca: CertificateAuthority;
+  readonly certs: Record<Identity, IssuedCertificate>;
+}
+
+export async function createTestPki(): Promise<TestPki> {
+  const ca = await createCertificateAuthority({ name: "BSFG Test CA" });
+  const certs = {} as Record<Identity, IssuedCertificate>;
+  for (const identity of identities) certs[identity] = await issueCertificate(ca, { identity, usage: identity === "plant-a-bsfg" ? "both" : "client" });
+  return { ca, certs };
+}
+
+/** Zone "plant-a" with a producer, a peer bound to one consumer, and buckets. */
+export function testZoneConfig(pki: TestPki, natsUrl: string, overrides: Record<string, unknown> = {}): ZoneConfig {
+  const files: Record<string, string> = { "/pki/ca.crt": pki.ca.certPem, "/pki/zone.crt": pki.certs["plant-a-bsfg"].certPem, "/pki/zone.key": pki.certs["plant-a-bsfg"].keyPem };
+  return parseZoneConfig({
+    zone: "plant-a",
+    nats: { servers: [natsUrl] },
+    storage: {
+      zones: ["idmz", "enterprise"],
+      streams: { operational: { maxBytes: "512MiB" }, audit: { maxBytes: "64MiB" }, documents: { maxBytes: "64MiB" } },
+      consumers: [{ name: "enterprise-from-plant-a", stream: "operational", skipOrigins: ["enterprise"] }],
+      buckets: { "batch-files": {}, "document-files": {} },
+    },
+    tls: { ca: "ca.crt", cert: "zone.crt", key: "zone.key" },
+    fetch: { maxLimit: 50, maxWait: "5s" },
+    policy: {
+      "mes-producer": { assertFromZones: ["plant-a"], targetZones: ["enterprise", "idmz"], writeBuckets: ["batch-files"] },
+      "enterprise-bsfg": { assertFromZones: ["enterprise"], targetZones: ["plant-a"], consumers: ["enterprise-from-plant-a"], readBuckets: ["batch-files"] },
+    },
+    shutdownGrace: "5s",
+    ...overrides,
+  }, { baseDir: "/pki", readFile: (path) => files[path] ?? (() => { throw new Error(`no test file ${path}`); })() });
+}
+
+/** Collects a service's JSON log lines. */
+export function logCollector(): { stream: Writable; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  let pending = "";
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      pending += chunk.toString();
+      let newline: number;
+      while ((newline = pending.indexOf("\n")) >= 0) {
+        const line = pending.slice(0, newline);
+        pending = pending.slice(newline + 1);
+        if (line.trim() !== "") lines.push(JSON.parse(line) as Record<string, unknown>);
+      }
+      done();
+    },
+  });
+  return { stream, lines };
+}
+
+export interface TestZoneServices {
+  readonly nats: NatsServerHandle;
+  readonly pki: TestPki;
+  readonly config: ZoneConfig;
+  readonly deployable: RunningDeployable;
+  readonly logs: Array<Record<string, unknown>>;
+  client(identity: Identity, opts?: { protocol?: "connect" | "grpc"; retryAttempts?: number; cert?: IssuedCertificate; ca?: string }): BsfgClient;
+  dispose(): Promise<void>;
+}
+
+/** A real nats-server and one deployable (default: all-in-one) on an mTLS port. */
+export async function startTestZoneServices(role: Role = "zone", overrides: Record<string, unknown> = {}): Promise<TestZoneServices> {
+  const nats = await startNatsServer({ domain: "plant-a" });
+  const pki = await createTestPki();
+  const config = testZoneConfig(pki, nats.url, overrides);
+  const { stream, lines } = logCollector();
+  const deployable = await startDeployable(role, config, { listen: "127.0.0.1:0", healthListen: "127.0.0.1:0", logStream: stream });
+  const clients: BsfgClient[] = [];
+  return {
+    nats,
+    pki,
+    config,
+    deployable,
+    logs: lines,
+    client(identity, opts = {}) {
+      const cert = opts.cert ?? pki.certs[identity];
+      const client = createBsfgClient({
+        url: deployable.server.url,
+        tls: { ca: opts.ca ?? pki.ca.certPem, cert: cert.certPem, key: cert.keyPem },
+        protocol: opts.protocol ?? "connect",
+        retry: { attempts: opts.retryAttempts ?? 1 },
+      });
+      clients.push(client);
+      return client;
+    },
+    async dispose() {
+      for (const c of clients) c.close();
+      await deployable.stop();
+      await nats.dispose();
+    },
+  };
+}
+
+/** A fact message from the producer in plant-a. */
+export function producedFact(n: number, overrides: { id?: string; fromZone?: string; toZone?: string; object?: unknown } = {}) {
+  return {
+    envelope: {
+      messageId: overrides.id ?? `mes-${process.pid}-${Date.now()}-${n}`,
+      fromZone: overrides.fromZone ?? "plant-a",
+      toZone: overrides.toZone ?? "enterprise",
+      producedAtUnixMs: 1_764_000_000_000n + BigInt(n),
+    },
+    fact: { subject: `batch:PlantA/B${1000 + n}`, predicate: "step_completed", objectJson: JSON.stringify(overrides.object ?? { step: n, result: "ok" }) },
+  };
+}

@@ -1,0 +1,137 @@
+import { createReadStream } from "node:fs";
+import type { Writable } from "node:stream";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import {
+  AppendStatus,
+  BoundaryService,
+  FactMessageSchema,
+  PeerService,
+  Reason,
+  rejection,
+  type AppendResult,
+  type FetchFactsResponse,
+  ObjectHeaderSchema,
+  type ObjectRef,
+} from "@bsfg/proto";
+import { defaultRetry, withRetry, type RetryOptions } from "./retry.js";
+
+export type FactMessageInit = MessageInitShape<typeof FactMessageSchema>;
+export type ObjectHeaderInit = MessageInitShape<typeof ObjectHeaderSchema>;
+export type ObjectContent = { readonly file: string } | Uint8Array | AsyncIterable<Uint8Array>;
+
+export interface BsfgClientOptions {
+  /** The zone's all-in-one endpoint … */
+  readonly url?: string;
+  /** … or one endpoint per verb (missing ones fall back to `url`). */
+  readonly urls?: { readonly ingest?: string; readonly egress?: string; readonly ledger?: string };
+  /** PEM contents: the CA that signed the server, and this client's certificate and key. */
+  readonly tls: { readonly ca: string | Buffer; readonly cert: string | Buffer; readonly key: string | Buffer };
+  readonly protocol?: "connect" | "grpc";
+  readonly retry?: Partial<RetryOptions>;
+  /** Per-call timeout (long polls add their max wait). */
+  readonly timeoutMs?: number;
+}
+
+export interface BsfgClient {
+  /** Appends one message; throws already_exists (conflicting_duplicate) if its id was stored with another payload. */
+  appendFact(message: FactMessageInit): Promise<AppendResult>;
+  /** Appends a batch; one result per message, conflicts included (not thrown). */
+  appendFacts(messages: readonly FactMessageInit[]): Promise<AppendResult[]>;
+  fetchFacts(consumer: string, options?: { limit?: number; maxWaitMs?: number }): Promise<FetchFactsResponse>;
+  confirmReceipt(consumer: string, offset: bigint | number): Promise<bigint>;
+  /** Uploads an artifact from a file (`{ file }`), a buffer or a stream (a stream is not retried). */
+  putObject(header: ObjectHeaderInit, content: ObjectContent): Promise<ObjectRef>;
+  /** Streams an artifact into `destination`; a broken stream resumes from the bytes already written. */
+  fetchObject(bucket: string, key: string, destination: Writable): Promise<ObjectRef>;
+  statObject(bucket: string, key: string): Promise<ObjectRef>;
+  close(): void;
+}
+
+export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
+  const retry: RetryOptions = { ...defaultRetry, ...options.retry };
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const transports = new Map<string, Transport>();
+  // One transport per endpoint: it keeps one HTTP/2 session, reused by every call.
+  const transportFor = (url: string | undefined) => {
+    if (!url) throw new Error("no endpoint configured for this operation (set url or urls)");
+    let transport = transports.get(url);
+    if (!transport) {
+      const shared = { baseUrl: url, nodeOptions: { ca: options.tls.ca, cert: options.tls.cert, key: options.tls.key }, useBinaryFormat: true };
+      transport = options.protocol === "grpc" ? createGrpcTransport(shared) : createConnectTransport({ ...shared, httpVersion: "2" });
+      transports.set(url, transport);
+    }
+    return transport;
+  };
+  const endpoint = (verb: "ingest" | "egress" | "ledger") => options.urls?.[verb] ?? options.url;
+  const boundary = (verb: "ingest" | "egress" | "ledger"): Client<typeof BoundaryService> => createClient(BoundaryService, transportFor(endpoint(verb)));
+  const peer = (): Client<typeof PeerService> => createClient(PeerService, transportFor(endpoint("egress")));
+
+  const appendFacts = (messages: readonly FactMessageInit[]) =>
+    withRetry(retry, async () => (await boundary("ingest").appendFact({ messages: messages.map((m) => create(FactMessageSchema, m)) }, { timeoutMs })).results);
+
+  return {
+    appendFacts,
+    async appendFact(message) {
+      const [result] = await appendFacts([message]);
+      if (result!.status === AppendStatus.CONFLICTING_DUPLICATE) {
+        throw rejection(Code.AlreadyExists, Reason.ConflictingDuplicate, `message ${result!.messageId} was stored before with a different payload (offset ${result!.offset})`, {
+          message_id: result!.messageId, offset: String(result!.offset),
+        });
+      }
+      return result!;
+    },
+    fetchFacts(consumer, { limit = 0, maxWaitMs = 0 } = {}) {
+      return withRetry(retry, () => boundary("egress").fetchFacts({ consumerName: consumer, limit, maxWaitMs }, { timeoutMs: timeoutMs + maxWaitMs }));
+    },
+    async confirmReceipt(consumer, offset) {
+      const response = await withRetry(retry, () => boundary("ledger").confirmReceipt({ consumerName: consumer, offset: BigInt(offset) }, { timeoutMs }));
+      return response.cursorAdvancedTo;
+    },
+    async putObject(header, content) {
+      const replayable = !(Symbol.asyncIterator in content) || content instanceof Uint8Array;
+      const send = async () => {
+        const response = await boundary("ingest").putObject(requests(header, content), { timeoutMs: Math.max(timeoutMs, 10 * 60_000) });
+        return response.object!;
+      };
+      return replayable ? withRetry(retry, send) : send();
+    },
+    async fetchObject(bucket, key, destination) {
+      let written = 0n;
+      let object: ObjectRef | undefined;
+      await withRetry(retry, async () => {
+        for await (const part of peer().fetchObject({ bucket, key, offset: written }, { timeoutMs: Math.max(timeoutMs, 10 * 60_000) })) {
+          if (part.part.case === "object") object = part.part.value;
+          else if (part.part.case === "chunk") {
+            const chunk = part.part.value;
+            if (!destination.write(chunk)) await new Promise((resolve) => destination.once("drain", resolve));
+            written += BigInt(chunk.byteLength);
+          }
+        }
+      });
+      if (!object) throw new ConnectError("the peer sent no object description", Code.Internal);
+      return object;
+    },
+    async statObject(bucket, key) {
+      return (await withRetry(retry, () => peer().statObject({ bucket, key }, { timeoutMs }))).object!;
+    },
+    close() {
+      transports.clear();
+    },
+  };
+}
+
+async function* requests(header: ObjectHeaderInit, content: ObjectContent) {
+  yield { part: { case: "header" as const, value: header } };
+  const source: AsyncIterable<Uint8Array> | Uint8Array[] = content instanceof Uint8Array
+    ? chunked(content)
+    : "file" in content ? createReadStream((content as { file: string }).file, { highWaterMark: 128 * 1024 }) : content as AsyncIterable<Uint8Array>;
+  for await (const chunk of source) yield { part: { case: "chunk" as const, value: chunk } };
+}
+
+function chunked(bytes: Uint8Array, size = 128 * 1024): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < bytes.byteLength; i += size) out.push(bytes.subarray(i, i + size));
+  return out;
+}

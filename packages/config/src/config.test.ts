@@ -1,0 +1,116 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { ConfigError, createPolicy, loadZoneConfig, parseZoneConfig } from "./index.js";
+
+const pem = (name: string) => `-----BEGIN TEST-----\n${name}\n-----END TEST-----\n`;
+const files = { "/pki/ca.crt": pem("ca"), "/pki/plant-a.crt": pem("cert"), "/pki/plant-a.key": pem("key") };
+const readFile = (path: string) => {
+  const content = files[path as keyof typeof files];
+  if (content === undefined) throw new Error("ENOENT");
+  return content;
+};
+
+const valid = {
+  zone: "plant-a",
+  nats: { servers: ["nats://127.0.0.1:4222"] },
+  storage: {
+    zones: ["idmz", "enterprise"],
+    consumers: [{ name: "idmz-from-plant-a", stream: "operational", skipOrigins: ["idmz"] }],
+    buckets: { "batch-files": {} },
+  },
+  tls: { ca: "ca.crt", cert: "plant-a.crt", key: "plant-a.key" },
+  policy: {
+    "mes-producer": { assertFromZones: ["plant-a"], targetZones: ["*"], writeBuckets: ["batch-files"] },
+    "idmz-bsfg": { consumers: ["idmz-from-plant-a"], readBuckets: ["batch-files"] },
+  },
+};
+
+describe("zone configuration", () => {
+  it("builds the storage configuration, binds consumers to identities from the policy and reads the PEMs", () => {
+    const cfg = parseZoneConfig(valid, { baseDir: "/pki", readFile });
+    expect(cfg.storage.zone).toBe("plant-a");
+    expect(cfg.storage.domain).toBe("plant-a");
+    expect(cfg.storage.zones).toEqual(["plant-a", "idmz", "enterprise"]);
+    expect(cfg.storage.consumers[0]!.identities).toEqual(["idmz-bsfg"]);
+    expect(cfg.tls.cert).toBe(pem("cert"));
+    expect(cfg.tls.paths.key).toBe("/pki/plant-a.key");
+    expect(cfg.fetch.maxWait).toBe(30_000);
+  });
+
+  it("lists every problem with its path in one error", () => {
+    const broken = {
+      ...valid,
+      listen: { zone: "8443" },
+      storage: { ...valid.storage, streams: { operational: { maxAge: "forever" } } },
+      tls: { ...valid.tls, key: "missing.key" },
+      policy: { "mes-producer": { assertFromZones: ["mars"], consumers: ["nobody"], writeBuckets: ["nope"] } },
+    };
+    let error: ConfigError | undefined;
+    try {
+      parseZoneConfig(broken, { baseDir: "/pki", readFile });
+    } catch (err) {
+      error = err as ConfigError;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error!.problems).toEqual([`listen.zone: write an address as "host:port", e.g. "0.0.0.0:8443" or "[::]:8443"`]);
+
+    try {
+      parseZoneConfig({ ...broken, listen: undefined }, { baseDir: "/pki", readFile });
+    } catch (err) {
+      error = err as ConfigError;
+    }
+    expect(error!.problems).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^storage\.streams\.operational\.maxAge: write a duration/),
+      expect.stringMatching(/^tls\.key: cannot read \/pki\/missing\.key/),
+    ]));
+  });
+
+  it("checks the policy against the zones, consumers and buckets it names", () => {
+    const withBadPolicy = { ...valid, policy: { "mes-producer": { assertFromZones: ["mars"], consumers: ["nobody"], writeBuckets: ["nope"] } } };
+    expect(() => parseZoneConfig(withBadPolicy, { baseDir: "/pki", readFile })).toThrow(
+      /policy\.mes-producer: zone "mars" is not in storage\.zones[\s\S]*policy\.mes-producer\.consumers: "nobody" is not a consumer[\s\S]*policy\.mes-producer: bucket "nope" is not in storage\.buckets/,
+    );
+  });
+
+  it("loads YAML from a file with paths relative to it", () => {
+    const dir = mkdtempSync(join(tmpdir(), "bsfg-config-"));
+    for (const [name, content] of [["ca.crt", pem("ca")], ["plant-a.crt", pem("cert")], ["plant-a.key", pem("key")]] as const) writeFileSync(join(dir, name), content);
+    writeFileSync(join(dir, "zone.yaml"), [
+      "zone: plant-a",
+      "tls: { ca: ca.crt, cert: plant-a.crt, key: plant-a.key }",
+      "policy:",
+      "  mes-producer: { assertFromZones: [plant-a], targetZones: [plant-a] }",
+    ].join("\n"));
+    const cfg = loadZoneConfig(join(dir, "zone.yaml"));
+    expect(cfg.tls.ca).toBe(pem("ca"));
+    expect(() => loadZoneConfig(join(dir, "absent.yaml"))).toThrow(/cannot read the file/);
+    writeFileSync(join(dir, "bad.yaml"), "zone: [unclosed");
+    expect(() => loadZoneConfig(join(dir, "bad.yaml"))).toThrow(/not valid YAML/);
+  });
+});
+
+describe("policy", () => {
+  const policy = createPolicy(parseZoneConfig(valid, { baseDir: "/pki", readFile }).policy);
+
+  it("denies by default", () => {
+    expect(policy.mayAppend(["stranger"], "plant-a", "enterprise")).toMatchObject({ allowed: false, reason: "unknown_identity" });
+    expect(policy.mayAppend([], "plant-a", "enterprise")).toMatchObject({ allowed: false, reason: "unknown_identity" });
+  });
+
+  it("uses the first certificate name the policy knows (CN, then SANs)", () => {
+    expect(policy.identityOf(["unknown-cn", "mes-producer"])).toBe("mes-producer");
+    expect(policy.mayAppend(["unknown-cn", "mes-producer"], "plant-a", "enterprise")).toEqual({ allowed: true, identity: "mes-producer" });
+  });
+
+  it("checks asserted and targeted zones, consumers and buckets", () => {
+    expect(policy.mayAppend(["mes-producer"], "enterprise", "plant-a")).toMatchObject({ allowed: false, reason: "from_zone_not_allowed" });
+    expect(policy.mayAppend(["idmz-bsfg"], "plant-a", "enterprise")).toMatchObject({ allowed: false, reason: "from_zone_not_allowed" });
+    expect(policy.mayUseConsumer(["idmz-bsfg"], "idmz-from-plant-a").allowed).toBe(true);
+    expect(policy.mayUseConsumer(["mes-producer"], "idmz-from-plant-a")).toMatchObject({ allowed: false, reason: "consumer_not_allowed" });
+    expect(policy.mayWriteBucket(["mes-producer"], "batch-files").allowed).toBe(true);
+    expect(policy.mayReadBucket(["mes-producer"], "batch-files")).toMatchObject({ allowed: false, reason: "bucket_not_allowed" });
+    expect(policy.mayReadBucket(["idmz-bsfg"], "batch-files").allowed).toBe(true);
+  });
+});

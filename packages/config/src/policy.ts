@@ -1,0 +1,51 @@
+import type { IdentityPolicy } from "./schema.js";
+
+/** Why a call was refused; each is also a bsfg.v1 rejection reason (permission_denied). */
+export type DenialReason = "unknown_identity" | "from_zone_not_allowed" | "to_zone_not_allowed" | "consumer_not_allowed" | "bucket_not_allowed";
+
+export type Decision =
+  | { readonly allowed: true; readonly identity: string }
+  | { readonly allowed: false; readonly identity: string; readonly reason: DenialReason; readonly message: string };
+
+/**
+ * Deny-by-default authorization. A caller is known by the names in its
+ * certificate (CN first, then SANs); the first of them the policy lists is
+ * its identity. Reachability is never authorization.
+ */
+export interface Policy {
+  /** The policy identity among a certificate's names, if any. */
+  identityOf(names: readonly string[]): string | undefined;
+  mayAppend(names: readonly string[], fromZone: string, toZone: string): Decision;
+  mayUseConsumer(names: readonly string[], consumer: string): Decision;
+  mayWriteBucket(names: readonly string[], bucket: string): Decision;
+  mayReadBucket(names: readonly string[], bucket: string): Decision;
+}
+
+export function createPolicy(rules: Readonly<Record<string, IdentityPolicy>>): Policy {
+  const identityOf = (names: readonly string[]) => names.find((name) => Object.hasOwn(rules, name));
+  const decide = (names: readonly string[], check: (rule: IdentityPolicy, identity: string) => Decision): Decision => {
+    const identity = identityOf(names);
+    if (identity === undefined) {
+      const shown = names.length > 0 ? names.join(", ") : "(no name)";
+      return { allowed: false, identity: names[0] ?? "", reason: "unknown_identity", message: `certificate identity ${shown} has no policy in this zone` };
+    }
+    return check(rules[identity]!, identity);
+  };
+  const inList = (list: readonly string[], value: string) => list.includes("*") || list.includes(value);
+  const allow = (identity: string): Decision => ({ allowed: true, identity });
+
+  return {
+    identityOf,
+    mayAppend: (names, fromZone, toZone) => decide(names, (rule, identity) => {
+      if (!inList(rule.assertFromZones, fromZone)) return { allowed: false, identity, reason: "from_zone_not_allowed", message: `${identity} may not assert from_zone "${fromZone}"` };
+      if (!inList(rule.targetZones, toZone)) return { allowed: false, identity, reason: "to_zone_not_allowed", message: `${identity} may not target to_zone "${toZone}"` };
+      return allow(identity);
+    }),
+    mayUseConsumer: (names, consumer) => decide(names, (rule, identity) =>
+      rule.consumers.includes(consumer) ? allow(identity) : { allowed: false, identity, reason: "consumer_not_allowed", message: `${identity} is not bound to consumer "${consumer}"` }),
+    mayWriteBucket: (names, bucket) => decide(names, (rule, identity) =>
+      rule.writeBuckets.includes(bucket) ? allow(identity) : { allowed: false, identity, reason: "bucket_not_allowed", message: `${identity} may not write bucket "${bucket}"` }),
+    mayReadBucket: (names, bucket) => decide(names, (rule, identity) =>
+      rule.readBuckets.includes(bucket) ? allow(identity) : { allowed: false, identity, reason: "bucket_not_allowed", message: `${identity} may not read bucket "${bucket}"` }),
+  };
+}

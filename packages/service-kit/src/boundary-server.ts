@@ -1,0 +1,157 @@
+import type { Http2Session } from "node:http2";
+import type { TLSSocket } from "node:tls";
+import type { AddressInfo } from "node:net";
+import { createContextValues, type ConnectRouter } from "@connectrpc/connect";
+import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import { createPolicy, type ZoneConfig } from "@bsfg/config";
+import { healthRoutes } from "./health.js";
+import { knownIdentityOnly, refuseWhileDraining, rejectionLogger } from "./interceptors.js";
+import { parseListen, urlFor } from "./listen-address.js";
+import { identityOfSocket, peerIdentityKey } from "./peer-identity.js";
+
+export interface BoundaryServerOptions {
+  /** Deployable name for logs, e.g. "bsfg-ingest". */
+  readonly name: string;
+  readonly config: ZoneConfig;
+  /** "host:port" for the mTLS endpoint (port 0 picks a free one). */
+  readonly listen: string;
+  /** Plain-HTTP "host:port" for /healthz and /readyz (probes carry no client certificate). */
+  readonly healthListen?: string | undefined;
+  /** Registers the services this deployable serves. */
+  readonly routes: (router: ConnectRouter) => void;
+  /** True when the zone's JetStream answers. */
+  readonly ready: () => Promise<boolean>;
+  /** Where JSON logs go (default: stdout). */
+  readonly logStream?: NodeJS.WritableStream;
+}
+
+export interface BoundaryServer {
+  readonly url: string;
+  readonly port: number;
+  readonly healthUrl: string | undefined;
+  readonly log: FastifyBaseLogger;
+  /** Calls being served right now. */
+  inFlight(): number;
+  /**
+   * Stops taking calls (new ones get unavailable/shutting_down, HTTP/2 clients
+   * get GOAWAY), lets in-flight calls finish within the configured grace, then
+   * closes every connection.
+   */
+  shutdown(): Promise<void>;
+}
+
+/** One deployable's Connect endpoint over HTTP/2 with mutual TLS 1.3. */
+export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<BoundaryServer> {
+  const { config } = opts;
+  const logger = { level: config.logLevel, base: { service: opts.name, zone: config.zone }, ...(opts.logStream ? { stream: opts.logStream } : {}) };
+  const app = Fastify({
+    http2: true,
+    https: {
+      key: config.tls.key,
+      cert: config.tls.cert,
+      ca: config.tls.ca,
+      requestCert: true,
+      // Verified below, before HTTP/2 sees the connection, so the log can say why a client was refused.
+      rejectUnauthorized: false,
+      minVersion: "TLSv1.3",
+      // Connect unary calls also work over HTTP/1.1 (curl, browsers behind a proxy); gRPC needs h2.
+      allowHTTP1: true,
+    },
+    // Without this, close() waits for idle HTTP/2 sessions (72 s).
+    forceCloseConnections: true,
+    logger,
+    disableRequestLogging: true,
+  });
+  const log = app.log;
+
+  let draining = false;
+  let inFlight = 0;
+  const sessions = new Set<Http2Session>();
+  app.server.on("session", (session: Http2Session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+  app.server.on("tlsClientError", (err: NodeJS.ErrnoException, socket: TLSSocket) => {
+    log.warn({ event: "tls_failure", code: err.code, reason: err.message, remote: socket.remoteAddress }, "TLS handshake failed");
+  });
+  // Runs before the HTTP/2 server's own listener: an unverified client never gets a session.
+  app.server.prependListener("secureConnection", (socket: TLSSocket) => {
+    if (socket.authorized) return;
+    // authorizationError is typed as an Error but is a string code such as CERT_HAS_EXPIRED.
+    const error = socket.authorizationError as unknown as (Error & { code?: string }) | string | null;
+    const presented = Object.keys(socket.getPeerCertificate() ?? {}).length > 0;
+    const code = !presented ? "NO_CLIENT_CERTIFICATE" : typeof error === "string" ? error : error?.code ?? "UNVERIFIED";
+    const reason = !presented ? "no client certificate presented" : typeof error === "string" ? error : error?.message ?? "unverified";
+    log.warn({ event: "tls_failure", code, reason, remote: socket.remoteAddress }, "client certificate refused");
+    socket.destroy();
+  });
+  app.addHook("onRequest", async (request, reply) => {
+    inFlight++;
+    let done = false;
+    const finished = () => {
+      if (!done) {
+        done = true;
+        inFlight--;
+      }
+    };
+    reply.raw.once("close", finished);
+    reply.raw.once("finish", finished);
+  });
+
+  const policy = createPolicy(config.policy);
+  const maxMessageBytes = Math.max(config.storage.limits.maxBatchBytes, config.storage.objectChunkBytes) * 2;
+  await app.register(fastifyConnectPlugin, {
+    routes: opts.routes,
+    interceptors: [rejectionLogger(log), refuseWhileDraining(() => draining), knownIdentityOnly(policy)],
+    contextValues: (req) => createContextValues().set(peerIdentityKey, identityOfSocket(tlsSocketOf(req.raw))),
+    readMaxBytes: maxMessageBytes,
+  });
+  const ready = async () => !draining && await opts.ready().catch(() => false);
+  await app.register(healthRoutes(ready));
+
+  const { host, port } = parseListen(opts.listen);
+  await app.listen({ host, port });
+  const boundPort = (app.server.address() as AddressInfo).port;
+
+  let health: FastifyInstance | undefined;
+  let healthUrl: string | undefined;
+  if (opts.healthListen) {
+    health = Fastify({ logger: false });
+    await health.register(healthRoutes(ready));
+    const h = parseListen(opts.healthListen);
+    await health.listen({ host: h.host, port: h.port });
+    healthUrl = urlFor("http", h.host, (health.server.address() as AddressInfo).port);
+  }
+  const url = urlFor("https", host, boundPort);
+  log.info({ event: "listening", url, health: healthUrl }, "serving");
+
+  let stopping: Promise<void> | undefined;
+  return {
+    url,
+    port: boundPort,
+    healthUrl,
+    log,
+    inFlight: () => inFlight,
+    shutdown() {
+      stopping ??= (async () => {
+        draining = true;
+        log.info({ event: "draining", inFlight }, "shutting down: finishing in-flight calls");
+        for (const session of sessions) session.close();
+        const deadline = Date.now() + config.shutdownGrace;
+        while (inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+        if (inFlight > 0) log.warn({ event: "shutdown_forced", inFlight }, "grace period over: closing remaining calls");
+        await app.close();
+        await health?.close();
+        log.info({ event: "stopped" }, "stopped");
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** The TLS socket under an HTTP/1.1 or HTTP/2 request. */
+function tlsSocketOf(raw: unknown): TLSSocket | undefined {
+  const req = raw as { stream?: { session?: { socket?: TLSSocket } }; socket?: TLSSocket };
+  return req.stream?.session?.socket ?? req.socket;
+}

@@ -1,0 +1,5 @@
+export { startBoundaryServer, type BoundaryServer, type BoundaryServerOptions } from "./boundary-server.js";
+export { peerOf, peerIdentityKey, type PeerIdentity } from "./peer-identity.js";
+export { authorize } from "./authorize.js";
+export { onStopSignal } from "./signals.js";
+export { parseListen } from "./listen-address.js";

@@ -1,0 +1,44 @@
+import type { TLSSocket } from "node:tls";
+import { createContextKey, type HandlerContext } from "@connectrpc/connect";
+import { Code, Reason, rejection } from "@bsfg/proto";
+
+/** Who is calling, as its client certificate says. */
+export interface PeerIdentity {
+  /** Subject common name. */
+  readonly cn: string;
+  /** DNS subject alternative names. */
+  readonly sans: readonly string[];
+  /** CN first, then SANs: the names the policy looks up, in that order. */
+  readonly names: readonly string[];
+}
+
+export const peerIdentityKey = createContextKey<PeerIdentity | undefined>(undefined, { description: "bsfg peer identity" });
+
+const bySocket = new WeakMap<TLSSocket, PeerIdentity>();
+
+/** The identity of the TLS socket's verified client certificate (parsed once per connection). */
+export function identityOfSocket(socket: TLSSocket | undefined): PeerIdentity | undefined {
+  if (!socket || typeof socket.getPeerCertificate !== "function") return undefined;
+  const cached = bySocket.get(socket);
+  if (cached) return cached;
+  if (!socket.authorized) return undefined;
+  const cert = socket.getPeerCertificate();
+  if (!cert || Object.keys(cert).length === 0) return undefined;
+  const cnField = cert.subject?.CN;
+  const cn = Array.isArray(cnField) ? (cnField[0] ?? "") : (cnField ?? "");
+  const sans = (cert.subjectaltname ?? "")
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter((entry) => entry.startsWith("DNS:"))
+    .map((entry) => entry.slice(4));
+  const identity: PeerIdentity = { cn, sans, names: [...new Set([cn, ...sans].filter((n) => n !== ""))] };
+  bySocket.set(socket, identity);
+  return identity;
+}
+
+/** The caller of a handler; unauthenticated if the transport gave none (which mTLS should prevent). */
+export function peerOf(ctx: HandlerContext): PeerIdentity {
+  const peer = ctx.values.get(peerIdentityKey);
+  if (!peer) throw rejection(Code.Unauthenticated, Reason.NoClientCertificate, "a verified client certificate is required");
+  return peer;
+}
