@@ -21,7 +21,7 @@ export async function startDeployable(role: Role, config: ZoneConfig, overrides:
       name,
       config,
       listen: overrides.listen ?? config.listen[role],
-      healthListen: overrides.healthListen ?? config.listen.health,
+      healthListen: overrides.healthListen ?? config.health[role],
       routes: routesFor(role, { config, store, policy: createPolicy(config.policy), watch }),
       ready: () => store.ready(),
       ...(overrides.logStream ? { logStream: overrides.logStream } : {}),
@@ -31,8 +31,9 @@ export async function startDeployable(role: Role, config: ZoneConfig, overrides:
       server,
       store,
       async stop() {
-        await server.shutdown();
+        // Long polls answer now (with what they have) instead of holding the drain up.
         watch.close();
+        await server.shutdown();
         await store.close();
       },
     };

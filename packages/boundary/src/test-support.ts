@@ -1,3 +1,5 @@
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import { parseZoneConfig, type ZoneConfig } from "@bsfg/config";
 import { createBsfgClient, type BsfgClient } from "@bsfg/client";
@@ -25,7 +27,12 @@ export async function createTestPki(): Promise<TestPki> {
 /** Zone "plant-a" with a producer, a peer bound to one consumer, and buckets. */
 export function testZoneConfig(pki: TestPki, natsUrl: string, overrides: Record<string, unknown> = {}): ZoneConfig {
   const files: Record<string, string> = { "/pki/ca.crt": pki.ca.certPem, "/pki/zone.crt": pki.certs["plant-a-bsfg"].certPem, "/pki/zone.key": pki.certs["plant-a-bsfg"].keyPem };
-  return parseZoneConfig({
+  return parseZoneConfig(testZoneDocument(natsUrl, overrides), { baseDir: "/pki", readFile: (path) => files[path] ?? (() => { throw new Error(`no test file ${path}`); })() });
+}
+
+/** The configuration document behind testZoneConfig; TLS paths ca.crt, zone.crt, zone.key are relative. */
+export function testZoneDocument(natsUrl: string, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
     zone: "plant-a",
     nats: { servers: [natsUrl] },
     storage: {
@@ -42,7 +49,29 @@ export function testZoneConfig(pki: TestPki, natsUrl: string, overrides: Record<
     },
     shutdownGrace: "5s",
     ...overrides,
-  }, { baseDir: "/pki", readFile: (path) => files[path] ?? (() => { throw new Error(`no test file ${path}`); })() });
+  };
+}
+
+/**
+ * Writes the zone's CA, certificate and key next to a zone.yaml (testZoneDocument
+ * with `overrides`) into `dir`, as a deployable's `--config` reads them; returns the file's path.
+ */
+export async function writeTestZoneFiles(pki: TestPki, dir: string, natsUrl: string, overrides: Record<string, unknown> = {}): Promise<string> {
+  await writeFile(join(dir, "ca.crt"), pki.ca.certPem);
+  await writeFile(join(dir, "zone.crt"), pki.certs["plant-a-bsfg"].certPem);
+  await writeFile(join(dir, "zone.key"), pki.certs["plant-a-bsfg"].keyPem, { mode: 0o600 });
+  const path = join(dir, "zone.yaml");
+  // JSON is YAML.
+  await writeFile(path, JSON.stringify(testZoneDocument(natsUrl, overrides), null, 2));
+  return path;
+}
+
+/** Writes one identity's certificate and key as `<identity>.crt` and `<identity>.key` into `dir`. */
+export async function writeIdentityFiles(pki: TestPki, dir: string, identity: Identity): Promise<{ cert: string; key: string }> {
+  const paths = { cert: join(dir, `${identity}.crt`), key: join(dir, `${identity}.key`) };
+  await writeFile(paths.cert, pki.certs[identity].certPem);
+  await writeFile(paths.key, pki.certs[identity].keyPem, { mode: 0o600 });
+  return paths;
 }
 
 /** Collects a service's JSON log lines. */

@@ -2,7 +2,7 @@ import { createReadStream } from "node:fs";
 import type { Writable } from "node:stream";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import {
   AppendStatus,
   BoundaryService,
@@ -46,6 +46,7 @@ export interface BsfgClient {
   /** Streams an artifact into `destination`; a broken stream resumes from the bytes already written. */
   fetchObject(bucket: string, key: string, destination: Writable): Promise<ObjectRef>;
   statObject(bucket: string, key: string): Promise<ObjectRef>;
+  /** Closes the client's connections (and any call still open on them). */
   close(): void;
 }
 
@@ -53,12 +54,15 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
   const retry: RetryOptions = { ...defaultRetry, ...options.retry };
   const timeoutMs = options.timeoutMs ?? 30_000;
   const transports = new Map<string, Transport>();
-  // One transport per endpoint: it keeps one HTTP/2 session, reused by every call.
+  const sessions: Http2SessionManager[] = [];
+  // One transport per endpoint, with one HTTP/2 session reused by every call.
   const transportFor = (url: string | undefined) => {
     if (!url) throw new Error("no endpoint configured for this operation (set url or urls)");
     let transport = transports.get(url);
     if (!transport) {
-      const shared = { baseUrl: url, nodeOptions: { ca: options.tls.ca, cert: options.tls.cert, key: options.tls.key }, useBinaryFormat: true };
+      const sessionManager = new Http2SessionManager(url, {}, { ca: options.tls.ca, cert: options.tls.cert, key: options.tls.key });
+      sessions.push(sessionManager);
+      const shared = { baseUrl: url, sessionManager, useBinaryFormat: true };
       transport = options.protocol === "grpc" ? createGrpcTransport(shared) : createConnectTransport({ ...shared, httpVersion: "2" });
       transports.set(url, transport);
     }
@@ -117,6 +121,7 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
       return (await withRetry(retry, () => peer().statObject({ bucket, key }, { timeoutMs }))).object!;
     },
     close() {
+      for (const session of sessions.splice(0)) session.abort();
       transports.clear();
     },
   };

@@ -16,7 +16,11 @@ export const defaultRetry: RetryOptions = { attempts: 6, initialDelayMs: 100, ma
 const retryable = new Set<Code>([Code.Unavailable, Code.ResourceExhausted, Code.Aborted, Code.DeadlineExceeded]);
 
 export function isRetryable(err: unknown): boolean {
-  return ConnectError.from(err).code !== undefined && retryable.has(ConnectError.from(err).code);
+  const error = ConnectError.from(err);
+  if (retryable.has(error.code)) return true;
+  // A stream the server refused (after GOAWAY, e.g. while it drains) was never processed.
+  // connect-node 2.1 reports it as `internal`; it is safe to send again.
+  return error.code === Code.Internal && error.message.includes("NGHTTP2_REFUSED_STREAM");
 }
 
 /** Runs `call` until it succeeds, fails for good, or attempts run out; exponential backoff with full jitter. */

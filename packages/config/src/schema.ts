@@ -39,9 +39,14 @@ export const zoneConfigSchema = z.object({
     ingest: listen.default("127.0.0.1:8444"),
     egress: listen.default("127.0.0.1:8445"),
     ledger: listen.default("127.0.0.1:8446"),
-    /** Plain HTTP for /healthz, /readyz (and /metrics later); probes carry no client certificate. */
-    health: listen.optional(),
   }).strict().default({ zone: "127.0.0.1:8443", ingest: "127.0.0.1:8444", egress: "127.0.0.1:8445", ledger: "127.0.0.1:8446" }),
+  /** Plain HTTP per deployable for /healthz and /readyz (and /metrics later): probes carry no client certificate. */
+  health: z.object({
+    zone: listen.optional(),
+    ingest: listen.optional(),
+    egress: listen.optional(),
+    ledger: listen.optional(),
+  }).strict().default({}),
   fetch: z.object({
     /** The most facts one FetchFacts returns, whatever the caller asks. */
     maxLimit: z.number().int().positive().default(1_000),

@@ -11,7 +11,8 @@ export interface ZoneConfig {
   readonly storage: StorageConfig;
   /** PEM contents, read at start-up. */
   readonly tls: { readonly ca: string; readonly cert: string; readonly key: string; readonly paths: { ca: string; cert: string; key: string } };
-  readonly listen: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string; readonly health?: string | undefined };
+  readonly listen: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string };
+  readonly health: { readonly zone?: string | undefined; readonly ingest?: string | undefined; readonly egress?: string | undefined; readonly ledger?: string | undefined };
   readonly fetch: { readonly maxLimit: number; readonly maxBytes: number; readonly maxWait: number };
   readonly policy: Readonly<Record<string, IdentityPolicy>>;
   readonly shutdownGrace: number;
@@ -103,6 +104,7 @@ export function parseZoneConfig(document: unknown, opts: { source?: string; base
     storage: storage.data,
     tls: { ca: pem.ca!, cert: pem.cert!, key: pem.key!, paths },
     listen: cfg.listen,
+    health: cfg.health,
     fetch: cfg.fetch,
     policy: cfg.policy,
     shutdownGrace: cfg.shutdownGrace,

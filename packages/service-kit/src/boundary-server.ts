@@ -71,6 +71,8 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
   app.server.on("session", (session: Http2Session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
+    // A client that reconnects while we drain is told to go away at once.
+    if (draining) session.close();
   });
   app.server.on("tlsClientError", (err: NodeJS.ErrnoException, socket: TLSSocket) => {
     log.warn({ event: "tls_failure", code: err.code, reason: err.message, remote: socket.remoteAddress }, "TLS handshake failed");
@@ -141,6 +143,9 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
         const deadline = Date.now() + config.shutdownGrace;
         while (inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
         if (inFlight > 0) log.warn({ event: "shutdown_forced", inFlight }, "grace period over: closing remaining calls");
+        // Whatever is still connected goes now: Node's server.close() would otherwise wait
+        // for every HTTP/2 session, up to its 72 s idle timeout.
+        for (const session of sessions) session.destroy();
         await app.close();
         await health?.close();
         log.info({ event: "stopped" }, "stopped");
