@@ -288,11 +288,13 @@ try {
   // ---- read ----
   // Pre-fill the audit stream (through the store, not timed) with the read set.
   const audit = "facts-audit";
-  const readSet = prepare("read", readFacts, 100).map((batch) => batch.map((m) => {
-    m.fact!.predicate = READ_PREDICATE;
-    return m;
-  }));
-  await pipelined(readSet.length, 8, async (b) => check(await store.append(readSet[b]!), readSet[b]!.length));
+  {
+    const readSet = prepare("read", readFacts, 100).map((batch) => batch.map((m) => {
+      m.fact!.predicate = READ_PREDICATE;
+      return m;
+    }));
+    await pipelined(readSet.length, 8, async (b) => check(await store.append(readSet[b]!), readSet[b]!.length));
+  }
   const auditInfo = await jsm.streams.info(audit);
   if (auditInfo.state.messages !== readFacts) throw new Error(`${audit} holds ${auditInfo.state.messages} facts, expected ${readFacts}`);
 

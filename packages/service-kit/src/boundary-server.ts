@@ -3,7 +3,7 @@ import type { TLSSocket } from "node:tls";
 import type { AddressInfo } from "node:net";
 import { createContextValues, type ConnectRouter } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { createPolicy, type ZoneConfig } from "@bsfg/config";
 import { healthRoutes } from "./health.js";
 import { knownIdentityOnly, refuseWhileDraining, rejectionLogger } from "./interceptors.js";
@@ -61,7 +61,8 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
     // Without this, close() waits for idle HTTP/2 sessions (72 s).
     forceCloseConnections: true,
     logger,
-    disableRequestLogging: true,
+    // Rejections are logged once each by the rejection logger; per-request lines would drown them.
+    logController: new LogController({ disableRequestLogging: true }),
   });
   const log = app.log;
 

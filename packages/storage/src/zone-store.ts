@@ -67,6 +67,7 @@ export interface OpenOptions {
 }
 
 const PUBLISH_TIMEOUT_MS = 5_000;
+const CONSUMER_CACHE_MS = 5_000;
 const DEFAULT_PAGE: PageLimits = { limit: 500, maxBytes: 4 * 2 ** 20 };
 
 export async function openZoneStore(cfg: StorageConfig, opts: OpenOptions): Promise<ZoneStore> {
@@ -117,9 +118,15 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
   // A page must fit the largest fact, or a consumer could stall on it.
   const minPageBytes = cfg.limits.maxFactBytes + 4096;
 
+  // Definitions change only when a deployment registers new configuration; a few
+  // seconds of caching saves a KV read on every fetch and confirm.
+  const definitions = new Map<string, { def: ConsumerDefinition; readAt: number }>();
   async function consumer(name: string): Promise<ConsumerDefinition> {
+    const cached = definitions.get(name);
+    if (cached && Date.now() - cached.readAt < CONSUMER_CACHE_MS) return cached.def;
     const def = await registry.get(name).catch((err) => { throw substrateRejection(err, "reading the consumer registry"); });
     if (!def) throw rejection(Code.NotFound, Reason.UnknownConsumer, `consumer "${name}" is not registered in zone ${cfg.zone}`, { consumer: name });
+    definitions.set(name, { def, readAt: Date.now() });
     return def;
   }
   async function cursor(name: string): Promise<number> {
