@@ -1,8 +1,3 @@
-import { defineConfig } from "vitest/config";
+import { packageTestConfig } from "../../vitest.package.ts";
 
-export default defineConfig({
-  // Test files are excluded from ./tsconfig.json; without this, vite walks up to the
-  // root solution config and trips over its references.
-  tsconfig: "./tsconfig.json",
-  test: { include: ["src/**/*.test.ts"] },
-});
+export default packageTestConfig();

@@ -1,8 +1,3 @@
-import { defineConfig } from "vitest/config";
+import { packageTestConfig } from "../../vitest.package.ts";
 
-export default defineConfig({
-  // Pin the tsconfig: test files are excluded from ./tsconfig.json, so vite's automatic
-  // discovery walks up to the root solution config and fails on its references.
-  tsconfig: "./tsconfig.json",
-  test: { include: ["src/**/*.test.ts"] },
-});
+export default packageTestConfig();
