@@ -14,11 +14,13 @@ export interface EstateZone {
   readonly policy: Record<string, Record<string, string[]>>;
 }
 
+// NATS ports stay clear of 4222/8222: installing Debian's nats-server package starts a
+// system nats-server there on machines with systemd.
 export const localEstate: readonly EstateZone[] = [
   {
     name: "plant-a",
-    natsPort: 4222,
-    monitorPort: 8222,
+    natsPort: 14222,
+    monitorPort: 18222,
     ports: { zone: 8443, ingest: 8444, egress: 8445, ledger: 8446 },
     health: { zone: 9443, ingest: 9444, egress: 9445, ledger: 9446 },
     serverIdentity: "plant-a-bsfg",
