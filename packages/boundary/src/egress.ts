@@ -12,7 +12,9 @@ export function egressHandlers({ store, policy, config, watch }: BoundaryDeps): 
       if (req.consumerName === "") throw rejection(Code.InvalidArgument, Reason.MissingField, "consumer_name is required", { field: "consumer_name" });
       const consumer = await store.consumer(req.consumerName);
       authorize(policy.mayUseConsumer(peerOf(ctx).names, consumer.name), { consumer: consumer.name });
-      const limits = { limit: Math.min(req.limit || DEFAULT_LIMIT, config.fetch.maxLimit), maxBytes: config.fetch.maxBytes };
+      // Binary codecs get the stored bytes as they are; JSON needs decoded messages.
+      const json = (ctx.requestHeader.get("content-type") ?? "").includes("json");
+      const limits = { limit: Math.min(req.limit || DEFAULT_LIMIT, config.fetch.maxLimit), maxBytes: config.fetch.maxBytes, messages: json ? "decoded" as const : "encoded" as const };
       const deadline = Date.now() + Math.min(req.maxWaitMs, config.fetch.maxWait);
       for (;;) {
         const page = await store.readNext(consumer.name, limits);

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Kvm } from "@nats-io/kv";
 import { jetstream } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { Code, ConnectError, reasonOf } from "@bsfg/proto";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, FetchFactsResponseSchema, reasonOf } from "@bsfg/proto";
 import { factMessage, startTestZone, type TestZone } from "./test-support.js";
 import { openZoneStore } from "./zone-store.js";
 
@@ -45,6 +46,15 @@ describe("consumers: pages after the confirmed cursor, monotonic confirms", () =
     expect((error as ConnectError).code).toBe(Code.FailedPrecondition);
     expect(reasonOf(error)).toBe("cursor_beyond_log");
     expect(await zone.store.cursor("enterprise-from-plant-a")).toBe(cursor);
+  });
+
+  it("serves encoded pages that decode to the same facts as decoded pages", async () => {
+    await zone.store.append([factMessage({ subject: "batch:B70" }), factMessage({ subject: "batch:B71", object: { nested: { list: [1, 2] } } })]);
+    const decoded = await zone.store.read({ stream: "operational", skipOrigins: [] }, 0, { limit: 1000 });
+    const encoded = await zone.store.read({ stream: "operational", skipOrigins: [] }, 0, { limit: 1000, messages: "encoded" });
+    expect(encoded.facts.every((f) => f.message === undefined)).toBe(true);
+    const wire = (page: typeof decoded) => toBinary(FetchFactsResponseSchema, create(FetchFactsResponseSchema, { facts: page.facts }));
+    expect(fromBinary(FetchFactsResponseSchema, wire(encoded)).facts).toEqual(decoded.facts);
   });
 
   it("answers not_found for an unknown consumer", async () => {

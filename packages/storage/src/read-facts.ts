@@ -1,4 +1,5 @@
 import { create, fromBinary } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { FactMessageSchema, StoredFactSchema, type StoredFact } from "@bsfg/proto";
 import type { ConsumerDefinition } from "./config.js";
 import { readRange } from "./read-range.js";
@@ -17,6 +18,12 @@ export interface FactPage {
 export interface PageLimits {
   readonly limit: number;
   readonly maxBytes: number;
+  /**
+   * "encoded": leave each fact's message as the stored protobuf bytes, carried as
+   * field 2 of StoredFact, so a binary response needs no decode and re-encode.
+   * Only for binary codecs: JSON serialization would drop it.
+   */
+  readonly messages?: "decoded" | "encoded";
 }
 
 /** The facts after `afterOffset` that a consumer may see: its stream, its subject filter, minus skipped origins. */
@@ -37,16 +44,20 @@ export async function readFacts(
     ...(consumer.subjectFilter ? { filter: consumer.subjectFilter } : {}),
   });
   const skip = new Set(consumer.skipOrigins);
+  const encoded = limits.messages === "encoded";
   const facts: StoredFact[] = [];
   for (const m of range.messages) {
-    const message = fromBinary(FactMessageSchema, m.data);
-    if (skip.has(message.envelope?.fromZone ?? "")) continue;
-    facts.push(create(StoredFactSchema, {
+    const message = !encoded || skip.size > 0 ? fromBinary(FactMessageSchema, m.data) : undefined;
+    if (message && skip.has(message.envelope?.fromZone ?? "")) continue;
+    const fact = create(StoredFactSchema, {
       offset: BigInt(m.seq),
-      message,
       stream: consumer.stream,
       storedAtUnixMs: BigInt(m.storedAtMs),
-    }));
+      ...(encoded ? {} : { message }),
+    });
+    // Field 2 (message) as stored: a decoder cannot tell it from a re-encoded message (field order is free).
+    if (encoded) fact.$unknown = [{ no: 2, wireType: WireType.LengthDelimited, data: new BinaryWriter().bytes(m.data).finish() }];
+    facts.push(fact);
   }
   const lastRead = range.messages.at(-1)?.seq ?? afterOffset;
   // Nothing left that matches: the page covers everything up to the high water

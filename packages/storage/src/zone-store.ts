@@ -135,7 +135,7 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
     return value;
   }
   async function read(def: Pick<ConsumerDefinition, "stream" | "subjectFilter" | "skipOrigins">, afterOffset: number, limits: Partial<PageLimits> = {}) {
-    const page = { limit: limits.limit ?? DEFAULT_PAGE.limit, maxBytes: Math.max(limits.maxBytes ?? DEFAULT_PAGE.maxBytes, minPageBytes) };
+    const page = { limit: limits.limit ?? DEFAULT_PAGE.limit, maxBytes: Math.max(limits.maxBytes ?? DEFAULT_PAGE.maxBytes, minPageBytes), messages: limits.messages ?? "decoded" };
     return readFacts(substrate, def, afterOffset, page).catch((err) => { throw substrateRejection(err, "reading facts"); });
   }
 
