@@ -1,17 +1,8 @@
 import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { AppendStatus, reasonOf } from "@bsfg/proto";
-import { producedFact, startTestZoneServices, type TestZoneServices } from "./test-support.js";
-
-const rejectionOf = async (promise: Promise<unknown>): Promise<ConnectError> => {
-  try {
-    await promise;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("expected the call to be rejected");
-};
+import { producedFact, rejectionOf, startTestZoneServices, type TestZoneServices } from "./test-support.js";
 
 describe.each(["connect", "grpc"] as const)("the zone's boundary over %s, HTTP/2 and mutual TLS", (protocol) => {
   let zone: TestZoneServices;

@@ -1,6 +1,7 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Writable } from "node:stream";
+import { ConnectError } from "@connectrpc/connect";
 import { parseZoneConfig, type ZoneConfig } from "@bsfg/config";
 import { createBsfgClient, type BsfgClient } from "@bsfg/client";
 import { createCertificateAuthority, issueCertificate, type CertificateAuthority, type IssuedCertificate } from "@bsfg/pki";
@@ -147,4 +148,14 @@ export function producedFact(n: number, overrides: { id?: string; fromZone?: str
     },
     fact: { subject: `batch:PlantA/B${1000 + n}`, predicate: "step_completed", objectJson: JSON.stringify(overrides.object ?? { step: n, result: "ok" }) },
   };
+}
+
+/** The ConnectError a call failed with; fails the test if it succeeded. */
+export async function rejectionOf(promise: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await promise;
+  } catch (err) {
+    return ConnectError.from(err);
+  }
+  throw new Error("expected the call to be rejected");
 }

@@ -1,19 +1,10 @@
 import { connect } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { createCertificateAuthority, issueCertificate } from "@bsfg/pki";
 import { reasonOf } from "@bsfg/proto";
 import { pollUntil } from "@bsfg/testkit";
-import { producedFact, startTestZoneServices, type TestZoneServices } from "./test-support.js";
-
-const failure = async (promise: Promise<unknown>) => {
-  try {
-    await promise;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("expected the call to fail");
-};
+import { producedFact, rejectionOf, startTestZoneServices, type TestZoneServices } from "./test-support.js";
 
 describe("mutual TLS: who may connect at all", () => {
   let zone: TestZoneServices;
@@ -38,7 +29,7 @@ describe("mutual TLS: who may connect at all", () => {
     const otherCa = await createCertificateAuthority({ name: "Somebody Else's CA" });
     const impostor = await issueCertificate(otherCa, { identity: "mes-producer", usage: "client" });
     const before = tlsFailuresLogged();
-    const error = await failure(zone.client("mes-producer", { cert: impostor }).appendFacts([producedFact(1)]));
+    const error = await rejectionOf(zone.client("mes-producer", { cert: impostor }).appendFacts([producedFact(1)]));
     // TLS 1.3 verifies the client after the client finished: the server resets the connection.
     expect([Code.Canceled, Code.Unavailable]).toContain(error.code);
     await pollUntil(() => tlsFailuresLogged() > before, { what: "a tls_failure log line" });
@@ -48,7 +39,7 @@ describe("mutual TLS: who may connect at all", () => {
   it("refuses an expired certificate and logs it", async () => {
     const expired = await issueCertificate(zone.pki.ca, { identity: "mes-producer", usage: "client", notBefore: new Date(Date.now() - 10 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) });
     const before = tlsFailuresLogged();
-    const error = await failure(zone.client("mes-producer", { cert: expired }).appendFacts([producedFact(2)]));
+    const error = await rejectionOf(zone.client("mes-producer", { cert: expired }).appendFacts([producedFact(2)]));
     expect([Code.Canceled, Code.Unavailable]).toContain(error.code);
     await pollUntil(() => tlsFailuresLogged() > before, { what: "a tls_failure log line" });
     expect(zone.logs.filter((l) => l.event === "tls_failure").at(-1)).toMatchObject({ code: "CERT_HAS_EXPIRED" });
@@ -57,7 +48,7 @@ describe("mutual TLS: who may connect at all", () => {
   it("logs a denied call exactly once, with identity and reason", async () => {
     const producer = zone.client("mes-producer");
     const before = zone.logs.length;
-    const error = await failure(producer.fetchFacts("enterprise-from-plant-a"));
+    const error = await rejectionOf(producer.fetchFacts("enterprise-from-plant-a"));
     expect(reasonOf(error)).toBe("consumer_not_allowed");
     const lines = zone.logs.slice(before).filter((l) => l.event === "rejected");
     expect(lines).toHaveLength(1);
@@ -84,7 +75,7 @@ describe("split deployables", () => {
     const zone = await startTestZoneServices(role);
     try {
       const client = zone.client(call === "fetchFacts" ? "enterprise-bsfg" : "mes-producer");
-      const error = await failure(call === "fetchFacts" ? client.fetchFacts("enterprise-from-plant-a") : client.appendFacts([producedFact(1)]));
+      const error = await rejectionOf(call === "fetchFacts" ? client.fetchFacts("enterprise-from-plant-a") : client.appendFacts([producedFact(1)]));
       expect(error.code).toBe(Code.Unimplemented);
     } finally {
       await zone.dispose();

@@ -134,6 +134,9 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
     if (value === undefined) throw rejection(Code.NotFound, Reason.UnknownConsumer, `consumer "${name}" has no cursor in zone ${cfg.zone}`, { consumer: name });
     return value;
   }
+  function highWater(stream: string): Promise<number> {
+    return jsm.streams.info(factStreamName(stream)).then((i) => i.state.last_seq, (err) => { throw substrateRejection(err, "reading the log"); });
+  }
   async function read(def: Pick<ConsumerDefinition, "stream" | "subjectFilter" | "skipOrigins">, afterOffset: number, limits: Partial<PageLimits> = {}) {
     const page = { limit: limits.limit ?? DEFAULT_PAGE.limit, maxBytes: Math.max(limits.maxBytes ?? DEFAULT_PAGE.maxBytes, minPageBytes), messages: limits.messages ?? "decoded" };
     return readFacts(substrate, def, afterOffset, page).catch((err) => { throw substrateRejection(err, "reading facts"); });
@@ -158,9 +161,9 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
       const def = await consumer(name);
       const current = await cursor(name);
       if (offset <= current) return current;
-      const highWater = await jsm.streams.info(factStreamName(def.stream)).then((i) => i.state.last_seq, (err) => { throw substrateRejection(err, "reading the log"); });
-      if (offset > highWater) {
-        throw rejection(Code.FailedPrecondition, Reason.CursorBeyondLog, `offset ${offset} is beyond the last offset ${highWater} of stream ${def.stream}; nothing there was delivered`, { consumer: name, offset: String(offset), high_water: String(highWater) });
+      const last = await highWater(def.stream);
+      if (offset > last) {
+        throw rejection(Code.FailedPrecondition, Reason.CursorBeyondLog, `offset ${offset} is beyond the last offset ${last} of stream ${def.stream}; nothing there was delivered`, { consumer: name, offset: String(offset), high_water: String(last) });
       }
       return cursorStore.advance(name, offset).catch((err) => { throw substrateRejection(err, "advancing a cursor"); });
     },
@@ -171,7 +174,7 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
     statObject: (bucket, key) => objects.stat(bucket, key),
     getObject: (bucket, key, offset) => objects.get(bucket, key, offset),
     fillPercent: (stream) => fill.percent(stream),
-    highWater: (stream) => jsm.streams.info(factStreamName(stream)).then((i) => i.state.last_seq, (err) => { throw substrateRejection(err, "reading the log"); }),
+    highWater,
     ready: () => jsm.getAccountInfo().then(() => true, () => false),
     topologyReport: report,
     async close() {
