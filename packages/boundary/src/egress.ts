@@ -1,5 +1,8 @@
+import { create } from "@bufbuild/protobuf";
+import { WireType } from "@bufbuild/protobuf/wire";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { Code, Reason, rejection, type BoundaryService, type PeerService } from "@bsfg/proto";
+import { Code, FetchFactsResponseSchema, Reason, rejection, type BoundaryService, type FetchFactsResponse, type PeerService } from "@bsfg/proto";
+import type { FactPage } from "@bsfg/storage";
 import { authorize, peerOf } from "@bsfg/service-kit";
 import type { BoundaryDeps } from "./deps.js";
 
@@ -19,15 +22,18 @@ export function egressHandlers({ store, policy, config, watch }: BoundaryDeps): 
       for (;;) {
         const page = await store.readNext(consumer.name, limits);
         // Facts, or only skipped ones (last_offset moved): answer now so they can be confirmed.
-        if (page.facts.length > 0 || page.lastOffset > page.cursor || Date.now() >= deadline) {
-          return { facts: page.facts, cursor: BigInt(page.cursor), lastOffset: BigInt(page.lastOffset), highWater: BigInt(page.highWater) };
-        }
-        if (!await watch.waitBeyond(consumer.stream, page.highWater, deadline, ctx.signal)) {
-          return { facts: [], cursor: BigInt(page.cursor), lastOffset: BigInt(page.lastOffset), highWater: BigInt(page.highWater) };
-        }
+        if (page.count > 0 || page.lastOffset > page.cursor || Date.now() >= deadline) return response(page);
+        if (!await watch.waitBeyond(consumer.stream, page.highWater, deadline, ctx.signal)) return response(page);
       }
     },
   };
+}
+
+function response(page: FactPage & { cursor: number }): FetchFactsResponse {
+  const message = create(FetchFactsResponseSchema, { facts: page.facts, cursor: BigInt(page.cursor), lastOffset: BigInt(page.lastOffset), highWater: BigInt(page.highWater) });
+  // Encoded facts are written as they are: field 1, after the fields above (a decoder accepts any order).
+  if (page.encodedFacts.length > 0) message.$unknown = page.encodedFacts.map((data) => ({ no: 1, wireType: WireType.LengthDelimited, data }));
+  return message;
 }
 
 /** FetchObject and StatObject: peer-only artifact reads, by per-identity bucket policy. */

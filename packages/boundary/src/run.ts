@@ -1,5 +1,4 @@
-import { parseArgs } from "node:util";
-import { ConfigError, createPolicy, loadZoneConfig, printableConfig, type ZoneConfig } from "@bsfg/config";
+import { configFromCommandLine, createPolicy, printableConfig, type ZoneConfig } from "@bsfg/config";
 import { startBoundaryServer, onStopSignal, type BoundaryServer } from "@bsfg/service-kit";
 import { openZoneStore, type ZoneStore } from "@bsfg/storage";
 import { highWaterWatch } from "./high-water-watch.js";
@@ -44,24 +43,8 @@ export async function startDeployable(role: Role, config: ZoneConfig, overrides:
   }
 }
 
-/** The command line of every deployable: `--config <zone.yaml>` (or BSFG_CONFIG). */
+/** The command line of every boundary deployable: `--config <zone.yaml>` (or BSFG_CONFIG). */
 export async function main(role: Role, argv = process.argv.slice(2)): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { config: { type: "string", short: "c" } } });
-  const path = values.config ?? process.env.BSFG_CONFIG;
-  if (!path) {
-    console.error(`usage: bsfg-${role} --config <zone.yaml>   (or set BSFG_CONFIG)`);
-    process.exit(2);
-  }
-  let config: ZoneConfig;
-  try {
-    config = loadZoneConfig(path);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message);
-      process.exit(2);
-    }
-    throw err;
-  }
-  const running = await startDeployable(role, config);
+  const running = await startDeployable(role, configFromCommandLine(`bsfg-${role}`, argv));
   onStopSignal(() => running.stop(), running.server.log);
 }

@@ -1,8 +1,10 @@
+import { once } from "node:events";
 import { createReadStream } from "node:fs";
+import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import type { Writable } from "node:stream";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { compressionGzip, createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import {
   AppendStatus,
   BoundaryService,
@@ -28,10 +30,22 @@ export interface BsfgClientOptions {
   readonly urls?: { readonly ingest?: string; readonly egress?: string; readonly ledger?: string };
   /** PEM contents: the CA that signed the server, and this client's certificate and key. */
   readonly tls: { readonly ca: string | Buffer; readonly cert: string | Buffer; readonly key: string | Buffer };
+  /**
+   * The identity (CN or a DNS SAN) the server's certificate must carry, on top
+   * of the host name check: a peer zone is authenticated as that zone, not
+   * just as anyone the CA signed.
+   */
+  readonly serverIdentity?: string;
   readonly protocol?: "connect" | "grpc";
   readonly retry?: Partial<RetryOptions>;
   /** Per-call timeout (long polls add their max wait). */
   readonly timeoutMs?: number;
+  /**
+   * "gzip" compresses requests and asks for compressed responses: for slow
+   * links. Off by default: on a LAN, gzip of fact pages costs more CPU on both
+   * ends than the bytes it saves (docs/operations.md, "Compression").
+   */
+  readonly compression?: "none" | "gzip";
 }
 
 export interface BsfgClient {
@@ -39,12 +53,12 @@ export interface BsfgClient {
   appendFact(message: FactMessageInit): Promise<AppendResult>;
   /** Appends a batch; one result per message, conflicts included (not thrown). */
   appendFacts(messages: readonly FactMessageInit[]): Promise<AppendResult[]>;
-  fetchFacts(consumer: string, options?: { limit?: number; maxWaitMs?: number }): Promise<FetchFactsResponse>;
+  fetchFacts(consumer: string, options?: { limit?: number; maxWaitMs?: number; signal?: AbortSignal }): Promise<FetchFactsResponse>;
   confirmReceipt(consumer: string, offset: bigint | number): Promise<bigint>;
   /** Uploads an artifact from a file (`{ file }`), a buffer or a stream (a stream is not retried). */
   putObject(header: ObjectHeaderInit, content: ObjectContent): Promise<ObjectRef>;
   /** Streams an artifact into `destination`; a broken stream resumes from the bytes already written. */
-  fetchObject(bucket: string, key: string, destination: Writable): Promise<ObjectRef>;
+  fetchObject(bucket: string, key: string, destination: Writable, options?: { signal?: AbortSignal }): Promise<ObjectRef>;
   statObject(bucket: string, key: string): Promise<ObjectRef>;
   /** Closes the client's connections (and any call still open on them). */
   close(): void;
@@ -60,9 +74,15 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
     if (!url) throw new Error("no endpoint configured for this operation (set url or urls)");
     let transport = transports.get(url);
     if (!transport) {
-      const sessionManager = new Http2SessionManager(url, {}, { ca: options.tls.ca, cert: options.tls.cert, key: options.tls.key });
+      const sessionManager = new Http2SessionManager(url, {}, {
+        ca: options.tls.ca,
+        cert: options.tls.cert,
+        key: options.tls.key,
+        ...(options.serverIdentity ? { checkServerIdentity: serverIdentityCheck(options.serverIdentity) } : {}),
+      });
       sessions.push(sessionManager);
-      const shared = { baseUrl: url, sessionManager, useBinaryFormat: true };
+      const gzip = options.compression === "gzip";
+      const shared = { baseUrl: url, sessionManager, useBinaryFormat: true, acceptCompression: gzip ? [compressionGzip] : [], ...(gzip ? { sendCompression: compressionGzip } : {}) };
       transport = options.protocol === "grpc" ? createGrpcTransport(shared) : createConnectTransport({ ...shared, httpVersion: "2" });
       transports.set(url, transport);
     }
@@ -86,8 +106,8 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
       }
       return result!;
     },
-    fetchFacts(consumer, { limit = 0, maxWaitMs = 0 } = {}) {
-      return withRetry(retry, () => boundary("egress").fetchFacts({ consumerName: consumer, limit, maxWaitMs }, { timeoutMs: timeoutMs + maxWaitMs }));
+    fetchFacts(consumer, { limit = 0, maxWaitMs = 0, signal } = {}) {
+      return withRetry(retry, () => boundary("egress").fetchFacts({ consumerName: consumer, limit, maxWaitMs }, { timeoutMs: timeoutMs + maxWaitMs, ...(signal ? { signal } : {}) }), signal);
     },
     async confirmReceipt(consumer, offset) {
       const response = await withRetry(retry, () => boundary("ledger").confirmReceipt({ consumerName: consumer, offset: BigInt(offset) }, { timeoutMs }));
@@ -101,19 +121,19 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
       };
       return replayable ? withRetry(retry, send) : send();
     },
-    async fetchObject(bucket, key, destination) {
+    async fetchObject(bucket, key, destination, { signal } = {}) {
       let written = 0n;
       let object: ObjectRef | undefined;
       await withRetry(retry, async () => {
-        for await (const part of peer().fetchObject({ bucket, key, offset: written }, { timeoutMs: Math.max(timeoutMs, 10 * 60_000) })) {
+        for await (const part of peer().fetchObject({ bucket, key, offset: written }, { timeoutMs: Math.max(timeoutMs, 10 * 60_000), ...(signal ? { signal } : {}) })) {
           if (part.part.case === "object") object = part.part.value;
           else if (part.part.case === "chunk") {
             const chunk = part.part.value;
-            if (!destination.write(chunk)) await new Promise((resolve) => destination.once("drain", resolve));
+            if (!destination.write(chunk)) await once(destination, "drain", signal ? { signal } : {});
             written += BigInt(chunk.byteLength);
           }
         }
-      });
+      }, signal);
       if (!object) throw new ConnectError("the peer sent no object description", Code.Internal);
       return object;
     },
@@ -124,6 +144,16 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
       for (const session of sessions.splice(0)) session.abort();
       transports.clear();
     },
+  };
+}
+
+function serverIdentityCheck(identity: string) {
+  return (host: string, cert: PeerCertificate): Error | undefined => {
+    const hostError = checkServerIdentity(host, cert);
+    if (hostError) return hostError;
+    const names = [cert.subject?.CN, ...(cert.subjectaltname ?? "").split(", ").filter((n) => n.startsWith("DNS:")).map((n) => n.slice(4))];
+    if (names.includes(identity)) return undefined;
+    return Object.assign(new Error(`the server's certificate (${names.filter(Boolean).join(", ")}) is not identity "${identity}"`), { code: "ERR_BSFG_SERVER_IDENTITY" });
   };
 }
 

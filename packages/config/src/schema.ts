@@ -18,6 +18,43 @@ export const identityPolicySchema = z.object({
   readBuckets: z.array(z.string()).default([]),
 }).strict();
 
+const httpsUrl = z.url({ protocol: /^https$/, error: 'write an endpoint as "https://host:port"' });
+
+/** A zone this zone pulls facts from. */
+export const peerSchema = z.object({
+  /** The peer's all-in-one endpoint … */
+  url: httpsUrl.optional(),
+  /** … or its egress (FetchFacts, FetchObject, StatObject) and ledger (ConfirmReceipt) endpoints. */
+  urls: z.object({ egress: httpsUrl.optional(), ledger: httpsUrl.optional() }).strict().optional(),
+  /**
+   * The identity (CN or SAN) the peer's server certificate must carry. Facts
+   * fetched from the peer are appended here only as far as this identity's
+   * policy allows: it is the relaying identity.
+   */
+  identity: z.string().min(1),
+}).strict().refine((p) => p.url !== undefined || (p.urls?.egress !== undefined && p.urls?.ledger !== undefined), "give url, or both urls.egress and urls.ledger");
+
+/** "This zone pulls consumer C from peer P." */
+export const linkSchema = z.object({
+  peer: zoneName,
+  /** The consumer's name in the peer zone. */
+  consumer: z.string().min(1),
+}).strict();
+
+export const syncSchema = z.object({
+  links: z.array(linkSchema).default([]),
+  /** Facts per FetchFacts (the peer caps it at its fetch.maxLimit). */
+  pageLimit: z.number().int().positive().default(500),
+  /** Long poll of an empty link (the peer caps it at its fetch.maxWait). */
+  maxWait: duration.default(20_000),
+  /** Backoff after a failure: exponential from `initial` to `max`, with full jitter. */
+  backoff: z.object({ initial: duration.default(250), max: duration.default(30_000) }).strict().default({ initial: 250, max: 30_000 }),
+  /** Client certificate toward peers; default: the zone's own tls.cert/key. */
+  tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict().optional(),
+  /** gzip on peer links: for slow WAN links; costs CPU on both ends. */
+  compression: z.enum(["none", "gzip"]).default("none"),
+}).strict();
+
 export const zoneConfigSchema = z.object({
   zone: zoneName,
   nats: z.object({
@@ -46,6 +83,7 @@ export const zoneConfigSchema = z.object({
     ingest: listen.optional(),
     egress: listen.optional(),
     ledger: listen.optional(),
+    sync: listen.optional(),
   }).strict().default({}),
   fetch: z.object({
     /** The most facts one FetchFacts returns, whatever the caller asks. */
@@ -55,6 +93,10 @@ export const zoneConfigSchema = z.object({
     /** The longest a FetchFacts long poll waits. */
     maxWait: duration.default(30_000),
   }).strict().default({ maxLimit: 1_000, maxBytes: 4 * 2 ** 20, maxWait: 30_000 }),
+  /** Zones this zone pulls from, by zone name. */
+  peers: z.record(zoneName, peerSchema).default({}),
+  /** The replication worker: which consumers of which peers this zone pulls. */
+  sync: syncSchema.default({ links: [], pageLimit: 500, maxWait: 20_000, backoff: { initial: 250, max: 30_000 }, compression: "none" }),
   /** Per certificate identity (CN or SAN); deny by default. */
   policy: z.record(z.string().min(1), identityPolicySchema).default({}),
   /** How long a stopping service lets in-flight calls finish before closing them. */
@@ -64,3 +106,5 @@ export const zoneConfigSchema = z.object({
 
 export type ZoneConfigInput = z.input<typeof zoneConfigSchema>;
 export type IdentityPolicy = z.output<typeof identityPolicySchema>;
+export type PeerConfig = z.output<typeof peerSchema>;
+export type LinkConfig = z.output<typeof linkSchema>;

@@ -2,7 +2,19 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { storageConfigSchema, type StorageConfig } from "@bsfg/storage";
-import { zoneConfigSchema, type IdentityPolicy } from "./schema.js";
+import { zoneConfigSchema, type IdentityPolicy, type PeerConfig } from "./schema.js";
+
+/** One peer link, resolved: where to fetch and confirm, and whom to expect there. */
+export interface PeerLink {
+  /** "<peer>/<consumer>": the link's name in logs, metrics and its lease. */
+  readonly name: string;
+  readonly peer: string;
+  readonly consumer: string;
+  readonly egressUrl: string;
+  readonly ledgerUrl: string;
+  /** The identity the peer's server certificate must carry; its policy here bounds what the link may append. */
+  readonly peerIdentity: string;
+}
 
 /** A zone's validated configuration: storage, transport, policy. */
 export interface ZoneConfig {
@@ -12,9 +24,19 @@ export interface ZoneConfig {
   /** PEM contents, read at start-up. */
   readonly tls: { readonly ca: string; readonly cert: string; readonly key: string; readonly paths: { ca: string; cert: string; key: string } };
   readonly listen: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string };
-  readonly health: { readonly zone?: string | undefined; readonly ingest?: string | undefined; readonly egress?: string | undefined; readonly ledger?: string | undefined };
+  readonly health: { readonly zone?: string | undefined; readonly ingest?: string | undefined; readonly egress?: string | undefined; readonly ledger?: string | undefined; readonly sync?: string | undefined };
   readonly fetch: { readonly maxLimit: number; readonly maxBytes: number; readonly maxWait: number };
   readonly policy: Readonly<Record<string, IdentityPolicy>>;
+  readonly peers: Readonly<Record<string, PeerConfig>>;
+  readonly sync: {
+    readonly links: readonly PeerLink[];
+    readonly pageLimit: number;
+    readonly maxWait: number;
+    readonly backoff: { readonly initial: number; readonly max: number };
+    /** PEM contents of the client certificate toward peers. */
+    readonly tls: { readonly cert: string; readonly key: string };
+    readonly compression: "none" | "gzip";
+  };
   readonly shutdownGrace: number;
   readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 }
@@ -82,31 +104,59 @@ export function parseZoneConfig(document: unknown, opts: { source?: string; base
     }
   }
 
-  const readFile = opts.readFile ?? ((p: string) => readFileSync(p, "utf8"));
-  const paths = {
-    ca: resolve(opts.baseDir ?? ".", cfg.tls.ca),
-    cert: resolve(opts.baseDir ?? ".", cfg.tls.cert),
-    key: resolve(opts.baseDir ?? ".", cfg.tls.key),
-  };
-  const pem: Record<string, string> = {};
-  for (const [name, path] of Object.entries(paths)) {
-    try {
-      pem[name] = readFile(path);
-    } catch (err) {
-      problems.push(`tls.${name}: cannot read ${path} (${(err as Error).message})`);
+  const links: PeerLink[] = [];
+  cfg.sync.links.forEach((link, i) => {
+    const peer = cfg.peers[link.peer];
+    if (!peer) {
+      problems.push(`sync.links.${i}.peer: "${link.peer}" is not in peers (${Object.keys(cfg.peers).join(", ") || "none defined"})`);
+      return;
+    }
+    if (link.peer === cfg.zone) problems.push(`sync.links.${i}.peer: a zone does not pull from itself`);
+    const name = `${link.peer}/${link.consumer}`;
+    if (links.some((l) => l.name === name)) problems.push(`sync.links.${i}: link ${name} is defined twice`);
+    links.push({ name, peer: link.peer, consumer: link.consumer, egressUrl: (peer.urls?.egress ?? peer.url)!, ledgerUrl: (peer.urls?.ledger ?? peer.url)!, peerIdentity: peer.identity });
+  });
+  for (const [zone, peer] of Object.entries(cfg.peers)) {
+    const relay = cfg.policy[peer.identity];
+    if (links.some((l) => l.peer === zone) && (!relay || relay.assertFromZones.length === 0)) {
+      problems.push(`peers.${zone}.identity: "${peer.identity}" needs policy.${peer.identity}.assertFromZones (and targetZones): every fact pulled from ${zone} is checked against them`);
     }
   }
+
+  const readFile = opts.readFile ?? ((p: string) => readFileSync(p, "utf8"));
+  const pathOf = (p: string) => resolve(opts.baseDir ?? ".", p);
+  const paths = { ca: pathOf(cfg.tls.ca), cert: pathOf(cfg.tls.cert), key: pathOf(cfg.tls.key) };
+  const syncPaths = { cert: pathOf(cfg.sync.tls?.cert ?? cfg.tls.cert), key: pathOf(cfg.sync.tls?.key ?? cfg.tls.key) };
+  const pem: Record<string, string> = {};
+  const read = (label: string, path: string) => {
+    try {
+      pem[label] = readFile(path);
+    } catch (err) {
+      problems.push(`${label}: cannot read ${path} (${(err as Error).message})`);
+    }
+  };
+  for (const [name, path] of Object.entries(paths)) read(`tls.${name}`, path);
+  if (cfg.sync.tls) for (const [name, path] of Object.entries(syncPaths)) read(`sync.tls.${name}`, path);
 
   if (problems.length > 0 || !storage.success) throw new ConfigError(source, problems);
   return {
     zone: cfg.zone,
     nats: { servers: cfg.nats.servers, domain: cfg.nats.domain ?? cfg.zone },
     storage: storage.data,
-    tls: { ca: pem.ca!, cert: pem.cert!, key: pem.key!, paths },
+    tls: { ca: pem["tls.ca"]!, cert: pem["tls.cert"]!, key: pem["tls.key"]!, paths },
     listen: cfg.listen,
     health: cfg.health,
     fetch: cfg.fetch,
     policy: cfg.policy,
+    peers: cfg.peers,
+    sync: {
+      links,
+      pageLimit: cfg.sync.pageLimit,
+      maxWait: cfg.sync.maxWait,
+      backoff: cfg.sync.backoff,
+      tls: { cert: pem[cfg.sync.tls ? "sync.tls.cert" : "tls.cert"]!, key: pem[cfg.sync.tls ? "sync.tls.key" : "tls.key"]! },
+      compression: cfg.sync.compression,
+    },
     shutdownGrace: cfg.shutdownGrace,
     logLevel: cfg.logLevel,
   };
@@ -114,5 +164,6 @@ export function parseZoneConfig(document: unknown, opts: { source?: string; base
 
 /** The configuration as it may be logged: no key material, paths instead of PEMs. */
 export function printableConfig(cfg: ZoneConfig): unknown {
-  return { ...cfg, tls: cfg.tls.paths };
+  const { tls: _syncPem, ...sync } = cfg.sync;
+  return { ...cfg, tls: cfg.tls.paths, sync };
 }

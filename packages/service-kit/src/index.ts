@@ -3,3 +3,4 @@ export { peerOf, peerIdentityKey, type PeerIdentity } from "./peer-identity.js";
 export { authorize } from "./authorize.js";
 export { onStopSignal } from "./signals.js";
 export { parseListen } from "./listen-address.js";
+export { startProbeServer, type ProbeServer, type ProbeServerOptions } from "./probe-server.js";

@@ -11,6 +11,7 @@ export {
 } from "./config.js";
 export type { FactPage, PageLimits } from "./read-facts.js";
 export type { ObjectHeaderInput, ObjectReader } from "./artifacts.js";
+export type { Leases, LeaseGrant } from "./leases.js";
 export { factStreamName, factSubject } from "./routing.js";
 export { canonicalize, canonicalizeJsonText, CanonicalJsonError } from "./canonical-json.js";
 export { payloadIdentity } from "./identity.js";

@@ -12,10 +12,24 @@ export interface RawMessage {
   readonly pending: number;
 }
 
+/**
+ * Why a pull ended. "batch" and "no_messages" leave the consumer right after
+ * the last delivered message; after "byte_budget" or "expired" its position is
+ * not known exactly (the server may have passed over the message that did not fit).
+ */
+export type PullEnd = "batch" | "no_messages" | "byte_budget" | "expired";
+
 export interface Pulled {
   readonly messages: RawMessage[];
-  /** The server said it had nothing more (404) before the batch was full. */
-  readonly exhausted: boolean;
+  readonly end: PullEnd;
+}
+
+/** The pull was answered by something other than the consumer (e.g. it no longer exists). */
+export class PullRefusedError extends Error {
+  constructor(readonly status: number, description: string) {
+    super(`pull refused: ${status} ${description}`);
+    this.name = "PullRefusedError";
+  }
 }
 
 export interface PullRequest {
@@ -34,8 +48,7 @@ export async function pullOnce(substrate: Substrate, stream: string, consumer: s
   const { nc, apiPrefix } = substrate;
   const inbox = createInbox();
   const messages: RawMessage[] = [];
-  let exhausted = false;
-  let finished = false;
+  let end: PullEnd | undefined;
   const sub = nc.subscribe(inbox);
   // One deadline for the whole pull: a connection lost mid-page must not leave us waiting forever.
   const timeoutMs = request.timeoutMs ?? 10_000;
@@ -48,14 +61,12 @@ export async function pullOnce(substrate: Substrate, stream: string, consumer: s
   try {
     for await (const m of sub) {
       if (isStatus(m)) {
-        // 404: nothing more; 408: request expired; 409: the byte budget is reached.
-        exhausted = m.headers?.code === 404;
-        finished = true;
+        end = statusEnd(m);
         break;
       }
       messages.push(toRaw(m));
       if (messages.length >= request.batch) {
-        finished = true;
+        end = "batch";
         break;
       }
     }
@@ -63,8 +74,26 @@ export async function pullOnce(substrate: Substrate, stream: string, consumer: s
     clearTimeout(deadline);
     sub.unsubscribe();
   }
-  if (!finished) throw new Error(`pull from ${stream} did not complete within ${timeoutMs} ms`);
-  return { messages, exhausted };
+  if (end === undefined) throw new PullUnansweredError(`pull from ${stream} did not complete within ${timeoutMs} ms`);
+  return { messages, end };
+}
+
+/** No answer in time: the consumer may be gone (a pull to a missing consumer is not answered through a domain's API) or JetStream is slow. */
+export class PullUnansweredError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "PullUnansweredError";
+  }
+}
+
+function statusEnd(m: Msg): PullEnd {
+  const code = m.headers?.code ?? 0;
+  const description = m.headers?.description ?? "";
+  if (code === 404) return "no_messages";
+  if (code === 408) return "expired";
+  // 409 also reports a deleted consumer or an exceeded limit: only the byte budget is an ordinary end.
+  if (code === 409 && /message size exceeds maxbytes/i.test(description)) return "byte_budget";
+  throw new PullRefusedError(code, description);
 }
 
 /** JetStream deliveries always carry an ack reply subject; status messages never do. */
@@ -86,8 +115,11 @@ function toRaw(m: Msg): RawMessage {
   return {
     seq,
     subject: m.subject,
-    storedAtMs: Number(BigInt(nanos) / 1_000_000n),
-    headers: m.headers,
+    storedAtMs: nanos.length > 6 ? Number(nanos.slice(0, -6)) : 0,
+    // Parsed only when asked for: the read path never needs them.
+    get headers() {
+      return m.headers;
+    },
     data: m.data,
     pending: Number(tokens[at + 4]),
   };

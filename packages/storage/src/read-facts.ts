@@ -1,67 +1,70 @@
 import { create, fromBinary } from "@bufbuild/protobuf";
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { FactMessageSchema, StoredFactSchema, type StoredFact } from "@bsfg/proto";
 import type { ConsumerDefinition } from "./config.js";
-import { readRange } from "./read-range.js";
+import type { PageReaders } from "./page-readers.js";
 import { factStreamName } from "./routing.js";
+import { encodeStoredFacts, originOf } from "./stored-fact-wire.js";
 import type { Substrate } from "./substrate.js";
 
 /** A page of a consumer's view of the log. */
 export interface FactPage {
+  /** The facts, decoded (`messages: "decoded"`); empty for an encoded page. */
   readonly facts: StoredFact[];
+  /**
+   * The facts as serialized StoredFacts, each preceded by its length
+   * (`messages: "encoded"`): ready to be written as a repeated StoredFact
+   * field, e.g. FetchFactsResponse.facts, without decoding anything.
+   */
+  readonly encodedFacts: Uint8Array[];
+  /** How many facts the page holds, in either form. */
+  readonly count: number;
   /** The highest offset the page covers, skipped facts included; confirm this to move past it. */
   readonly lastOffset: number;
-  /** The stream's last offset when the page was read. */
+  /** The stream's last offset as far as the page knows it. */
   readonly highWater: number;
 }
 
 export interface PageLimits {
   readonly limit: number;
   readonly maxBytes: number;
-  /**
-   * "encoded": leave each fact's message as the stored protobuf bytes, carried as
-   * field 2 of StoredFact, so a binary response needs no decode and re-encode.
-   * Only for binary codecs: JSON serialization would drop it.
-   */
+  /** "encoded" serves the stored bytes as they are; only binary codecs can carry them. */
   readonly messages?: "decoded" | "encoded";
 }
 
-/** The facts after `afterOffset` that a consumer may see: its stream, its subject filter, minus skipped origins. */
-export async function readFacts(
-  substrate: Substrate,
-  consumer: Pick<ConsumerDefinition, "stream" | "subjectFilter" | "skipOrigins">,
-  afterOffset: number,
-  limits: PageLimits,
-): Promise<FactPage> {
-  const stream = factStreamName(consumer.stream);
-  const highWater = (await substrate.jsm.streams.info(stream)).state.last_seq;
-  if (highWater <= afterOffset) return { facts: [], lastOffset: afterOffset, highWater };
+type ConsumerView = Pick<ConsumerDefinition, "stream" | "subjectFilter" | "skipOrigins"> & { readonly name?: string };
 
-  const range = await readRange(substrate, stream, {
-    startSeq: afterOffset + 1,
-    limit: limits.limit,
-    maxBytes: limits.maxBytes,
-    ...(consumer.subjectFilter ? { filter: consumer.subjectFilter } : {}),
-  });
+/**
+ * The facts after `afterOffset` that a consumer may see: its stream, its
+ * subject filter, minus skipped origins. A named consumer keeps its reader
+ * for the next page.
+ */
+export async function readFacts(substrate: Substrate, readers: PageReaders, consumer: ConsumerView, afterOffset: number, limits: PageLimits): Promise<FactPage> {
+  const stream = factStreamName(consumer.stream);
+  // With a filter, a page that finds nothing more matching covers the log up to
+  // its end, which only the stream knows; without one the page itself ends there.
+  const highWater = consumer.subjectFilter ? (await substrate.jsm.streams.info(stream)).state.last_seq : undefined;
+  if (highWater !== undefined && highWater <= afterOffset) return emptyPage(afterOffset, highWater);
+
+  const page = await readers.read(consumer.name, { stream, filter: consumer.subjectFilter, afterOffset, limit: limits.limit, maxBytes: limits.maxBytes, highWater });
   const skip = new Set(consumer.skipOrigins);
-  const encoded = limits.messages === "encoded";
-  const facts: StoredFact[] = [];
-  for (const m of range.messages) {
-    const message = !encoded || skip.size > 0 ? fromBinary(FactMessageSchema, m.data) : undefined;
-    if (message && skip.has(message.envelope?.fromZone ?? "")) continue;
-    const fact = create(StoredFactSchema, {
-      offset: BigInt(m.seq),
-      stream: consumer.stream,
-      storedAtUnixMs: BigInt(m.storedAtMs),
-      ...(encoded ? {} : { message }),
-    });
-    // Field 2 (message) as stored: a decoder cannot tell it from a re-encoded message (field order is free).
-    if (encoded) fact.$unknown = [{ no: 2, wireType: WireType.LengthDelimited, data: new BinaryWriter().bytes(m.data).finish() }];
-    facts.push(fact);
+  const visible = skip.size === 0 ? page.messages : page.messages.filter((m) => !skip.has(originOf(m.data)));
+  const lastRead = page.messages.at(-1)?.seq ?? afterOffset;
+  const known = {
+    lastOffset: page.lastOffset,
+    highWater: Math.max(highWater ?? 0, page.complete ? page.lastOffset : lastRead + page.pendingAfter),
+  };
+  if (limits.messages === "encoded") {
+    return { facts: [], encodedFacts: encodeStoredFacts(visible, consumer.stream), count: visible.length, ...known };
   }
-  const lastRead = range.messages.at(-1)?.seq ?? afterOffset;
-  // Nothing left that matches: the page covers everything up to the high water
-  // mark read before it, including facts the filter skipped.
-  const lastOffset = range.complete ? Math.max(highWater, lastRead) : lastRead;
-  return { facts, lastOffset, highWater: Math.max(highWater, lastRead) };
+  const facts = visible.map((m) => create(StoredFactSchema, {
+    offset: BigInt(m.seq),
+    stream: consumer.stream,
+    storedAtUnixMs: BigInt(m.storedAtMs),
+    message: fromBinary(FactMessageSchema, m.data),
+  }));
+  return { facts, encodedFacts: [], count: facts.length, ...known };
+}
+
+function emptyPage(afterOffset: number, highWater: number): FactPage {
+  return { facts: [], encodedFacts: [], count: 0, lastOffset: afterOffset, highWater };
 }

@@ -49,7 +49,7 @@ export async function readRange(substrate: Substrate, stream: string, query: Ran
     const wanted = Math.min(query.limit, info.num_pending);
     const pulled = await pullOnce(substrate, stream, info.name, { batch: wanted === info.num_pending ? wanted + 1 : wanted, maxBytes: query.maxBytes });
     const messages = pulled.messages.slice(0, query.limit);
-    return { messages, complete: pulled.exhausted && messages.length === pulled.messages.length };
+    return { messages, complete: pulled.end === "no_messages" && messages.length === pulled.messages.length };
   } finally {
     substrate.jsm.consumers.delete(stream, info.name).catch(() => {
       // inactive_threshold removes it if this fails

@@ -14,6 +14,8 @@ import { consumerRegistry, type ConsumerRegistry } from "./consumer-registry.js"
 import { cursors, type Cursors } from "./cursors.js";
 import { dedupeIndex } from "./dedupe-index.js";
 import { publisher } from "./publisher.js";
+import { leases, type Leases } from "./leases.js";
+import { pageReaders } from "./page-readers.js";
 import { readFacts, type FactPage, type PageLimits } from "./read-facts.js";
 import { readRange } from "./read-range.js";
 import { factStreamName } from "./routing.js";
@@ -42,6 +44,8 @@ export interface ZoneStore {
   readonly consumers: ConsumerRegistry;
   readonly cursors: Cursors;
   readonly artifacts: Artifacts;
+  /** Leases (one holder per name), e.g. the sync worker's one active replica per peer link. */
+  readonly leases: Leases;
   putObject(header: ObjectHeaderInput, content: AsyncIterable<Uint8Array>): Promise<ObjectRef>;
   statObject(bucket: string, key: string): Promise<ObjectRef | undefined>;
   getObject(bucket: string, key: string, offset?: number): Promise<ObjectReader>;
@@ -95,7 +99,7 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
   const js = jetstream(nc, { domain });
   const substrate: Substrate = { nc, js, jsm, apiPrefix: `$JS.${domain}.API`, publisher: publisher(nc, PUBLISH_TIMEOUT_MS) };
   const report: string[] = [];
-  const { cursorKv, registryKv, buckets } = await ensureTopology(cfg, js, jsm, report, nc.info?.version ?? "0.0.0");
+  const { cursorKv, registryKv, leaseKv, buckets } = await ensureTopology(cfg, js, jsm, report, nc.info?.version ?? "0.0.0");
   const registry = consumerRegistry(registryKv);
   const cursorStore = cursors(cursorKv);
   for (const consumer of cfg.consumers) {
@@ -134,12 +138,22 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
     if (value === undefined) throw rejection(Code.NotFound, Reason.UnknownConsumer, `consumer "${name}" has no cursor in zone ${cfg.zone}`, { consumer: name });
     return value;
   }
+  // A log's last offset never decreases: any value seen is a lower bound that
+  // spares a confirm from asking the stream again.
+  const seenHighWater = new Map<string, number>();
+  const saw = (stream: string, offset: number) => {
+    if (offset > (seenHighWater.get(stream) ?? 0)) seenHighWater.set(stream, offset);
+    return offset;
+  };
   function highWater(stream: string): Promise<number> {
-    return jsm.streams.info(factStreamName(stream)).then((i) => i.state.last_seq, (err) => { throw substrateRejection(err, "reading the log"); });
+    return jsm.streams.info(factStreamName(stream)).then((i) => saw(stream, i.state.last_seq), (err) => { throw substrateRejection(err, "reading the log"); });
   }
-  async function read(def: Pick<ConsumerDefinition, "stream" | "subjectFilter" | "skipOrigins">, afterOffset: number, limits: Partial<PageLimits> = {}) {
+  const readers = pageReaders(substrate);
+  async function read(def: Pick<ConsumerDefinition, "stream" | "subjectFilter" | "skipOrigins"> & { name?: string }, afterOffset: number, limits: Partial<PageLimits> = {}) {
     const page = { limit: limits.limit ?? DEFAULT_PAGE.limit, maxBytes: Math.max(limits.maxBytes ?? DEFAULT_PAGE.maxBytes, minPageBytes), messages: limits.messages ?? "decoded" };
-    return readFacts(substrate, def, afterOffset, page).catch((err) => { throw substrateRejection(err, "reading facts"); });
+    const result = await readFacts(substrate, readers, def, afterOffset, page).catch((err) => { throw substrateRejection(err, "reading facts"); });
+    saw(def.stream, result.highWater);
+    return result;
   }
 
   return {
@@ -161,7 +175,7 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
       const def = await consumer(name);
       const current = await cursor(name);
       if (offset <= current) return current;
-      const last = await highWater(def.stream);
+      const last = offset <= (seenHighWater.get(def.stream) ?? 0) ? offset : await highWater(def.stream);
       if (offset > last) {
         throw rejection(Code.FailedPrecondition, Reason.CursorBeyondLog, `offset ${offset} is beyond the last offset ${last} of stream ${def.stream}; nothing there was delivered`, { consumer: name, offset: String(offset), high_water: String(last) });
       }
@@ -170,6 +184,7 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
     consumers: registry,
     cursors: cursorStore,
     artifacts: objects,
+    leases: leases(leaseKv, cfg.leaseTtl),
     putObject: (header, content) => objects.put(header, content),
     statObject: (bucket, key) => objects.stat(bucket, key),
     getObject: (bucket, key, offset) => objects.get(bucket, key, offset),
@@ -178,6 +193,7 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
     ready: () => jsm.getAccountInfo().then(() => true, () => false),
     topologyReport: report,
     async close() {
+      readers.close();
       substrate.publisher.close();
       if (!opts.connection) await nc.drain().catch(() => nc.close());
     },
@@ -204,7 +220,7 @@ async function ensureTopology(cfg: StorageConfig, js: JetStreamClient, jsm: JetS
   };
   const cursorKv = await kvBucket(CURSORS_BUCKET);
   const registryKv = await kvBucket(CONSUMERS_BUCKET);
-  await kvBucket(LEASES_BUCKET, cfg.leaseTtl);
+  const leaseKv = await kvBucket(LEASES_BUCKET, cfg.leaseTtl);
   const objm = new Objm(js);
   const buckets = new Map<string, ObjectStore>();
   for (const [name, bucket] of Object.entries(cfg.buckets)) {
@@ -213,7 +229,7 @@ async function ensureTopology(cfg: StorageConfig, js: JetStreamClient, jsm: JetS
     await verifyBacking(jsm, `OBJ_${name}`, { num_replicas: replicas, max_bytes: bucket.maxBytes ?? -1 });
     report.push(`object bucket ${name}: ready`);
   }
-  return { cursorKv, registryKv, buckets };
+  return { cursorKv, registryKv, leaseKv, buckets };
 }
 
 /** KV and Object Store buckets are created by their libraries; check what the server actually has. */

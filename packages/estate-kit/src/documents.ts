@@ -1,0 +1,68 @@
+import { estateLinks, zoneIdentity, type EstateTopology } from "./topology.js";
+
+/** Where a zone's parts listen, as "host:port" (services, probes) and a NATS URL. */
+export interface ZoneEndpoints {
+  readonly nats: string;
+  readonly listen: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string };
+  readonly health: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string; readonly sync: string };
+}
+
+export interface DocumentOptions {
+  readonly topology: EstateTopology;
+  readonly endpoints: Readonly<Record<string, ZoneEndpoints>>;
+  /** The URL `receiver` uses for `sender`'s egress and ledger (direct, or through a proxy). */
+  readonly peerUrl: (receiver: string, sender: string) => string;
+  /** TLS file paths: the CA and each identity's certificate and key. */
+  readonly pki: { readonly caCert: string; readonly files: Readonly<Record<string, { readonly cert: string; readonly key: string }>> };
+  /** Stream capacities etc.; merged into every zone's storage section. */
+  readonly storage?: Readonly<Record<string, unknown>>;
+  /** Anything else, per zone (e.g. sync settings, logLevel). */
+  readonly extra?: (zone: string) => Record<string, unknown>;
+}
+
+/** Each zone's configuration document (what zone.yaml holds), by zone name. */
+export function estateDocuments(opts: DocumentOptions): Record<string, Record<string, unknown>> {
+  const { topology } = opts;
+  const links = estateLinks(topology);
+  const documents: Record<string, Record<string, unknown>> = {};
+  for (const zone of topology.zones) {
+    const outgoing = links.filter((l) => l.sender === zone);
+    const incoming = links.filter((l) => l.receiver === zone);
+    const policy: Record<string, Record<string, string[]>> = {};
+    for (const producer of topology.producers[zone] ?? []) {
+      policy[producer] = { assertFromZones: [zone], targetZones: ["*"], writeBuckets: [...topology.buckets] };
+    }
+    for (const peer of new Set([...outgoing.map((l) => l.receiver), ...incoming.map((l) => l.sender)])) {
+      policy[zoneIdentity(peer)] = {
+        // As a client: the consumers it pulls from this zone and the artifacts they reference.
+        consumers: outgoing.filter((l) => l.receiver === peer).map((l) => l.consumer),
+        readBuckets: [...topology.buckets],
+        // As a relay: what facts fetched from it may claim.
+        assertFromZones: [...new Set(incoming.filter((l) => l.sender === peer).flatMap((l) => l.relayedOrigins))],
+        targetZones: ["*"],
+      };
+    }
+    const endpoints = opts.endpoints[zone]!;
+    const identity = opts.pki.files[zoneIdentity(zone)]!;
+    documents[zone] = {
+      zone,
+      nats: { servers: [endpoints.nats] },
+      storage: {
+        zones: topology.zones.filter((z) => z !== zone),
+        streams: { operational: {}, audit: {}, documents: {} },
+        routing: [{ kind: "document", stream: "documents" }],
+        consumers: outgoing.map((l) => ({ name: l.consumer, stream: l.category, skipOrigins: [...l.skipOrigins] })),
+        buckets: Object.fromEntries(topology.buckets.map((b) => [b, {}])),
+        ...opts.storage,
+      },
+      tls: { ca: opts.pki.caCert, cert: identity.cert, key: identity.key },
+      listen: endpoints.listen,
+      health: endpoints.health,
+      peers: Object.fromEntries([...new Set(incoming.map((l) => l.sender))].map((sender) => [sender, { url: opts.peerUrl(zone, sender), identity: zoneIdentity(sender) }])),
+      sync: { links: incoming.map((l) => ({ peer: l.sender, consumer: l.consumer })) },
+      policy,
+      ...opts.extra?.(zone),
+    };
+  }
+  return documents;
+}

@@ -1,0 +1,262 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { BsfgClient } from "@bsfg/client";
+import type { PeerLink, Policy } from "@bsfg/config";
+import { AppendStatus, Reason, reasonOf, rejection, type FactMessage, type FetchFactsResponse } from "@bsfg/proto";
+import type { LeaseGrant, ZoneStore } from "@bsfg/storage";
+import { artifactRefOf, ensureArtifact } from "./artifact-copy.js";
+import { backoff, pause } from "./backoff.js";
+import type { LinkState, LinkStatus } from "./link-status.js";
+import type { Logger } from "./logger.js";
+
+export interface LinkOptions {
+  readonly pageLimit: number;
+  readonly maxWait: number;
+  readonly backoff: { readonly initial: number; readonly max: number };
+}
+
+export interface LinkContext {
+  /** This zone. */
+  readonly zone: string;
+  readonly link: PeerLink;
+  readonly store: ZoneStore;
+  readonly peer: BsfgClient;
+  /** This zone's policy: the peer's identity must be allowed to assert what it relays. */
+  readonly policy: Policy;
+  readonly options: LinkOptions;
+  /** This worker replica's name in the link's lease. */
+  readonly holder: string;
+  readonly log: Logger;
+}
+
+export interface RunningLink {
+  status(): LinkStatus;
+  /** Stops pulling (a long poll is cut short) and gives the lease up. */
+  stop(): Promise<void>;
+}
+
+/** Thrown when the lease ran out mid-page: the page is left for whoever holds it now. */
+class LeaseLost extends Error {}
+
+/**
+ * One peer link: fetch a page from the peer → copy the artifacts its facts
+ * reference → append the facts here (original envelopes, idempotent) → confirm
+ * the page to the peer. A confirm is sent only after the local append was
+ * acknowledged, so a crash anywhere repeats at most the last page, and the
+ * idempotent append turns that repeat into duplicates nobody sees. One replica
+ * per link is active, by a lease in JetStream KV.
+ */
+export function startLink(ctx: LinkContext): RunningLink {
+  const { link, store, peer, log } = ctx;
+  const controller = new AbortController();
+  const signal = controller.signal;
+  const retry = backoff(ctx.options.backoff);
+  const ttl = store.leases.ttlMs;
+  let grant: LeaseGrant | undefined;
+  let validUntil = 0;
+  let renewal: NodeJS.Timeout | undefined;
+
+  const totals = { appended: 0, duplicates: 0, conflicts: 0, artifactsCopied: 0, pages: 0 };
+  let state: LinkState = "starting";
+  let cursor = 0;
+  let highWater = 0;
+  let oldestUnconfirmedMs: number | undefined;
+  let lastError: LinkStatus["lastError"];
+
+  const fields = { link: link.name, peer: link.peer, consumer: link.consumer };
+  const setState = (next: LinkState, extra: object = {}) => {
+    if (next === state) return;
+    log.info({ event: "link_state", ...fields, from: state, to: next, ...extra }, `link ${link.name}: ${next}`);
+    state = next;
+  };
+
+  // ---- the lease: act only while it is certainly ours ----
+  // A renewal sent at t keeps the entry until at least t + ttl on the server;
+  // acting only until t + ttl·2/3 leaves a third of the TTL for a page in progress.
+  const holding = () => grant !== undefined && performance.now() < validUntil;
+  const requireLease = () => {
+    if (!holding()) throw new LeaseLost(`lease on ${link.name} expired`);
+  };
+  async function acquire(): Promise<boolean> {
+    const sentAt = performance.now();
+    const taken = await store.leases.acquire(link.name, ctx.holder);
+    if (!taken) return false;
+    grant = taken;
+    validUntil = sentAt + (ttl * 2) / 3;
+    renewal = setInterval(() => void renew(), ttl / 3);
+    return true;
+  }
+  async function renew(): Promise<void> {
+    if (!grant) return;
+    const sentAt = performance.now();
+    try {
+      const renewed = await store.leases.renew(grant);
+      if (renewed) {
+        grant = renewed;
+        validUntil = sentAt + (ttl * 2) / 3;
+      } else {
+        log.warn({ event: "lease_lost", ...fields }, `link ${link.name}: lease taken over by another replica`);
+        dropLease();
+      }
+    } catch {
+      // JetStream did not answer: the lease runs out locally unless a later renewal succeeds.
+    }
+  }
+  function dropLease() {
+    clearInterval(renewal);
+    renewal = undefined;
+    grant = undefined;
+    validUntil = 0;
+  }
+
+  // ---- one page ----
+  async function pullPage(): Promise<void> {
+    const page = await peer.fetchFacts(link.consumer, { limit: ctx.options.pageLimit, maxWaitMs: ctx.options.maxWait, signal });
+    observe(page);
+    const messages = admissible(page);
+    for (const message of messages) {
+      const ref = artifactRefOf(message);
+      if (!ref) continue;
+      requireLease();
+      if (await ensureArtifact(store, peer, ref, signal) === "copied") {
+        totals.artifactsCopied++;
+        log.info({ event: "artifact_copied", ...fields, bucket: ref.bucket, key: ref.key, size: ref.size, digest: ref.digest }, "artifact copied");
+      }
+    }
+    if (messages.length > 0) {
+      requireLease();
+      await appendAll(messages);
+    }
+    const lastOffset = Number(page.lastOffset);
+    if (lastOffset > cursor) {
+      requireLease();
+      cursor = Number(await peer.confirmReceipt(link.consumer, lastOffset));
+    }
+    totals.pages++;
+    if (cursor >= highWater) oldestUnconfirmedMs = undefined;
+  }
+
+  function observe(page: FetchFactsResponse) {
+    cursor = Number(page.cursor);
+    highWater = Math.max(highWater, Number(page.highWater));
+    const first = page.facts[0];
+    oldestUnconfirmedMs = first ? Number(first.storedAtUnixMs) : cursor >= highWater ? undefined : oldestUnconfirmedMs;
+  }
+
+  /** The page's facts this zone takes: never its own back, and only what the peer may relay. */
+  function admissible(page: FetchFactsResponse): FactMessage[] {
+    const messages: FactMessage[] = [];
+    for (const fact of page.facts) {
+      const message = fact.message;
+      const envelope = message?.envelope;
+      if (!message || !envelope) throw rejection(Code.DataLoss, Reason.MissingField, `peer ${link.peer} sent a fact without a message at offset ${fact.offset}`);
+      // A fact never comes back to the zone it came from, whatever the peer's consumer filters.
+      if (envelope.fromZone === ctx.zone) continue;
+      const decision = ctx.policy.mayAppend([link.peerIdentity], envelope.fromZone, envelope.toZone);
+      if (!decision.allowed) {
+        // Nothing of the page is appended or confirmed: the link stops here until policy or peer change.
+        throw rejection(Code.PermissionDenied, decision.reason as Reason, `peer ${link.peer} (${link.peerIdentity}) may not relay message ${envelope.messageId}: ${decision.message}`, {
+          message_id: envelope.messageId, offset: String(fact.offset),
+        });
+      }
+      messages.push(message);
+    }
+    return messages;
+  }
+
+  async function appendAll(messages: readonly FactMessage[]): Promise<void> {
+    const max = store.config.limits.maxBatchMessages;
+    for (let i = 0; i < messages.length; i += max) await appendChunk(messages.slice(i, i + max));
+  }
+  async function appendChunk(messages: readonly FactMessage[]): Promise<void> {
+    let results;
+    try {
+      results = await store.append(messages);
+    } catch (err) {
+      // This zone's batch byte limit may be smaller than the peer's page: halve and go on.
+      if (reasonOf(err) === Reason.BatchTooLarge && messages.length > 1) {
+        const half = Math.ceil(messages.length / 2);
+        await appendChunk(messages.slice(0, half));
+        await appendChunk(messages.slice(half));
+        return;
+      }
+      throw err;
+    }
+    for (const result of results) {
+      if (result.status === AppendStatus.APPENDED) totals.appended++;
+      else if (result.status === AppendStatus.DUPLICATE) totals.duplicates++;
+      else {
+        totals.conflicts++;
+        log.error({ event: "conflicting_duplicate", ...fields, message_id: result.messageId, offset: String(result.offset) },
+          "this zone holds the message_id with another payload; the peer's fact is not appended");
+      }
+    }
+  }
+
+  function recordError(err: unknown) {
+    const error = ConnectError.from(err);
+    lastError = { code: Code[error.code] ? codeName(error.code) : "unknown", reason: reasonOf(err), message: error.rawMessage, at: new Date().toISOString() };
+    log.warn({ event: "link_error", ...fields, code: lastError.code, reason: lastError.reason, error: lastError.message }, `link ${link.name}: ${lastError.message}`);
+  }
+
+  async function run(): Promise<void> {
+    while (!signal.aborted) {
+      if (!holding()) {
+        if (grant) dropLease();
+        let taken = false;
+        try {
+          taken = await acquire();
+        } catch (err) {
+          recordError(err);
+        }
+        if (!taken) {
+          setState("standby");
+          await pause(ttl / 4, signal);
+          continue;
+        }
+        setState("active", { holder: ctx.holder });
+      }
+      try {
+        await pullPage();
+        retry.reset();
+        setState("active");
+      } catch (err) {
+        if (signal.aborted) break;
+        if (err instanceof LeaseLost) continue;
+        recordError(err);
+        const delay = retry.next();
+        setState("backing_off", { retryInMs: Math.round(delay), failures: retry.failures });
+        await pause(delay, signal);
+      }
+    }
+  }
+
+  const running = run().catch((err: unknown) => {
+    log.error({ event: "link_crashed", ...fields, error: String(err) }, `link ${link.name} stopped unexpectedly`);
+  });
+
+  return {
+    status: () => ({
+      ...fields,
+      state,
+      cursor,
+      highWater,
+      lagFacts: Math.max(0, highWater - cursor),
+      lagSeconds: oldestUnconfirmedMs === undefined ? 0 : Math.max(0, (Date.now() - oldestUnconfirmedMs) / 1000),
+      lastError,
+      ...totals,
+    }),
+    async stop() {
+      controller.abort();
+      await running;
+      clearInterval(renewal);
+      if (grant) await store.leases.release(grant).catch(() => undefined);
+      grant = undefined;
+      setState("stopped");
+    },
+  };
+}
+
+function codeName(code: Code): string {
+  // Code.PermissionDenied → "permission_denied", as the Connect protocol spells codes.
+  return Code[code].replace(/[A-Z]/g, (c, i: number) => (i === 0 ? c.toLowerCase() : `_${c.toLowerCase()}`));
+}

@@ -1,0 +1,62 @@
+import { hostname } from "node:os";
+import { randomBytes } from "node:crypto";
+import { createBsfgClient, type BsfgClient } from "@bsfg/client";
+import { createPolicy, type ZoneConfig } from "@bsfg/config";
+import type { ZoneStore } from "@bsfg/storage";
+import { startLink, type RunningLink } from "./link.js";
+import type { LinkStatus } from "./link-status.js";
+import type { Logger } from "./logger.js";
+
+export interface SyncWorker {
+  /** Every link's status, in configuration order. */
+  status(): LinkStatus[];
+  stop(): Promise<void>;
+}
+
+export interface SyncWorkerOptions {
+  readonly store: ZoneStore;
+  readonly log: Logger;
+  /** This replica's name in link leases; default: host, pid and a random suffix. */
+  readonly holder?: string;
+}
+
+/** Runs every configured peer link of the zone. */
+export function startSyncWorker(config: ZoneConfig, options: SyncWorkerOptions): SyncWorker {
+  const holder = options.holder ?? `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
+  const policy = createPolicy(config.policy);
+  const clients = new Map<string, BsfgClient>();
+  // One client (and HTTP/2 session) per peer, shared by its links.
+  const clientFor = (peer: string, egress: string, ledger: string, identity: string) => {
+    let client = clients.get(peer);
+    if (!client) {
+      client = createBsfgClient({
+        urls: { egress, ledger },
+        tls: { ca: config.tls.ca, cert: config.sync.tls.cert, key: config.sync.tls.key },
+        serverIdentity: identity,
+        compression: config.sync.compression,
+        // A couple of quick retries smooth over a blip; the link's own backoff handles outages.
+        retry: { attempts: 2, initialDelayMs: 100, maxDelayMs: 500 },
+      });
+      clients.set(peer, client);
+    }
+    return client;
+  };
+  const links: RunningLink[] = config.sync.links.map((link) => startLink({
+    zone: config.zone,
+    link,
+    store: options.store,
+    peer: clientFor(link.peer, link.egressUrl, link.ledgerUrl, link.peerIdentity),
+    policy,
+    options: { pageLimit: config.sync.pageLimit, maxWait: config.sync.maxWait, backoff: config.sync.backoff },
+    holder,
+    log: options.log,
+  }));
+  options.log.info({ event: "sync_started", holder, links: config.sync.links.map((l) => l.name) }, `sync worker: ${links.length} link(s)`);
+  return {
+    status: () => links.map((l) => l.status()),
+    async stop() {
+      await Promise.all(links.map((l) => l.stop()));
+      for (const client of clients.values()) client.close();
+    },
+  };
+}
