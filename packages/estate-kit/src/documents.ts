@@ -10,13 +10,16 @@ export interface ZoneEndpoints {
 export interface DocumentOptions {
   readonly topology: EstateTopology;
   readonly endpoints: Readonly<Record<string, ZoneEndpoints>>;
-  /** The URL `receiver` uses for `sender`'s egress and ledger (direct, or through a proxy). */
-  readonly peerUrl: (receiver: string, sender: string) => string;
+  /**
+   * The URL `receiver` uses for `sender`'s egress and ledger (direct, or through a proxy):
+   * one all-in-one endpoint, or the egress and ledger endpoints of a split zone.
+   */
+  readonly peerUrl: (receiver: string, sender: string) => string | { readonly egress: string; readonly ledger: string };
   /** TLS file paths: the CA and each identity's certificate and key. */
   readonly pki: { readonly caCert: string; readonly files: Readonly<Record<string, { readonly cert: string; readonly key: string }>> };
   /** Stream capacities etc.; merged into every zone's storage section. */
   readonly storage?: Readonly<Record<string, unknown>>;
-  /** Anything else, per zone (e.g. sync settings, logLevel). */
+  /** Anything else, per zone (e.g. logLevel); a `sync` entry is merged into the generated one (links stay). */
   readonly extra?: (zone: string) => Record<string, unknown>;
 }
 
@@ -42,6 +45,7 @@ export function estateDocuments(opts: DocumentOptions): Record<string, Record<st
         targetZones: ["*"],
       };
     }
+    const { sync: syncExtra, ...extra } = opts.extra?.(zone) ?? {};
     const endpoints = opts.endpoints[zone]!;
     const identity = opts.pki.files[zoneIdentity(zone)]!;
     documents[zone] = {
@@ -58,10 +62,13 @@ export function estateDocuments(opts: DocumentOptions): Record<string, Record<st
       tls: { ca: opts.pki.caCert, cert: identity.cert, key: identity.key },
       listen: endpoints.listen,
       health: endpoints.health,
-      peers: Object.fromEntries([...new Set(incoming.map((l) => l.sender))].map((sender) => [sender, { url: opts.peerUrl(zone, sender), identity: zoneIdentity(sender) }])),
-      sync: { links: incoming.map((l) => ({ peer: l.sender, consumer: l.consumer })) },
+      peers: Object.fromEntries([...new Set(incoming.map((l) => l.sender))].map((sender) => {
+        const url = opts.peerUrl(zone, sender);
+        return [sender, { ...(typeof url === "string" ? { url } : { urls: { egress: url.egress, ledger: url.ledger } }), identity: zoneIdentity(sender) }];
+      })),
+      sync: { links: incoming.map((l) => ({ peer: l.sender, consumer: l.consumer })), ...(syncExtra as object | undefined) },
       policy,
-      ...opts.extra?.(zone),
+      ...extra,
     };
   }
   return documents;

@@ -111,7 +111,7 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
     const documents = estateDocuments({
       topology, endpoints, peerUrl, pki: { caCert: pki.caCert, files: pki.files },
       // JetStream reserves each stream's max_bytes from the file store limit.
-      storage: opts.storage ?? { streams: { operational: { maxBytes: "1GiB" }, audit: { maxBytes: "128MiB" }, documents: { maxBytes: "512MiB" } } },
+      storage: { streams: { operational: { maxBytes: "1GiB" }, audit: { maxBytes: "128MiB" }, documents: { maxBytes: "512MiB" } }, ...opts.storage },
       extra: (zone) => ({ shutdownGrace: "3s", logLevel: "warn", ...opts.extra?.(zone) }),
     });
     for (const zone of topology.zones) {

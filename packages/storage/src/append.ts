@@ -63,28 +63,71 @@ export async function appendBatch(ctx: AppendContext, batch: readonly PreparedMe
 
   const outcomes = new Array<Outcome | undefined>(batch.length);
   const batchId = nuid.next();
-  const deadline = performance.now() + ctx.pendingTimeoutMs / 3;
+  let deadline = performance.now() + ctx.pendingTimeoutMs / 3;
   const claims = await Promise.allSettled(leaders.map((i) => ctx.index.claim(batch[i]!.key, claimBody(batch[i]!, batchId), ctx.pendingTimeoutMs / 3)));
-  const owned: Owned[] = [];
-  const claimedBefore: number[] = [];
+  const ownedAt = new Map<number, Owned>();
   let failure: unknown;
+  let failedAt = Infinity;
   claims.forEach((claim, n) => {
-    if (claim.status === "rejected") failure ??= claim.reason;
-    else if (claim.value === undefined) claimedBefore.push(leaders[n]!);
-    else owned.push({ index: leaders[n]!, claimSeq: claim.value });
+    if (claim.status === "rejected") {
+      failure ??= claim.reason;
+      failedAt = Math.min(failedAt, leaders[n]!);
+    } else if (claim.value !== undefined) ownedAt.set(leaders[n]!, { index: leaders[n]!, claimSeq: claim.value });
   });
 
-  const published = await publishOwned(ctx, batch, owned, batchId, deadline);
-  owned.forEach(({ index }, n) => {
-    outcomes[index] = published.outcomes[n];
-  });
-  if (failure !== undefined) throw substrateRejection(failure, "claiming message ids");
-  if (published.error) throw published.error;
-
+  // Facts are written in batch order, so order within a subject holds even when
+  // part of the batch was claimed by another writer (a concurrent retry, or a
+  // crashed call being recovered): a message claimed before is resolved before
+  // anything after it is published, and nothing after a failed claim is published.
   const waitUntil = performance.now() + ctx.pendingWaitMs;
-  await Promise.all(claimedBefore.map(async (i) => {
-    outcomes[i] = await resolveClaimed(ctx, batch[i]!, waitUntil);
+  // Pending claims age on this process's clock from when it first sees them:
+  // look at all of them now, so the ones resolved last do not start aging last.
+  await Promise.all(leaders.filter((i) => i < failedAt && !ownedAt.has(i)).map(async (i) => {
+    const claim = await ctx.index.read(batch[i]!.key).catch(() => undefined);
+    if (claim) ctx.pendingClock.firstSeen(batch[i]!.key, claim.seq);
   }));
+  const committed: Record<string, number> = {};
+  let segment: Owned[] = [];
+  const attempted = new Set<number>();
+  const flush = async () => {
+    if (segment.length === 0) return;
+    for (const { index } of segment) attempted.add(index);
+    if (performance.now() > deadline) {
+      // Resolving earlier claims took longer than an owner may wait between claiming and
+      // publishing: claim these again. A new claim restarts every other writer's pending clock.
+      const started = performance.now();
+      const renewed = await Promise.all(segment.map(({ index, claimSeq }) => ctx.index.replace(batch[index]!.key, claimSeq, claimBody(batch[index]!, batchId), ctx.pendingTimeoutMs / 3)));
+      if (renewed.some((seq) => seq === undefined)) {
+        await Promise.allSettled(segment.map(({ index }, n) => renewed[n] === undefined ? undefined : release(ctx, batch[index]!, renewed[n]!)));
+        throw rejection(Code.Unavailable, Reason.StoreUnavailable, "another writer took over part of the batch while it waited; retry");
+      }
+      segment = segment.map(({ index }, n) => ({ index, claimSeq: renewed[n]! }));
+      deadline = started + ctx.pendingTimeoutMs / 3;
+    }
+    const published = await publishOwned(ctx, batch, segment, batchId, deadline, committed);
+    segment.forEach(({ index }, n) => {
+      outcomes[index] = published.outcomes[n];
+    });
+    segment = [];
+    if (published.error) throw published.error;
+  };
+  try {
+    for (const i of leaders) {
+      if (i >= failedAt) break;
+      const own = ownedAt.get(i);
+      if (own) segment.push(own);
+      else {
+        await flush();
+        outcomes[i] = await resolveClaimed(ctx, batch[i]!, waitUntil);
+      }
+    }
+    await flush();
+  } finally {
+    // Claims this call holds but never tried to publish (after a failure): free them for a retry at once.
+    const unpublished = [...ownedAt.values()].filter(({ index }) => !attempted.has(index));
+    await Promise.allSettled(unpublished.map(({ index, claimSeq }) => release(ctx, batch[index]!, claimSeq)));
+  }
+  if (failure !== undefined) throw substrateRejection(failure, "claiming message ids");
 
   return batch.map((p, i) => {
     const outcome = outcomes[first.get(p.messageId)!]!;
@@ -106,7 +149,7 @@ function claimBody(p: PreparedMessage, batchId: string): ClaimBody {
  * abandoned; anything of its that arrives later still is caught by JetStream's
  * duplicate window (Nats-Msg-Id = message_id).
  */
-async function publishOwned(ctx: AppendContext, batch: readonly PreparedMessage[], owned: readonly Owned[], batchId: string, deadline: number) {
+async function publishOwned(ctx: AppendContext, batch: readonly PreparedMessage[], owned: readonly Owned[], batchId: string, deadline: number, committed: Record<string, number> = {}) {
   const outcomes: (Outcome | undefined)[] = [];
   if (owned.length === 0) return { outcomes, error: undefined };
   if (performance.now() > deadline) {
@@ -118,7 +161,9 @@ async function publishOwned(ctx: AppendContext, batch: readonly PreparedMessage[
     const p = batch[index]!;
     return ctx.substrate.publisher.publish(p.subject, p.payload, { msgId: p.messageId, timeoutMs });
   }));
-  const offsets: Record<string, number> = {};
+  // The batch's commit record holds every offset the batch wrote so far: each commit supersedes the last.
+  const offsets = committed;
+  let newOffsets = 0;
   let error: unknown;
   await Promise.all(settled.map(async (result, n) => {
     const { index, claimSeq } = owned[n]!;
@@ -132,6 +177,7 @@ async function publishOwned(ctx: AppendContext, batch: readonly PreparedMessage[
     const ack: Ack = result.value;
     if (!ack.duplicate) {
       offsets[p.key] = ack.seq;
+      newOffsets++;
       ctx.fill.added(p.stream, p.payload.byteLength);
       outcomes[n] = { offset: ack.seq, stream: p.stream, status: AppendStatus.APPENDED, storedHash: p.hash };
       return;
@@ -141,7 +187,7 @@ async function publishOwned(ctx: AppendContext, batch: readonly PreparedMessage[
     await ctx.index.replace(p.key, claimSeq, { m: p.messageId, h: storedHash, s: p.stream, j: p.subject, b: batchId, o: ack.seq });
     outcomes[n] = { offset: ack.seq, stream: p.stream, status: AppendStatus.DUPLICATE, storedHash };
   })).catch((err: unknown) => { error ??= err; });
-  if (Object.keys(offsets).length > 0) {
+  if (newOffsets > 0) {
     // Best effort: without the commit, a retry still finds the facts through
     // recovery once the claims are abandoned; the facts themselves are stored.
     await ctx.index.commit(batchId, offsets).catch(() => undefined);

@@ -1,5 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError, type AppendResult, type FactMessage } from "@bsfg/proto";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { AppendStatus, Code, ConnectError, type AppendResult, type FactMessage } from "@bsfg/proto";
+import { dedupeIndex } from "./dedupe-index.js";
+import { publisher } from "./publisher.js";
+import { prepareBatch } from "./validate.js";
 import { factMessage, startTestZone, type TestZone } from "./test-support.js";
 
 describe("nats-server killed with SIGKILL mid-batch", () => {
@@ -63,5 +68,32 @@ describe("nats-server killed with SIGKILL mid-batch", () => {
     expect(new Set(stored)).toEqual(new Set(batches.flat().map((m) => m.envelope!.messageId)));
     const offsetOf = new Map(page.facts.map((f) => [f.message!.envelope!.messageId, f.offset]));
     for (const [id, offset] of acknowledgedBeforeCrash) expect(offsetOf.get(id)).toBe(offset);
+  });
+});
+
+describe("a batch partly claimed by a writer that crashed", () => {
+  let zone: TestZone;
+  beforeAll(async () => {
+    zone = await startTestZone({ dedupe: { pendingTimeout: 1_000 } }, { pendingWaitMs: 5_000 });
+  });
+  afterAll(() => zone.dispose());
+
+  it("is stored in batch order when retried, so order within a subject holds", async () => {
+    const batch = Array.from({ length: 8 }, (_, i) => factMessage({ subject: "batch:PlantA/B9", object: { step: i } }));
+    // The crashed writer claimed messages 2, 3 and 4 and died before publishing them.
+    const nc = await connect({ servers: zone.server.url });
+    const jsm = await jetstreamManager(nc, { domain: "plant-a" });
+    const substrate = { nc, js: jetstream(nc, { domain: "plant-a" }), jsm, apiPrefix: "$JS.plant-a.API", publisher: publisher(nc, 5_000) };
+    const index = dedupeIndex(substrate);
+    for (const p of prepareBatch(zone.store.config, batch).slice(2, 5)) {
+      expect(await index.claim(p.key, { m: p.messageId, h: p.hash, s: p.stream, j: p.subject, b: "crashed-batch" }, 1_000)).toBeDefined();
+    }
+    substrate.publisher.close();
+    await nc.close();
+
+    const results = await zone.store.append(batch);
+    expect(results.map((r) => r.status)).toEqual(batch.map(() => AppendStatus.APPENDED));
+    const offsets = results.map((r) => Number(r.offset));
+    expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
   });
 });

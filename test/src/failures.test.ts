@@ -1,0 +1,174 @@
+import { readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { startTestEstate, type SyncReplica, type TestEstate } from "@bsfg/estate-kit";
+import { parseZoneConfig } from "@bsfg/config";
+import { startSyncDeployable, type LinkStatus } from "@bsfg/replication";
+import { pollUntil } from "@bsfg/testkit";
+import { checkCrossed, logOf, produce, syncBin, withPrefix } from "./estate-support.js";
+
+/** Waits until `zone` holds every fact with `prefix` that `origin` holds, then checks them. */
+async function expectCrossed(estate: TestEstate, origin: string, zone: string, prefix: string, count: number, timeoutMs = 120_000) {
+  await pollUntil(async () => withPrefix(await logOf(estate, zone), prefix).length >= count, { timeoutMs, intervalMs: 250, what: `${count} ${prefix} facts in ${zone}` });
+  const from = withPrefix(await logOf(estate, origin), prefix);
+  expect(from).toHaveLength(count);
+  const crossed = checkCrossed(from, withPrefix(await logOf(estate, zone), prefix));
+  const counts = { missing: crossed.missing.length, duplicated: crossed.duplicated.length, altered: crossed.altered.length, outOfOrder: crossed.outOfOrder.length };
+  expect(counts, `${origin} → ${zone}: ${JSON.stringify(crossed).slice(0, 300)}`).toEqual({ missing: 0, duplicated: 0, altered: 0, outOfOrder: 0 });
+}
+
+const link = (statuses: LinkStatus[], name: string) => statuses.find((s) => s.link === name);
+
+describe("replication under failure", () => {
+  let dir: string;
+  let estate: TestEstate | undefined;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "bsfg-e2e-"));
+  });
+  afterEach(async () => {
+    await estate?.dispose();
+    estate = undefined;
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("keeps producers going while the PlantA → IDMZ link is cut, and delivers everything after it is restored", async () => {
+    estate = await startTestEstate({ dir, proxies: true, extra: () => ({ sync: { backoff: { initial: "100ms", max: "1s" } } }) });
+    const producer = estate.client("plant-a", "mes-producer");
+    await produce(producer, "plant-a", "enterprise", 500, "before");
+    await expectCrossed(estate, "plant-a", "enterprise", "before", 500);
+
+    estate.proxy("idmz", "plant-a").cut();
+    // Autonomous mode: every append is acknowledged while the peer cannot reach us.
+    await produce(producer, "plant-a", "enterprise", 3_000, "during");
+    const idmzSync = estate.zones.idmz!.syncs[0]!;
+    const cutLink = await pollUntil(async () => {
+      const status = link(await idmzSync.status(), "plant-a/idmz-from-plant-a-operational");
+      return status?.state === "backing_off" && status.lastError !== undefined ? status : undefined;
+    }, { timeoutMs: 30_000, what: "the cut link backing off" });
+    // A reset connection reads as aborted, a refused one as unavailable: both are "the peer is unreachable".
+    expect(["unavailable", "aborted"]).toContain(cutLink.lastError!.code);
+    expect(withPrefix(await logOf(estate, "idmz"), "during")).toEqual([]);
+
+    estate.proxy("idmz", "plant-a").restore();
+    await expectCrossed(estate, "plant-a", "enterprise", "during", 3_000);
+    await pollUntil(async () => link(await idmzSync.status(), "plant-a/idmz-from-plant-a-operational")?.state === "active", { what: "the link active again" });
+  });
+
+  it("loses and duplicates nothing when the relaying sync worker is killed with SIGKILL 20 times mid-transfer", async () => {
+    // A short lease, so each restarted worker takes over within seconds of the kill, and a
+    // short pending timeout, so claims of an append cut short are recovered within seconds too.
+    estate = await startTestEstate({ dir, sync: false, storage: { leaseTtl: "1500ms", dedupe: { pendingTimeout: "2s", inflightWindow: "10s" } }, extra: () => ({ sync: { pageLimit: 200 } }) });
+    await estate.startSync("plant-a");
+    await estate.startSync("enterprise");
+    await produce(estate.client("plant-a", "mes-producer"), "plant-a", "enterprise", 20_000, "killed", { batch: 500 });
+    const relay = await estate.startSync("idmz", { child: { syncBin } });
+    const idmzLog = async () => withPrefix(await logOf(estate!, "idmz"), "killed").length;
+    let kills = 0;
+    while (kills < 20) {
+      // Kill at a random moment once the worker has made some progress (or after a random while).
+      const before = await idmzLog();
+      const deadline = Date.now() + 300 + Math.random() * 1_500;
+      await pollUntil(async () => Date.now() >= deadline || (await idmzLog()) > before + Math.random() * 2_000, { timeoutMs: 30_000, intervalMs: 20 });
+      await relay.kill();
+      kills++;
+      await relay.restart();
+    }
+    expect(await idmzLog()).toBeLessThan(20_000);
+    if (process.env.DEBUG_SYNC) {
+      const t = setInterval(async () => console.log(JSON.stringify((await relay.status().catch(() => [])).map((l) => [l.link, l.state, l.cursor, l.highWater, l.lastError?.message])), relay.logLines.filter((l) => l.level !== 30).slice(-3)), 5000);
+      setTimeout(() => clearInterval(t), 120_000);
+    }
+    await expectCrossed(estate, "plant-a", "idmz", "killed", 20_000);
+    await expectCrossed(estate, "plant-a", "enterprise", "killed", 20_000);
+  }, 300_000);
+
+  it("loses and duplicates nothing when the receiving zone's nats-server restarts mid-transfer", async () => {
+    estate = await startTestEstate({ dir, extra: () => ({ sync: { backoff: { initial: "100ms", max: "1s" } } }) });
+    const producer = estate.client("plant-a", "mes-producer");
+    const producing = produce(producer, "plant-a", "enterprise", 8_000, "restart");
+    await pollUntil(async () => withPrefix(await logOf(estate!, "enterprise"), "restart").length > 500, { timeoutMs: 60_000, intervalMs: 50, what: "the transfer under way" });
+    await estate.zones.enterprise!.nats.restart();
+    await producing;
+    await expectCrossed(estate, "plant-a", "enterprise", "restart", 8_000);
+  });
+
+  it("carries facts both ways once, never echoing them back", async () => {
+    estate = await startTestEstate({ dir });
+    await Promise.all([
+      produce(estate.client("plant-a", "mes-producer"), "plant-a", "enterprise", 2_000, "up"),
+      produce(estate.client("enterprise", "erp-producer"), "enterprise", "plant-a", 2_000, "down"),
+    ]);
+    await expectCrossed(estate, "plant-a", "enterprise", "up", 2_000);
+    await expectCrossed(estate, "enterprise", "plant-a", "down", 2_000);
+    await expectCrossed(estate, "plant-a", "idmz", "up", 2_000);
+    await expectCrossed(estate, "enterprise", "idmz", "down", 2_000);
+    // Let the links run a little longer: nothing may come back.
+    for (const zone of ["enterprise", "idmz", "plant-a"]) {
+      await pollUntil(async () => (await estate!.zones[zone]!.syncs[0]!.status()).every((s) => s.lagFacts === 0), { timeoutMs: 30_000, what: `${zone}'s links caught up` });
+    }
+    for (const [zone, prefix] of [["plant-a", "up"], ["enterprise", "down"]] as const) {
+      const log = await logOf(estate, zone);
+      expect(withPrefix(log, prefix)).toHaveLength(2_000);
+      expect(new Set(log.map((f) => f.message!.envelope!.messageId)).size).toBe(log.length);
+    }
+    const links = (await Promise.all(["enterprise", "idmz", "plant-a"].map((z) => estate!.zones[z]!.syncs[0]!.status()))).flat();
+    expect(links.reduce((sum, l) => sum + l.duplicates + l.conflicts, 0)).toBe(0);
+  });
+
+  it("runs one active replica per link; when it dies another takes over and the transfer completes exactly once", async () => {
+    estate = await startTestEstate({ dir, sync: false, storage: { leaseTtl: "2s" } });
+    await estate.startSync("plant-a");
+    await estate.startSync("idmz");
+    const replicas: SyncReplica[] = [await estate.startSync("enterprise", { child: { syncBin } }), await estate.startSync("enterprise", { child: { syncBin } })];
+    const name = "idmz/enterprise-from-idmz-operational";
+    const activeOf = async () => {
+      const states = await Promise.all(replicas.map(async (r) => link(await r.status().catch(() => []), name)?.state));
+      return states;
+    };
+    await pollUntil(async () => (await activeOf()).filter((s) => s === "active").length === 1 && (await activeOf()).includes("standby"), { timeoutMs: 20_000, what: "one active replica and one standby" });
+
+    const producing = produce(estate.client("plant-a", "mes-producer"), "plant-a", "enterprise", 6_000, "failover");
+    await pollUntil(async () => withPrefix(await logOf(estate!, "enterprise"), "failover").length > 1_000, { timeoutMs: 60_000, intervalMs: 50, what: "the transfer under way" });
+    const states = await activeOf();
+    const active = replicas[states.indexOf("active")]!;
+    const standby = replicas[states.indexOf("standby")]!;
+    const killedAt = Date.now();
+    await active.kill();
+    await pollUntil(async () => link(await standby.status(), name)?.state === "active", { timeoutMs: 15_000, intervalMs: 50, what: "the standby taking over" });
+    // The lease is 2 s: the standby must take over within a few seconds of the kill.
+    expect(Date.now() - killedAt).toBeLessThan(6_000);
+    await producing;
+    await expectCrossed(estate, "plant-a", "enterprise", "failover", 6_000);
+  });
+
+  it("reports permission_denied for a consumer its certificate may not read, backing off instead of spinning", async () => {
+    estate = await startTestEstate({ dir, sync: false });
+    // Enterprise asks IDMZ for PlantA's consumer: enterprise-bsfg is not bound to it.
+    const doc = JSON.parse(readFileSync(estate.zones.enterprise!.configPath, "utf8")) as Record<string, Record<string, unknown>>;
+    doc.sync = { links: [{ peer: "idmz", consumer: "plant-a-from-idmz-operational" }], backoff: { initial: "200ms", max: "5s" } };
+    const config = parseZoneConfig(doc, { baseDir: dir });
+    const lines: Array<Record<string, unknown>> = [];
+    const logStream = new Writable({ write(chunk: Buffer, _e, done) { for (const l of chunk.toString().split("\n")) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>); done(); } });
+    const sync = await startSyncDeployable(config, { logStream, healthListen: "127.0.0.1:0" });
+    try {
+      const status = await pollUntil(() => {
+        const s = sync.worker.status()[0];
+        return s?.lastError ? s : undefined;
+      }, { timeoutMs: 15_000, what: "the link's error" });
+      expect(status.lastError).toMatchObject({ code: "permission_denied", reason: "consumer_not_allowed" });
+      expect(["backing_off", "active"]).toContain(status.state);
+      // Without spinning: over 3 s, exponential backoff from 200 ms allows a handful of attempts.
+      const errorsBefore = lines.filter((l) => l.event === "link_error").length;
+      await new Promise((resolve) => setTimeout(resolve, 3_000));
+      const attempts = lines.filter((l) => l.event === "link_error").length - errorsBefore;
+      expect(attempts).toBeGreaterThanOrEqual(1);
+      expect(attempts).toBeLessThanOrEqual(5);
+      expect(sync.worker.status()[0]!.state).toBe("backing_off");
+    } finally {
+      await sync.stop();
+    }
+  });
+});
