@@ -171,4 +171,29 @@ describe("replication under failure", () => {
       await sync.stop();
     }
   });
+
+  it("appends relayed facts only as far as the relaying peer's policy allows, and stops the link otherwise", async () => {
+    estate = await startTestEstate({ dir, sync: false });
+    await estate.startSync("idmz");
+    // Enterprise lets IDMZ relay only IDMZ's own facts, not PlantA's.
+    const doc = JSON.parse(readFileSync(estate.zones.enterprise!.configPath, "utf8")) as { policy: Record<string, Record<string, unknown>> } & Record<string, unknown>;
+    doc.policy["idmz-bsfg"] = { ...doc.policy["idmz-bsfg"], assertFromZones: ["idmz"] };
+    doc.sync = { links: [{ peer: "idmz", consumer: "enterprise-from-idmz-operational" }], backoff: { initial: "200ms", max: "2s" } };
+    const sync = await startSyncDeployable(parseZoneConfig(doc, { baseDir: dir }), { logStream: new Writable({ write: (_c, _e, done) => done() }) });
+    try {
+      await produce(estate.client("plant-a", "mes-producer"), "plant-a", "enterprise", 10, "relayed");
+      await pollUntil(async () => withPrefix(await logOf(estate!, "idmz"), "relayed").length === 10, { what: "the facts in IDMZ" });
+      const status = await pollUntil(() => {
+        const s = sync.worker.status()[0];
+        return s?.lastError ? s : undefined;
+      }, { timeoutMs: 15_000, what: "the link's error" });
+      expect(status.lastError).toMatchObject({ code: "permission_denied", reason: "from_zone_not_allowed" });
+      expect(status.appended).toBe(0);
+      // Nothing appended, nothing confirmed: the facts wait in IDMZ until the policy allows them.
+      expect(withPrefix(await logOf(estate, "enterprise"), "relayed")).toEqual([]);
+      expect(await estate.zones.idmz!.services.store.cursor("enterprise-from-idmz-operational")).toBe(0);
+    } finally {
+      await sync.stop();
+    }
+  });
 });

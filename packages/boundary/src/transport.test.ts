@@ -4,6 +4,7 @@ import { Code } from "@connectrpc/connect";
 import { createCertificateAuthority, issueCertificate } from "@bsfg/pki";
 import { reasonOf } from "@bsfg/proto";
 import { pollUntil } from "@bsfg/testkit";
+import { createBsfgClient } from "@bsfg/client";
 import { producedFact, rejectionOf, startTestZoneServices, type TestZoneServices } from "./test-support.js";
 
 describe("mutual TLS: who may connect at all", () => {
@@ -23,6 +24,25 @@ describe("mutual TLS: who may connect at all", () => {
     await new Promise((resolve) => socket.once("close", resolve));
     await pollUntil(() => tlsFailuresLogged() > before, { what: "a tls_failure log line" });
     expect(zone.logs.filter((l) => l.event === "tls_failure").at(-1)).toMatchObject({ code: "NO_CLIENT_CERTIFICATE" });
+  });
+
+  it("lets a client insist on the server's identity: a peer zone is that zone, not anyone the CA signed", async () => {
+    const peer = (serverIdentity: string) => createBsfgClient({
+      url: zone.deployable.server.url,
+      tls: { ca: zone.pki.ca.certPem, cert: zone.pki.certs["enterprise-bsfg"].certPem, key: zone.pki.certs["enterprise-bsfg"].keyPem },
+      serverIdentity,
+      retry: { attempts: 1 },
+    });
+    const right = peer("plant-a-bsfg");
+    const wrong = peer("idmz-bsfg");
+    try {
+      expect((await right.fetchFacts("enterprise-from-plant-a", { limit: 1 })).cursor).toBeGreaterThanOrEqual(0n);
+      const error = await wrong.fetchFacts("enterprise-from-plant-a", { limit: 1 }).then(() => undefined, (e: unknown) => e as Error);
+      expect(error?.message).toMatch(/is not identity "idmz-bsfg"/);
+    } finally {
+      right.close();
+      wrong.close();
+    }
   });
 
   it("refuses a certificate from another CA and logs it", async () => {

@@ -113,4 +113,34 @@ describe("policy", () => {
     expect(policy.mayReadBucket(["mes-producer"], "batch-files")).toMatchObject({ allowed: false, reason: "bucket_not_allowed" });
     expect(policy.mayReadBucket(["idmz-bsfg"], "batch-files").allowed).toBe(true);
   });
+
+  it("resolves peer links and checks that each peer's relaying identity has a policy", () => {
+    const withLinks = {
+      ...valid,
+      peers: {
+        idmz: { url: "https://idmz.example:8443", identity: "idmz-bsfg" },
+        enterprise: { urls: { egress: "https://ent.example:8445", ledger: "https://ent.example:8446" }, identity: "enterprise-bsfg" },
+      },
+      sync: { links: [{ peer: "idmz", consumer: "plant-a-from-idmz-operational" }] },
+      policy: { ...valid.policy, "idmz-bsfg": { ...valid.policy["idmz-bsfg"], assertFromZones: ["idmz", "enterprise"], targetZones: ["*"] } },
+    };
+    const cfg = parseZoneConfig(withLinks, { baseDir: "/pki", readFile });
+    expect(cfg.sync.links).toEqual([{ name: "idmz/plant-a-from-idmz-operational", peer: "idmz", consumer: "plant-a-from-idmz-operational", egressUrl: "https://idmz.example:8443", ledgerUrl: "https://idmz.example:8443", peerIdentity: "idmz-bsfg" }]);
+    expect(cfg.sync.tls.cert).toBe(pem("cert"));
+    expect(cfg.sync.maxWait).toBe(20_000);
+
+    const problems = (doc: unknown) => {
+      try {
+        parseZoneConfig(doc, { baseDir: "/pki", readFile });
+        return [];
+      } catch (err) {
+        return (err as ConfigError).problems;
+      }
+    };
+    expect(problems({ ...withLinks, sync: { links: [{ peer: "mars", consumer: "x" }] } })).toEqual([`sync.links.0.peer: "mars" is not in peers (idmz, enterprise)`]);
+    expect(problems({ ...withLinks, policy: valid.policy })).toEqual([
+      `peers.idmz.identity: "idmz-bsfg" needs policy.idmz-bsfg.assertFromZones (and targetZones): every fact pulled from idmz is checked against them`,
+    ]);
+    expect(problems({ ...withLinks, peers: { ...withLinks.peers, idmz: { url: "http://idmz.example:8443", identity: "idmz-bsfg" } } })[0]).toMatch(/^peers\.idmz\.url: write an endpoint as "https:\/\/host:port"/);
+  });
 });
