@@ -6,6 +6,7 @@ import { parseArgs } from "node:util";
 import { toJson } from "@bufbuild/protobuf";
 import { createBsfgClient } from "@bsfg/client";
 import { AppendResultSchema, Code, ConnectError, errorInfoOf, FetchFactsResponseSchema, ObjectRefSchema } from "@bsfg/proto";
+import { runDemo } from "./demo.js";
 
 const usage = `usage: bsfg <command> --url https://localhost:8443 --identity <name> [--pki .bsfg/pki] …
 
@@ -15,8 +16,14 @@ const usage = `usage: bsfg <command> --url https://localhost:8443 --identity <na
   confirm  --consumer <name> --offset <n>
   put      --bucket batch-files --key B1042/record.pdf --file ./record.pdf [--media-type application/pdf]
   get      --bucket batch-files --key B1042/record.pdf --out ./copy.pdf
+  demo     --plant-url https://localhost:8643 --enterprise-url https://localhost:8443
+           [--enterprise-ledger-url <url>] [--identity mes-producer] [--viewer enterprise-viewer]
+           [--from plant-a] [--to enterprise] [--links http://127.0.0.1:9447/links,…] [--timeout 30000]
+           appends a batch story in the plant zone as mes-producer (one fact with a PDF
+           artifact) and shows it arriving in the enterprise zone as enterprise-viewer
 
-The identity's certificate and key are <pki>/<identity>.crt and .key; the CA is <pki>/ca.crt.`;
+The identity's certificate and key are <pki>/<identity>.crt and .key; the CA is <pki>/ca.crt.
+With --ledger-url, confirm (and fetch --confirm) go to that ledger endpoint (split zones).`;
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -31,6 +38,9 @@ const { values, positionals } = parseArgs({
     consumer: { type: "string" }, limit: { type: "string", default: "10" }, wait: { type: "string", default: "0" },
     confirm: { type: "boolean", default: false }, offset: { type: "string" },
     bucket: { type: "string" }, key: { type: "string" }, file: { type: "string" }, out: { type: "string" },
+    "ledger-url": { type: "string" },
+    "plant-url": { type: "string" }, "enterprise-url": { type: "string" }, "enterprise-ledger-url": { type: "string" },
+    viewer: { type: "string", default: "enterprise-viewer" }, links: { type: "string", default: "" }, timeout: { type: "string", default: "30000" },
   },
 });
 
@@ -44,11 +54,34 @@ function fail(message: string): never {
   console.error(`${message}\n\n${usage}`);
   process.exit(2);
 }
-if (!command || !["append", "fetch", "confirm", "put", "get"].includes(command)) fail(command ? `unknown command "${command}"` : "no command");
+if (!command || !["append", "fetch", "confirm", "put", "get", "demo"].includes(command)) fail(command ? `unknown command "${command}"` : "no command");
+
+if (command === "demo") {
+  const ok = await runDemo({
+    pki: values.pki!,
+    plantUrl: need("plant-url"),
+    enterpriseUrl: need("enterprise-url"),
+    ...(values["enterprise-ledger-url"] ? { enterpriseLedgerUrl: values["enterprise-ledger-url"] } : {}),
+    producer: values.identity ?? "mes-producer",
+    viewer: values.viewer!,
+    consumers: ["demo-viewer-operational", "demo-viewer-documents"],
+    fromZone: values.from!,
+    toZone: values.to!,
+    links: values.links!.split(",").filter((url) => url !== ""),
+    timeoutMs: Number(values.timeout),
+  }).catch((err: unknown) => {
+    const e = ConnectError.from(err);
+    const info = errorInfoOf(e);
+    console.error(JSON.stringify({ error: e.rawMessage, code: Code[e.code], reason: info?.reason, ...info?.metadata }));
+    return false;
+  });
+  process.exit(ok ? 0 : 1);
+}
 
 const identity = need("identity");
 const client = createBsfgClient({
   url: values.url!,
+  ...(values["ledger-url"] ? { urls: { ledger: values["ledger-url"] } } : {}),
   protocol: values.protocol === "grpc" ? "grpc" : "connect",
   tls: {
     ca: readFileSync(join(values.pki!, "ca.crt")),

@@ -1,54 +1,81 @@
-/** The local estate's shape: zones, their ports and who may do what. Names are configuration. */
-export interface EstateZone {
+/**
+ * The local estate on one machine: which ports each zone of the estate-kit
+ * topology gets, and the demo viewer. Zones, consumers, links and policies come
+ * from @bsfg/estate-kit, so the runner, the tests and the benchmarks build the
+ * same estate.
+ */
+import type { EstateTopology, ZoneEndpoints } from "@bsfg/estate-kit";
+
+export type Role = "zone" | "ingest" | "egress" | "ledger";
+
+export interface ZonePorts {
   readonly name: string;
   readonly natsPort: number;
   readonly monitorPort: number;
-  /** mTLS ports: the all-in-one service, or the three split deployables. */
-  readonly ports: { readonly zone: number; readonly ingest: number; readonly egress: number; readonly ledger: number };
-  /** Plain-HTTP probe ports per deployable. */
-  readonly health: { readonly zone: number; readonly ingest: number; readonly egress: number; readonly ledger: number };
-  /** The zone's server certificate identity. */
-  readonly serverIdentity: string;
-  /** storage + policy sections of the zone configuration. */
-  readonly storage: Record<string, unknown>;
-  readonly policy: Record<string, Record<string, string[]>>;
+  /** mTLS ports: the all-in-one service, or the split deployables. */
+  readonly listen: Readonly<Record<Role, number>>;
+  /** Plain-HTTP probe ports per deployable; `sync` also serves GET /links. */
+  readonly health: Readonly<Record<Role | "sync", number>>;
 }
 
-// NATS ports stay clear of 4222/8222: installing Debian's nats-server package starts a
-// system nats-server there on machines with systemd.
-export const localEstate: readonly EstateZone[] = [
-  {
-    name: "plant-a",
-    natsPort: 14222,
-    monitorPort: 18222,
-    ports: { zone: 8443, ingest: 8444, egress: 8445, ledger: 8446 },
-    health: { zone: 9443, ingest: 9444, egress: 9445, ledger: 9446 },
-    serverIdentity: "plant-a-bsfg",
-    storage: {
-      zones: ["idmz", "enterprise"],
-      streams: {
-        operational: { maxAge: "30d", maxBytes: "1GiB" },
-        audit: { maxAge: "365d", maxBytes: "256MiB" },
-        documents: { maxAge: "365d", maxBytes: "256MiB" },
-      },
-      routing: [{ kind: "document", stream: "documents" }],
-      consumers: [{ name: "idmz-from-plant-a", stream: "operational", skipOrigins: ["idmz"] }],
-      buckets: { "batch-files": {}, "document-files": {} },
-    },
-    policy: {
-      "mes-producer": { assertFromZones: ["plant-a"], targetZones: ["idmz", "enterprise"], writeBuckets: ["batch-files", "document-files"] },
-      "idmz-bsfg": { consumers: ["idmz-from-plant-a"], readBuckets: ["batch-files", "document-files"] },
-    },
-  },
-];
+/**
+ * Zone i of the line (enterprise 0, idmz 1, plant-a 2): NATS on 14222+i, its
+ * monitor on 18222+i — clear of 4222/8222, where installing Debian's
+ * nats-server package starts a system server — services on 8443+100·i
+ * (zone, ingest, egress, ledger) and probes on 9443+100·i (…, sync).
+ */
+export function zonePorts(topology: EstateTopology): ZonePorts[] {
+  return topology.zones.map((name, i) => {
+    const service = 8443 + 100 * i;
+    const probe = 9443 + 100 * i;
+    return {
+      name,
+      natsPort: 14222 + i,
+      monitorPort: 18222 + i,
+      listen: { zone: service, ingest: service + 1, egress: service + 2, ledger: service + 3 },
+      health: { zone: probe, ingest: probe + 1, egress: probe + 2, ledger: probe + 3, sync: probe + 4 },
+    };
+  });
+}
 
-/** Every certificate identity the estate needs, with what it is used for. */
-export function estateIdentities(zones: readonly EstateZone[]) {
-  const clients = new Set<string>(zones.flatMap((z) => Object.keys(z.policy)));
-  const servers = new Set(zones.map((z) => z.serverIdentity));
-  return [...new Set([...servers, ...clients])].map((identity) => ({
-    identity,
-    usage: servers.has(identity) ? ("both" as const) : ("client" as const),
-    ...(servers.has(identity) ? { dnsNames: ["localhost"] } : {}),
-  }));
+export function endpointsOf(zone: ZonePorts): ZoneEndpoints {
+  const local = (port: number) => `127.0.0.1:${port}`;
+  const { listen, health } = zone;
+  return {
+    nats: `nats://127.0.0.1:${zone.natsPort}`,
+    listen: { zone: local(listen.zone), ingest: local(listen.ingest), egress: local(listen.egress), ledger: local(listen.ledger) },
+    health: { zone: local(health.zone), ingest: local(health.ingest), egress: local(health.egress), ledger: local(health.ledger), sync: local(health.sync) },
+  };
+}
+
+/**
+ * The demo's window on a zone: consumers of its own (one per fact stream) bound
+ * to a viewer identity that may read the buckets. `bsfg demo` fetches and
+ * confirms them as its bookmark; no peer link reads them, so the demo never
+ * moves a link's cursor.
+ */
+export interface Viewer {
+  readonly zone: string;
+  readonly identity: string;
+  readonly consumers: ReadonlyArray<{ readonly name: string; readonly stream: string }>;
+}
+
+export const demoViewer: Viewer = {
+  zone: "enterprise",
+  identity: "enterprise-viewer",
+  consumers: [
+    { name: "demo-viewer-operational", stream: "operational" },
+    { name: "demo-viewer-documents", stream: "documents" },
+  ],
+};
+
+/** Adds the viewer's consumers and policy to the zone's generated configuration document. */
+export function withViewer(document: Record<string, unknown>, viewer: Viewer, buckets: readonly string[]): Record<string, unknown> {
+  const storage = document.storage as { consumers?: unknown[] };
+  const policy = document.policy as Record<string, unknown>;
+  return {
+    ...document,
+    storage: { ...storage, consumers: [...(storage.consumers ?? []), ...viewer.consumers.map((c) => ({ name: c.name, stream: c.stream }))] },
+    policy: { ...policy, [viewer.identity]: { consumers: viewer.consumers.map((c) => c.name), readBuckets: [...buckets] } },
+  };
 }

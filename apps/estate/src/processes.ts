@@ -23,10 +23,10 @@ export function startProcess(name: string, command: string, args: string[], logF
   return { name, child, exited };
 }
 
-/** SIGTERM, then SIGKILL if it has not ended within `graceMs`. */
-export async function stopProcess(p: Supervised, graceMs: number): Promise<void> {
+/** `signal` (SIGTERM by default), then SIGKILL if it has not ended within `graceMs`. */
+export async function stopProcess(p: Supervised, graceMs: number, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
   if (p.child.exitCode !== null || p.child.signalCode !== null) return;
-  p.child.kill("SIGTERM");
+  p.child.kill(signal);
   const timer = setTimeout(() => p.child.kill("SIGKILL"), graceMs);
   await p.exited;
   clearTimeout(timer);

@@ -1,4 +1,5 @@
 import { once } from "node:events";
+import type { ClientHttp2Stream, Http2Session } from "node:http2";
 import { createReadStream } from "node:fs";
 import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import type { Writable } from "node:stream";
@@ -74,7 +75,7 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
     if (!url) throw new Error("no endpoint configured for this operation (set url or urls)");
     let transport = transports.get(url);
     if (!transport) {
-      const sessionManager = new Http2SessionManager(url, {}, {
+      const sessionManager = new GuardedSessionManager(url, {}, {
         ca: options.tls.ca,
         cert: options.tls.cert,
         key: options.tls.key,
@@ -145,6 +146,30 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
       transports.clear();
     },
   };
+}
+
+/**
+ * connect-node 2.1.2 destroys a session that receives GOAWAY while it has no open
+ * streams; Node raises that error on the session only once its socket has closed. If
+ * the manager has left the session by then — the client was closed, or the next call
+ * already reconnected — its listeners are gone and the error is uncaught: the process
+ * dies (connectrpc/connect-es#1768, fix proposed in #1769). Here every session a call
+ * used keeps a listener of its own, so such a late error is dropped; the manager still
+ * sees every error while it uses the session. Seen when a peer zone drains (GOAWAY) as
+ * this zone stops or calls again.
+ */
+class GuardedSessionManager extends Http2SessionManager {
+  readonly #guarded = new WeakSet<Http2Session>();
+
+  override async request(...args: Parameters<Http2SessionManager["request"]>): Promise<ClientHttp2Stream> {
+    const stream = await super.request(...args);
+    const session = stream.session;
+    if (session && !this.#guarded.has(session)) {
+      this.#guarded.add(session);
+      session.on("error", () => {});
+    }
+    return stream;
+  }
 }
 
 function serverIdentityCheck(identity: string) {

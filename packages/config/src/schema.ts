@@ -47,7 +47,7 @@ export const syncSchema = z.object({
   pageLimit: z.number().int().positive().default(500),
   /** Long poll of an empty link (the peer caps it at its fetch.maxWait). */
   maxWait: duration.default(20_000),
-  /** Backoff after a failure: exponential from `initial` to `max`, with full jitter. */
+  /** Backoff after a failure: exponential from `initial` to `max`, each wait between half and all of its step. */
   backoff: z.object({ initial: duration.default(250), max: duration.default(30_000) }).strict().default({ initial: 250, max: 30_000 }),
   /** Client certificate toward peers; default: the zone's own tls.cert/key. */
   tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict().optional(),

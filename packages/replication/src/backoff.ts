@@ -1,4 +1,9 @@
-/** Exponential backoff with full jitter: the n-th consecutive failure waits a random time up to initial · 2ⁿ⁻¹, capped. */
+/**
+ * Exponential backoff with equal jitter: the n-th consecutive failure waits
+ * between half and all of initial · 2ⁿ⁻¹ (capped at max). Half the delay is
+ * guaranteed, so a failing link provably slows down; the random half keeps
+ * replicas and links from retrying in lockstep.
+ */
 export interface Backoff {
   /** The delay before the next attempt, after one more failure. */
   next(): number;
@@ -12,8 +17,7 @@ export function backoff({ initial, max }: { readonly initial: number; readonly m
     next() {
       failures++;
       const ceiling = Math.min(max, initial * 2 ** Math.min(failures - 1, 30));
-      // Never zero: a link that fails at once must not spin.
-      return Math.max(initial / 2, random() * ceiling);
+      return ceiling / 2 + random() * (ceiling / 2);
     },
     reset() {
       failures = 0;

@@ -216,9 +216,10 @@ export function startLink(ctx: LinkContext): RunningLink {
         setState("active", { holder: ctx.holder });
       }
       try {
+        // Trying again is being active; "backing_off" is only the wait in between.
+        setState("active");
         await pullPage();
         retry.reset();
-        setState("active");
       } catch (err) {
         if (signal.aborted) break;
         if (err instanceof LeaseLost) continue;
