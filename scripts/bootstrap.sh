@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what BSFG needs on a fresh Debian/Ubuntu machine with Node >= 20:
-# pnpm (pinned) and nats-server (Debian package), then the workspace's dependencies.
+# pnpm (pinned), nats-server (Debian package) and promtool (extracted from Debian's
+# prometheus package into .tools/), then the workspace's dependencies.
 # Sourced by scripts/test.sh (and later by the run command); safe to run repeatedly.
 set -euo pipefail
 
@@ -29,6 +30,23 @@ if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then
   echo "==> installing nats-server (Debian package)"
   need_root apt-get update -qq
   need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+fi
+
+# promtool checks the shipped alert rules in the test suite. It comes from Debian's prometheus
+# package, but only the binary is extracted into .tools/: installing the package would also
+# start a Prometheus server (on systemd machines, or wherever invoke-rc.d may start services).
+if ! command -v promtool >/dev/null && [ ! -x "$root/.tools/promtool" ]; then
+  echo "==> extracting promtool from Debian's prometheus package into .tools/"
+  promtool_tmp="$(mktemp -d)"
+  chmod 755 "$promtool_tmp"   # apt's download sandbox user must be able to write here
+  if ! (cd "$promtool_tmp" && apt-get download prometheus >/dev/null 2>&1); then
+    need_root apt-get update -qq
+    (cd "$promtool_tmp" && apt-get download prometheus >/dev/null 2>&1)
+  fi
+  dpkg-deb --fsys-tarfile "$promtool_tmp"/prometheus_*.deb | tar -x -C "$promtool_tmp" ./usr/bin/promtool
+  mkdir -p "$root/.tools"
+  mv "$promtool_tmp/usr/bin/promtool" "$root/.tools/promtool"
+  rm -rf "$promtool_tmp"
 fi
 
 export TURBO_TELEMETRY_DISABLED=1

@@ -179,6 +179,7 @@ Append a fact in ${plant.name} yourself, then peek at ${enterprise.name}'s log a
     --subject batch:PlantA/B1042 --predicate step_completed --object '{"result":"ok","step":"sterile_filter"}'
   ${cli} fetch --url ${egressUrl(enterprise)} --pki ${pkiDir} --identity ${demoViewer.identity} --consumer ${demoViewer.consumers[0]!.name}
   curl -s ${probe(enterprise.health.sync)}/links      # ${enterprise.name}'s links: state, peer cursor, lag
+  curl -s ${probe(split ? idmz.health.sync : idmz.health.zone)}/metrics | grep '^bsfg_replication_lag'   # Prometheus metrics (/metrics on every probe port)
 The append with buf curl:
   pnpm exec buf curl --schema proto --cacert ${pkiDir}/ca.crt --cert ${pkiDir}/mes-producer.crt --key ${pkiDir}/mes-producer.key \\
     -d '{"messages":[{"envelope":{"messageId":"curl-1","fromZone":"plant-a","toZone":"enterprise","producedAtUnixMs":"1764000000000"},"fact":{"subject":"batch:PlantA/B1042","predicate":"step_completed","objectJson":"{\\"result\\":\\"ok\\"}"}}]}' \\

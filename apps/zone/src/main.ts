@@ -4,12 +4,17 @@ import { startDeployable } from "@bsfg/boundary";
 import { configFromCommandLine } from "@bsfg/config";
 import { startSyncDeployable } from "@bsfg/replication";
 import { onStopSignal } from "@bsfg/service-kit";
+import { startTracing } from "@bsfg/telemetry";
 
 const config = configFromCommandLine("bsfg-zone");
+const tracing = startTracing({ serviceName: "bsfg-zone", zone: config.zone });
 const services = await startDeployable("zone", config);
+services.server.log.info({ event: "tracing", enabled: tracing.enabled }, tracing.enabled ? "tracing: OTLP export on" : "tracing: off");
 // The worker shares the services' zone store; its /links status is served on health.sync if configured.
-const sync = await startSyncDeployable(config, { store: services.store });
+// It also shares their metrics: one /metrics on health.zone shows the whole process, links included.
+const sync = await startSyncDeployable(config, { store: services.store, metrics: services.metrics });
 onStopSignal(async () => {
   await sync.stop();
   await services.stop();
+  await tracing.shutdown();
 }, services.server.log);

@@ -4,6 +4,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { Code, FetchFactsResponseSchema, Reason, rejection, type BoundaryService, type FetchFactsResponse, type PeerService } from "@bsfg/proto";
 import type { FactPage } from "@bsfg/storage";
 import { authorize, peerOf } from "@bsfg/service-kit";
+import { tracingActive } from "@bsfg/telemetry";
 import type { BoundaryDeps } from "./deps.js";
 
 const DEFAULT_LIMIT = 100;
@@ -17,7 +18,13 @@ export function egressHandlers({ store, policy, config, watch }: BoundaryDeps): 
       authorize(policy.mayUseConsumer(peerOf(ctx).names, consumer.name), { consumer: consumer.name });
       // Binary codecs get the stored bytes as they are; JSON needs decoded messages.
       const json = (ctx.requestHeader.get("content-type") ?? "").includes("json");
-      const limits = { limit: Math.min(req.limit || DEFAULT_LIMIT, config.fetch.maxLimit), maxBytes: config.fetch.maxBytes, messages: json ? "decoded" as const : "encoded" as const };
+      const limits = {
+        limit: Math.min(req.limit || DEFAULT_LIMIT, config.fetch.maxLimit),
+        maxBytes: config.fetch.maxBytes,
+        messages: json ? "decoded" as const : "encoded" as const,
+        // Stored trace contexts travel only in traced calls: reading them parses every fact's headers.
+        traceContext: tracingActive(),
+      };
       const deadline = Date.now() + Math.min(req.maxWaitMs, config.fetch.maxWait);
       for (;;) {
         const page = await store.readNext(consumer.name, limits);

@@ -1,10 +1,11 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { Code, Reason, rejection, type BoundaryService, type PutObjectRequest } from "@bsfg/proto";
 import { authorize, peerOf } from "@bsfg/service-kit";
+import { traceContextOf, withSpan } from "@bsfg/telemetry";
 import type { BoundaryDeps } from "./deps.js";
 
 /** AppendFact and PutObject: writes into the local zone. */
-export function ingestHandlers({ store, policy }: BoundaryDeps): Pick<ServiceImpl<typeof BoundaryService>, "appendFact" | "putObject"> {
+export function ingestHandlers({ store, policy, config }: BoundaryDeps): Pick<ServiceImpl<typeof BoundaryService>, "appendFact" | "putObject"> {
   return {
     async appendFact(req, ctx) {
       const peer = peerOf(ctx);
@@ -14,7 +15,12 @@ export function ingestHandlers({ store, policy }: BoundaryDeps): Pick<ServiceImp
         if (!envelope || envelope.fromZone === "" || envelope.toZone === "") return;
         authorize(policy.mayAppend(peer.names, envelope.fromZone, envelope.toZone), { index: String(index), message_id: envelope.messageId });
       });
-      return { results: await store.append(req.messages) };
+      // The facts keep the context of the write that stored them: a zone relaying them later continues this trace.
+      const results = await withSpan("jetstream append", { "bsfg.zone": config.zone, "bsfg.facts": req.messages.length }, () => {
+        const traceContext = traceContextOf();
+        return store.append(req.messages, traceContext ? { traceContext: () => traceContext } : {});
+      });
+      return { results };
     },
 
     async putObject(requests, ctx) {

@@ -1,5 +1,7 @@
 import { configFromCommandLine, createPolicy, printableConfig, type ZoneConfig } from "@bsfg/config";
 import { startBoundaryServer, onStopSignal, type BoundaryServer } from "@bsfg/service-kit";
+import { startTracing } from "@bsfg/telemetry";
+import { createMetrics, observeCertificates, observeStore, type BsfgMetrics } from "@bsfg/telemetry";
 import { openZoneStore, type ZoneStore } from "@bsfg/storage";
 import { highWaterWatch } from "./high-water-watch.js";
 import { routesFor, type Role } from "./routes.js";
@@ -7,14 +9,19 @@ import { routesFor, type Role } from "./routes.js";
 export interface RunningDeployable {
   readonly server: BoundaryServer;
   readonly store: ZoneStore;
+  /** The deployable's metrics (/metrics on its probe port); the all-in-one's sync worker reports into them too. */
+  readonly metrics: BsfgMetrics;
   stop(): Promise<void>;
 }
 
 /** Starts one deployable (or the all-in-one `zone`) from a loaded configuration. */
-export async function startDeployable(role: Role, config: ZoneConfig, overrides: { listen?: string; healthListen?: string; logStream?: NodeJS.WritableStream } = {}): Promise<RunningDeployable> {
+export async function startDeployable(role: Role, config: ZoneConfig, overrides: { listen?: string; healthListen?: string; logStream?: NodeJS.WritableStream; metrics?: BsfgMetrics } = {}): Promise<RunningDeployable> {
   const name = `bsfg-${role}`;
   const store = await openZoneStore(config.storage, { servers: config.nats.servers, name });
   const watch = highWaterWatch((stream) => store.highWater(stream));
+  // One registry per deployable, never per module: tests run several zones in one process.
+  const metrics = overrides.metrics ?? createMetrics({ zone: config.zone, service: name });
+  const unobserve = [observeStore(metrics, store), observeCertificates(metrics, { server: config.tls.cert, ca: config.tls.ca })];
   try {
     const server = await startBoundaryServer({
       name,
@@ -23,20 +30,24 @@ export async function startDeployable(role: Role, config: ZoneConfig, overrides:
       healthListen: overrides.healthListen ?? config.health[role],
       routes: routesFor(role, { config, store, policy: createPolicy(config.policy), watch }),
       ready: () => store.ready(),
+      metrics,
       ...(overrides.logStream ? { logStream: overrides.logStream } : {}),
     });
     server.log.info({ event: "configuration", config: printableConfig(config), topology: store.topologyReport }, "started");
     return {
       server,
       store,
+      metrics,
       async stop() {
         // Long polls answer now (with what they have) instead of holding the drain up.
         watch.close();
         await server.shutdown();
+        for (const stop of unobserve) stop();
         await store.close();
       },
     };
   } catch (err) {
+    for (const stop of unobserve) stop();
     watch.close();
     await store.close();
     throw err;
@@ -45,6 +56,12 @@ export async function startDeployable(role: Role, config: ZoneConfig, overrides:
 
 /** The command line of every boundary deployable: `--config <zone.yaml>` (or BSFG_CONFIG). */
 export async function main(role: Role, argv = process.argv.slice(2)): Promise<void> {
-  const running = await startDeployable(role, configFromCommandLine(`bsfg-${role}`, argv));
-  onStopSignal(() => running.stop(), running.server.log);
+  const config = configFromCommandLine(`bsfg-${role}`, argv);
+  const tracing = startTracing({ serviceName: `bsfg-${role}`, zone: config.zone });
+  const running = await startDeployable(role, config);
+  running.server.log.info({ event: "tracing", enabled: tracing.enabled }, tracing.enabled ? "tracing: OTLP export on" : "tracing: off");
+  onStopSignal(async () => {
+    await running.stop();
+    await tracing.shutdown();
+  }, running.server.log);
 }

@@ -4,7 +4,7 @@ import { createReadStream } from "node:fs";
 import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import type { Writable } from "node:stream";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { compressionGzip, createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import {
   AppendStatus,
@@ -47,6 +47,8 @@ export interface BsfgClientOptions {
    * ends than the bytes it saves (docs/operations.md, "Compression").
    */
   readonly compression?: "none" | "gzip";
+  /** Connect interceptors for every call, e.g. clientTracing() from @bsfg/telemetry to carry trace context. */
+  readonly interceptors?: Interceptor[];
 }
 
 export interface BsfgClient {
@@ -83,7 +85,7 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
       });
       sessions.push(sessionManager);
       const gzip = options.compression === "gzip";
-      const shared = { baseUrl: url, sessionManager, useBinaryFormat: true, acceptCompression: gzip ? [compressionGzip] : [], ...(gzip ? { sendCompression: compressionGzip } : {}) };
+      const shared = { baseUrl: url, sessionManager, useBinaryFormat: true, acceptCompression: gzip ? [compressionGzip] : [], ...(gzip ? { sendCompression: compressionGzip } : {}), interceptors: options.interceptors ?? [] };
       transport = options.protocol === "grpc" ? createGrpcTransport(shared) : createConnectTransport({ ...shared, httpVersion: "2" });
       transports.set(url, transport);
     }

@@ -3,7 +3,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { startDeployable, type RunningDeployable } from "@bsfg/boundary";
-import { createBsfgClient, type BsfgClient } from "@bsfg/client";
+import { createBsfgClient, type BsfgClient, type BsfgClientOptions } from "@bsfg/client";
 import { loadZoneConfig, type ZoneConfig } from "@bsfg/config";
 import { ensureDevPki, type DevPki } from "@bsfg/pki";
 import { startSyncDeployable, type LinkStatus, type RunningSync } from "@bsfg/replication";
@@ -47,7 +47,7 @@ export interface TestZone {
   readonly nats: NatsServerHandle;
   readonly configPath: string;
   readonly config: ZoneConfig;
-  /** The all-in-one services (ingest, egress, ledger) of the zone, in this process. */
+  /** The all-in-one services (ingest, egress, ledger) of the zone, in this process; /metrics on `services.server.healthUrl`. */
   readonly services: RunningDeployable;
   readonly url: string;
   readonly syncs: SyncReplica[];
@@ -59,7 +59,7 @@ export interface TestEstate {
   /** The proxy `receiver` reaches `sender` through (with `proxies: true`). */
   proxy(receiver: string, sender: string): TcpProxy;
   /** A client of `zone` as `identity` (a producer, or a zone's own identity). */
-  client(zone: string, identity: string): BsfgClient;
+  client(zone: string, identity: string, options?: Pick<BsfgClientOptions, "interceptors">): BsfgClient;
   /** Starts one more sync replica for `zone`; `child` runs `syncBin` in a child process. */
   startSync(zone: string, opts?: { holder?: string; child?: { syncBin: string } }): Promise<SyncReplica>;
   dispose(): Promise<void>;
@@ -135,12 +135,13 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
       if (!proxy) throw new Error(`no proxy ${receiver} <- ${sender} (start the estate with proxies: true)`);
       return proxy;
     },
-    client(zone, identity) {
+    client(zone, identity, options = {}) {
       const files = pki.files[identity];
       if (!files) throw new Error(`no certificate for ${identity}`);
       const client = createBsfgClient({
         url: zones[zone]!.url,
         tls: { ca: readFileSync(pki.caCert), cert: readFileSync(files.cert), key: readFileSync(files.key) },
+        ...options,
       });
       clients.push(client);
       return client;
@@ -148,7 +149,8 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
     async startSync(zoneName, { holder, child } = {}) {
       const zone = zones[zoneName]!;
       const name = holder ?? `${zoneName}-sync-${zone.syncs.length + 1}`;
-      const replica = child ? await childSync(zone, name, child.syncBin, opts.dir) : await inProcessSync(zone, name);
+      // The first in-process replica reports into the zone's metrics, as in the all-in-one process.
+      const replica = child ? await childSync(zone, name, child.syncBin, opts.dir) : await inProcessSync(zone, name, zone.syncs.length === 0);
       zone.syncs.push(replica);
       return replica;
     },
@@ -158,8 +160,8 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
   return estate;
 }
 
-async function inProcessSync(zone: TestZone, holder: string): Promise<SyncReplica> {
-  const running: RunningSync = await startSyncDeployable(zone.config, { holder, logStream: sink(), healthListen: "127.0.0.1:0" });
+async function inProcessSync(zone: TestZone, holder: string, sharedMetrics: boolean): Promise<SyncReplica> {
+  const running: RunningSync = await startSyncDeployable(zone.config, { holder, logStream: sink(), healthListen: "127.0.0.1:0", ...(sharedMetrics ? { metrics: zone.services.metrics } : {}) });
   return {
     holder,
     status: async () => running.worker.status(),

@@ -1,12 +1,14 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { BsfgClient } from "@bsfg/client";
 import type { PeerLink, Policy } from "@bsfg/config";
-import { AppendStatus, Reason, reasonOf, rejection, type FactMessage, type FetchFactsResponse } from "@bsfg/proto";
+import { AppendStatus, Reason, reasonOf, rejection, type FetchFactsResponse, type StoredFact } from "@bsfg/proto";
 import type { LeaseGrant, ZoneStore } from "@bsfg/storage";
 import { artifactRefOf, ensureArtifact } from "./artifact-copy.js";
+import { withSpan } from "@bsfg/telemetry";
 import { backoff, pause } from "./backoff.js";
 import type { LinkState, LinkStatus } from "./link-status.js";
 import type { Logger } from "./logger.js";
+import { relayTrace } from "./relay-trace.js";
 
 export interface LinkOptions {
   readonly pageLimit: number;
@@ -61,6 +63,10 @@ export function startLink(ctx: LinkContext): RunningLink {
   let highWater = 0;
   let oldestUnconfirmedMs: number | undefined;
   let lastError: LinkStatus["lastError"];
+  // While the link fails, facts the peer stored since it was last known caught up may be waiting:
+  // its lag is then at least the time since (a cut link must not read as "no lag").
+  let failing = false;
+  let caughtUpAtMs = Date.now();
 
   const fields = { link: link.name, peer: link.peer, consumer: link.consumer };
   const setState = (next: LinkState, extra: object = {}) => {
@@ -110,29 +116,33 @@ export function startLink(ctx: LinkContext): RunningLink {
 
   // ---- one page ----
   async function pullPage(): Promise<void> {
-    const page = await peer.fetchFacts(link.consumer, { limit: ctx.options.pageLimit, maxWaitMs: ctx.options.maxWait, signal });
-    observe(page);
-    const messages = admissible(page);
-    for (const message of messages) {
-      const ref = artifactRefOf(message);
-      if (!ref) continue;
-      requireLease();
-      if (await ensureArtifact(store, peer, ref, signal) === "copied") {
-        totals.artifactsCopied++;
-        log.info({ event: "artifact_copied", ...fields, bucket: ref.bucket, key: ref.key, size: ref.size, digest: ref.digest }, "artifact copied");
+    await withSpan("sync page", { "bsfg.zone": ctx.zone, "bsfg.link": link.name }, async (pageSpan) => {
+      const page = await peer.fetchFacts(link.consumer, { limit: ctx.options.pageLimit, maxWaitMs: ctx.options.maxWait, signal });
+      observe(page);
+      pageSpan.setAttributes({ "bsfg.facts": page.facts.length, "bsfg.last_offset": Number(page.lastOffset) });
+      const facts = admissible(page);
+      for (const fact of facts) {
+        const ref = artifactRefOf(fact.message!);
+        if (!ref) continue;
+        requireLease();
+        const outcome = await withSpan("artifact copy", { "bsfg.bucket": ref.bucket, "bsfg.key": ref.key, "bsfg.size": ref.size }, () => ensureArtifact(store, peer, ref, signal));
+        if (outcome === "copied") {
+          totals.artifactsCopied++;
+          log.info({ event: "artifact_copied", ...fields, bucket: ref.bucket, key: ref.key, size: ref.size, digest: ref.digest }, "artifact copied");
+        }
       }
-    }
-    if (messages.length > 0) {
-      requireLease();
-      await appendAll(messages);
-    }
-    const lastOffset = Number(page.lastOffset);
-    if (lastOffset > cursor) {
-      requireLease();
-      cursor = Number(await peer.confirmReceipt(link.consumer, lastOffset));
-    }
-    totals.pages++;
-    if (cursor >= highWater) oldestUnconfirmedMs = undefined;
+      if (facts.length > 0) {
+        requireLease();
+        await withSpan("append", { "bsfg.zone": ctx.zone, "bsfg.facts": facts.length }, () => appendAll(facts));
+      }
+      const lastOffset = Number(page.lastOffset);
+      if (lastOffset > cursor) {
+        requireLease();
+        cursor = Number(await peer.confirmReceipt(link.consumer, lastOffset));
+      }
+      totals.pages++;
+      if (cursor >= highWater) oldestUnconfirmedMs = undefined;
+    });
   }
 
   function observe(page: FetchFactsResponse) {
@@ -143,12 +153,12 @@ export function startLink(ctx: LinkContext): RunningLink {
   }
 
   /** The page's facts this zone takes: never its own back, and only what the peer may relay. */
-  function admissible(page: FetchFactsResponse): FactMessage[] {
-    const messages: FactMessage[] = [];
+  /** The page's facts this zone takes: never its own back, and only what the peer may relay. */
+  function admissible(page: FetchFactsResponse): StoredFact[] {
+    const facts: StoredFact[] = [];
     for (const fact of page.facts) {
-      const message = fact.message;
-      const envelope = message?.envelope;
-      if (!message || !envelope) throw rejection(Code.DataLoss, Reason.MissingField, `peer ${link.peer} sent a fact without a message at offset ${fact.offset}`);
+      const envelope = fact.message?.envelope;
+      if (!envelope) throw rejection(Code.DataLoss, Reason.MissingField, `peer ${link.peer} sent a fact without a message at offset ${fact.offset}`);
       // A fact never comes back to the zone it came from, whatever the peer's consumer filters.
       if (envelope.fromZone === ctx.zone) continue;
       const decision = ctx.policy.mayAppend([link.peerIdentity], envelope.fromZone, envelope.toZone);
@@ -158,25 +168,28 @@ export function startLink(ctx: LinkContext): RunningLink {
           message_id: envelope.messageId, offset: String(fact.offset),
         });
       }
-      messages.push(message);
+      facts.push(fact);
     }
-    return messages;
+    return facts;
   }
 
-  async function appendAll(messages: readonly FactMessage[]): Promise<void> {
+  async function appendAll(facts: readonly StoredFact[]): Promise<void> {
     const max = store.config.limits.maxBatchMessages;
-    for (let i = 0; i < messages.length; i += max) await appendChunk(messages.slice(i, i + max));
+    for (let i = 0; i < facts.length; i += max) await appendChunk(facts.slice(i, i + max));
   }
-  async function appendChunk(messages: readonly FactMessage[]): Promise<void> {
+  async function appendChunk(facts: readonly StoredFact[]): Promise<void> {
     let results;
+    const relay = relayTrace(ctx.zone, link.name, facts);
     try {
-      results = await store.append(messages);
+      results = await store.append(facts.map((f) => f.message!), { traceContext: relay.traceContext });
+      relay.end();
     } catch (err) {
+      relay.end(err);
       // This zone's batch byte limit may be smaller than the peer's page: halve and go on.
-      if (reasonOf(err) === Reason.BatchTooLarge && messages.length > 1) {
-        const half = Math.ceil(messages.length / 2);
-        await appendChunk(messages.slice(0, half));
-        await appendChunk(messages.slice(half));
+      if (reasonOf(err) === Reason.BatchTooLarge && facts.length > 1) {
+        const half = Math.ceil(facts.length / 2);
+        await appendChunk(facts.slice(0, half));
+        await appendChunk(facts.slice(half));
         return;
       }
       throw err;
@@ -195,6 +208,7 @@ export function startLink(ctx: LinkContext): RunningLink {
   function recordError(err: unknown) {
     const error = ConnectError.from(err);
     lastError = { code: Code[error.code] ? codeName(error.code) : "unknown", reason: reasonOf(err), message: error.rawMessage, at: new Date().toISOString() };
+    failing = true;
     log.warn({ event: "link_error", ...fields, code: lastError.code, reason: lastError.reason, error: lastError.message }, `link ${link.name}: ${lastError.message}`);
   }
 
@@ -220,6 +234,8 @@ export function startLink(ctx: LinkContext): RunningLink {
         setState("active");
         await pullPage();
         retry.reset();
+        failing = false;
+        if (cursor >= highWater) caughtUpAtMs = Date.now();
       } catch (err) {
         if (signal.aborted) break;
         if (err instanceof LeaseLost) continue;
@@ -242,7 +258,8 @@ export function startLink(ctx: LinkContext): RunningLink {
       cursor,
       highWater,
       lagFacts: Math.max(0, highWater - cursor),
-      lagSeconds: oldestUnconfirmedMs === undefined ? 0 : Math.max(0, (Date.now() - oldestUnconfirmedMs) / 1000),
+      // The oldest unconfirmed fact's age; while failing, at least the time since the link was last caught up.
+      lagSeconds: Math.max(0, Date.now() - Math.min(oldestUnconfirmedMs ?? Infinity, failing ? caughtUpAtMs : Infinity)) / 1000,
       lastError,
       ...totals,
     }),

@@ -1,6 +1,7 @@
 import { configFromCommandLine, printableConfig, type ZoneConfig } from "@bsfg/config";
 import { onStopSignal, startProbeServer, type ProbeServer } from "@bsfg/service-kit";
 import { openZoneStore, type ZoneStore } from "@bsfg/storage";
+import { createMetrics, observeCertificates, observeLinks, observeStore, startTracing, type BsfgMetrics } from "@bsfg/telemetry";
 import type { Logger } from "./logger.js";
 import { startSyncWorker, type SyncWorker } from "./worker.js";
 
@@ -10,6 +11,8 @@ export interface RunningSync {
   /** /healthz, /readyz and /links (every link's status as JSON), when `health.sync` is configured. */
   readonly probeUrl: string | undefined;
   readonly log: Logger;
+  /** Link lag, state and totals (and, with a registry of its own, store gauges and certificates). */
+  readonly metrics: BsfgMetrics;
   stop(): Promise<void>;
 }
 
@@ -19,6 +22,11 @@ export interface SyncOverrides {
   /** Share the zone store of an all-in-one process instead of opening one. */
   readonly store?: ZoneStore;
   readonly holder?: string;
+  /**
+   * Report into another deployable's metrics (the all-in-one's, served on its own probe
+   * port); this probe port then serves no /metrics, so nothing is scraped twice.
+   */
+  readonly metrics?: BsfgMetrics;
 }
 
 /** The sync deployable: its own zone store, the worker, and a probe server with the links' status. */
@@ -26,6 +34,11 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
   const store = overrides.store ?? await openZoneStore(config.storage, { servers: config.nats.servers, name: "bsfg-sync" });
   let worker: SyncWorker | undefined;
   let probe: ProbeServer | undefined;
+  const metrics = overrides.metrics ?? createMetrics({ zone: config.zone, service: "bsfg-sync" });
+  // A registry of its own reports the zone's gauges too; a shared one has them from its owner.
+  const unobserve = overrides.metrics
+    ? [observeCertificates(metrics, { "sync-client": config.sync.tls.cert })]
+    : [observeStore(metrics, store), observeCertificates(metrics, { "sync-client": config.sync.tls.cert, ca: config.tls.ca })];
   try {
     probe = await startProbeServer({
       name: "bsfg-sync",
@@ -33,11 +46,15 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
       listen: overrides.healthListen ?? config.health.sync,
       ready: () => store.ready(),
       routes: (app) => app.get("/links", async () => ({ zone: config.zone, links: worker?.status() ?? [] })),
+      metrics: overrides.metrics ? undefined : metrics,
       ...(overrides.logStream ? { logStream: overrides.logStream } : {}),
     });
     if (!overrides.store) probe.log.info({ event: "configuration", config: printableConfig(config), topology: store.topologyReport }, "started");
     worker = startSyncWorker(config, { store, log: probe.log, ...(overrides.holder ? { holder: overrides.holder } : {}) });
+    const running = worker;
+    unobserve.push(observeLinks(metrics, () => running.status()));
   } catch (err) {
+    for (const stop of unobserve) stop();
     await probe?.close();
     if (!overrides.store) await store.close();
     throw err;
@@ -48,9 +65,11 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
     store,
     probeUrl: probe.url,
     log: probe.log,
+    metrics,
     async stop() {
       await started.worker.stop();
       await started.probe.close();
+      for (const stop of unobserve) stop();
       if (!overrides.store) await store.close();
     },
   };
@@ -58,6 +77,12 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
 
 /** `bsfg-sync --config <zone.yaml>`. */
 export async function main(argv = process.argv.slice(2)): Promise<void> {
-  const running = await startSyncDeployable(configFromCommandLine("bsfg-sync", argv));
-  onStopSignal(() => running.stop(), running.log);
+  const config = configFromCommandLine("bsfg-sync", argv);
+  const tracing = startTracing({ serviceName: "bsfg-sync", zone: config.zone });
+  const running = await startSyncDeployable(config);
+  running.log.info({ event: "tracing", enabled: tracing.enabled }, tracing.enabled ? "tracing: OTLP export on" : "tracing: off");
+  onStopSignal(async () => {
+    await running.stop();
+    await tracing.shutdown();
+  }, running.log);
 }

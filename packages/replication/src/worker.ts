@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { createBsfgClient, type BsfgClient } from "@bsfg/client";
 import { createPolicy, type ZoneConfig } from "@bsfg/config";
 import type { ZoneStore } from "@bsfg/storage";
+import { clientTracing } from "@bsfg/telemetry";
 import { startLink, type RunningLink } from "./link.js";
 import type { LinkStatus } from "./link-status.js";
 import type { Logger } from "./logger.js";
@@ -36,6 +37,8 @@ export function startSyncWorker(config: ZoneConfig, options: SyncWorkerOptions):
         compression: config.sync.compression,
         // A couple of quick retries smooth over a blip; the link's own backoff handles outages.
         retry: { attempts: 2, initialDelayMs: 100, maxDelayMs: 500 },
+        // Fetch and confirm continue the page's trace in the peer zone.
+        interceptors: [clientTracing(config.zone)],
       });
       clients.set(peer, client);
     }

@@ -5,6 +5,8 @@ import { createContextValues, type ConnectRouter } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { createPolicy, type ZoneConfig } from "@bsfg/config";
+import { createMetrics, serverTracing, tlsFailureCode, type BsfgMetrics } from "@bsfg/telemetry";
+import { metricsInterceptor } from "./metrics-interceptor.js";
 import { healthRoutes } from "./health.js";
 import { knownIdentityOnly, refuseWhileDraining, rejectionLogger } from "./interceptors.js";
 import { parseListen, urlFor } from "./listen-address.js";
@@ -24,6 +26,8 @@ export interface BoundaryServerOptions {
   readonly ready: () => Promise<boolean>;
   /** Where JSON logs go (default: stdout). */
   readonly logStream?: NodeJS.WritableStream;
+  /** The deployable's metrics, served as /metrics on the probe port (default: a registry of its own). */
+  readonly metrics?: BsfgMetrics;
 }
 
 export interface BoundaryServer {
@@ -31,6 +35,7 @@ export interface BoundaryServer {
   readonly port: number;
   readonly healthUrl: string | undefined;
   readonly log: FastifyBaseLogger;
+  readonly metrics: BsfgMetrics;
   /** Calls being served right now. */
   inFlight(): number;
   /**
@@ -65,6 +70,7 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
     logController: new LogController({ disableRequestLogging: true }),
   });
   const log = app.log;
+  const metrics = opts.metrics ?? createMetrics({ zone: config.zone, service: opts.name });
 
   let draining = false;
   let inFlight = 0;
@@ -77,6 +83,7 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
   });
   app.server.on("tlsClientError", (err: NodeJS.ErrnoException, socket: TLSSocket) => {
     log.warn({ event: "tls_failure", code: err.code, reason: err.message, remote: socket.remoteAddress }, "TLS handshake failed");
+    metrics.tlsFailures.inc({ code: tlsFailureCode(err.code) });
   });
   // Runs before the HTTP/2 server's own listener: an unverified client never gets a session.
   app.server.prependListener("secureConnection", (socket: TLSSocket) => {
@@ -87,6 +94,7 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
     const code = !presented ? "NO_CLIENT_CERTIFICATE" : typeof error === "string" ? error : error?.code ?? "UNVERIFIED";
     const reason = !presented ? "no client certificate presented" : typeof error === "string" ? error : error?.message ?? "unverified";
     log.warn({ event: "tls_failure", code, reason, remote: socket.remoteAddress }, "client certificate refused");
+    metrics.tlsFailures.inc({ code: tlsFailureCode(code) });
     socket.destroy();
   });
   app.addHook("onRequest", async (request, reply) => {
@@ -106,7 +114,8 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
   const maxMessageBytes = Math.max(config.storage.limits.maxBatchBytes, config.storage.objectChunkBytes) * 2;
   await app.register(fastifyConnectPlugin, {
     routes: opts.routes,
-    interceptors: [rejectionLogger(log), refuseWhileDraining(() => draining), knownIdentityOnly(policy)],
+    // Tracing first: the span covers the refusals below as well.
+    interceptors: [serverTracing(config.zone, (req) => req.contextValues.get(peerIdentityKey)?.cn), metricsInterceptor(metrics), rejectionLogger(log), refuseWhileDraining(() => draining), knownIdentityOnly(policy)],
     contextValues: (req) => createContextValues().set(peerIdentityKey, identityOfSocket(tlsSocketOf(req.raw))),
     readMaxBytes: maxMessageBytes,
   });
@@ -121,7 +130,8 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
   let healthUrl: string | undefined;
   if (opts.healthListen) {
     health = Fastify({ logger: false });
-    await health.register(healthRoutes(ready));
+    // /metrics only here: the mTLS port answers identities of the policy, and scrapers have none.
+    await health.register(healthRoutes(ready, metrics));
     const h = parseListen(opts.healthListen);
     await health.listen({ host: h.host, port: h.port });
     healthUrl = urlFor("http", h.host, (health.server.address() as AddressInfo).port);
@@ -135,6 +145,7 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
     port: boundPort,
     healthUrl,
     log,
+    metrics,
     inFlight: () => inFlight,
     shutdown() {
       stopping ??= (async () => {

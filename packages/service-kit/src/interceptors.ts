@@ -1,7 +1,7 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor, type StreamRequest, type UnaryRequest } from "@connectrpc/connect";
 import type { FastifyBaseLogger } from "fastify";
 import type { Policy } from "@bsfg/config";
-import { errorInfoOf, Reason, rejection } from "@bsfg/proto";
+import { AppendStatus, errorInfoOf, Reason, rejection, type AppendFactResponse, type FactMessage } from "@bsfg/proto";
 import { peerIdentityKey } from "./peer-identity.js";
 
 /**
@@ -11,20 +11,57 @@ import { peerIdentityKey } from "./peer-identity.js";
  */
 export function rejectionLogger(log: FastifyBaseLogger): Interceptor {
   return (next) => async (req) => {
-    try {
-      return await next(req);
-    } catch (err) {
-      const peer = req.contextValues.get(peerIdentityKey);
-      const procedure = `${req.service.typeName}/${req.method.name}`;
+    const peer = req.contextValues.get(peerIdentityKey);
+    const procedure = `${req.service.typeName}/${req.method.name}`;
+    const logged = (err: unknown): ConnectError => {
       if (err instanceof ConnectError) {
         const info = errorInfoOf(err);
-        log.warn({ event: "rejected", procedure, code: Code[err.code], reason: info?.reason, identity: peer?.names[0], ...info?.metadata, message: err.rawMessage }, "call rejected");
-        throw err;
+        log.warn({ event: "rejected", procedure, code: Code[err.code], reason: info?.reason, identity: peer?.names[0], ...requestContext(req), ...info?.metadata, message: err.rawMessage }, "call rejected");
+        return err;
       }
-      log.error({ event: "failed", procedure, identity: peer?.names[0], err }, "call failed");
-      throw new ConnectError("internal error", Code.Internal);
+      log.error({ event: "failed", procedure, identity: peer?.names[0], ...requestContext(req), err }, "call failed");
+      return new ConnectError("internal error", Code.Internal);
+    };
+    let res;
+    try {
+      res = await next(req);
+    } catch (err) {
+      throw logged(err);
     }
+    if (!res.stream) {
+      // A conflicting duplicate is a per-message result, not a failed call: still one line per refused message.
+      if (req.method.name === "AppendFact") {
+        (res.message as AppendFactResponse).results.forEach((result, index) => {
+          if (result.status !== AppendStatus.CONFLICTING_DUPLICATE) return;
+          log.warn({ event: "rejected", procedure, code: Code[Code.AlreadyExists], reason: Reason.ConflictingDuplicate, identity: peer?.names[0], index: String(index), message_id: result.messageId, offset: String(result.offset), message: "the message_id is stored with another payload; nothing was written" }, "message rejected");
+        });
+      }
+      return res;
+    }
+    // A server stream fails while it is read: a streaming handler's checks run on the first read.
+    const messages = res.message;
+    return { ...res, message: (async function* () {
+      try {
+        yield* messages;
+      } catch (err) {
+        throw logged(err);
+      }
+    })() };
   };
+}
+
+/** What a rejection log line says about the call when the error's metadata does not: its consumer, or its message(s). */
+function requestContext(req: UnaryRequest | StreamRequest): Record<string, string | number> {
+  if (req.stream) return {};
+  const message = req.message as { consumerName?: unknown; messages?: unknown };
+  if (typeof message.consumerName === "string" && message.consumerName !== "") return { consumer: message.consumerName };
+  if (req.method.name === "AppendFact" && Array.isArray(message.messages)) {
+    const messages = message.messages as FactMessage[];
+    const first = messages[0]?.envelope?.messageId;
+    if (messages.length === 1 && first) return { message_id: first };
+    return { messages: messages.length, ...(first ? { first_message_id: first } : {}) };
+  }
+  return {};
 }
 
 /** Deny by default: a caller whose certificate names no identity of the policy gets nothing at all. */

@@ -1,7 +1,7 @@
 import type { AddressInfo } from "node:net";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { ZoneConfig } from "@bsfg/config";
-import { healthRoutes } from "./health.js";
+import { healthRoutes, type MetricsEndpoint } from "./health.js";
 import { parseListen, urlFor } from "./listen-address.js";
 
 export interface ProbeServerOptions {
@@ -14,6 +14,8 @@ export interface ProbeServerOptions {
   /** More read-only routes, e.g. a status page. */
   readonly routes?: (app: FastifyInstance) => void;
   readonly logStream?: NodeJS.WritableStream;
+  /** Served as /metrics; leave it out when another probe port of the process serves the registry. */
+  readonly metrics?: MetricsEndpoint | undefined;
 }
 
 export interface ProbeServer {
@@ -27,7 +29,7 @@ export interface ProbeServer {
 export async function startProbeServer(opts: ProbeServerOptions): Promise<ProbeServer> {
   const logger = { level: opts.config.logLevel, base: { service: opts.name, zone: opts.config.zone }, ...(opts.logStream ? { stream: opts.logStream } : {}) };
   const app = Fastify({ logger, logController: new LogController({ disableRequestLogging: true }) });
-  await app.register(healthRoutes(() => opts.ready().catch(() => false)));
+  await app.register(healthRoutes(() => opts.ready().catch(() => false), opts.metrics));
   opts.routes?.(app);
   let url: string | undefined;
   if (opts.listen) {

@@ -159,7 +159,7 @@ async function publishOwned(ctx: AppendContext, batch: readonly PreparedMessage[
   const timeoutMs = Math.max(1, deadline - performance.now());
   const settled = await Promise.allSettled(owned.map(({ index }) => {
     const p = batch[index]!;
-    return ctx.substrate.publisher.publish(p.subject, p.payload, { msgId: p.messageId, timeoutMs });
+    return ctx.substrate.publisher.publish(p.subject, p.payload, { msgId: p.messageId, timeoutMs, ...(p.traceContext ? { headers: p.traceContext } : {}) });
   }));
   // The batch's commit record holds every offset the batch wrote so far: each commit supersedes the last.
   const offsets = committed;

@@ -63,6 +63,22 @@ describe("consumers: pages after the confirmed cursor, monotonic confirms", () =
     expect(received.cursor).toBe(7n);
   });
 
+  it("stores a trace context with each fact and serves it, decoded and encoded, when asked", async () => {
+    const traceparent = (n: number) => `00-${String(n).padStart(32, "0")}-${String(n).padStart(16, "0")}-01`;
+    const results = await zone.store.append([factMessage({ subject: "batch:T1" }), factMessage({ subject: "batch:T2" }), factMessage({ subject: "batch:T3" })],
+      { traceContext: (i) => (i === 1 ? undefined : { traceparent: traceparent(i + 1), ...(i === 2 ? { tracestate: "bsfg=relay" } : {}) }) });
+    const after = Number(results[0]!.offset) - 1;
+    const view = { stream: "operational", skipOrigins: [] };
+    const decoded = await zone.store.read(view, after, { limit: 3, traceContext: true });
+    expect(decoded.facts.map((f) => f.traceContext)).toEqual([{ traceparent: traceparent(1) }, {}, { traceparent: traceparent(3), tracestate: "bsfg=relay" }]);
+    const encoded = await zone.store.read(view, after, { limit: 3, traceContext: true, messages: "encoded" });
+    const response = create(FetchFactsResponseSchema, {});
+    response.$unknown = encoded.encodedFacts.map((data) => ({ no: 1, wireType: WireType.LengthDelimited, data }));
+    expect(fromBinary(FetchFactsResponseSchema, toBinary(FetchFactsResponseSchema, response)).facts).toEqual(decoded.facts);
+    // Not asked: not served (reading headers costs CPU on every fact).
+    expect((await zone.store.read(view, after, { limit: 3 })).facts.map((f) => f.traceContext)).toEqual([{}, {}, {}]);
+  });
+
   it("answers not_found for an unknown consumer", async () => {
     const error = await zone.store.readNext("nobody").catch((e: unknown) => e);
     expect((error as ConnectError).code).toBe(Code.NotFound);

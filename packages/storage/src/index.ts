@@ -1,4 +1,4 @@
-export { openZoneStore, type ZoneStore, type OpenOptions } from "./zone-store.js";
+export { openZoneStore, type ZoneStore, type OpenOptions, type AppendOptions } from "./zone-store.js";
 export {
   parseStorageConfig,
   storageConfigSchema,

@@ -21,7 +21,8 @@ export class PublishError extends Error {
 }
 
 export interface PublishOptions {
-  readonly headers?: MsgHdrs;
+  /** More headers to store with the message, e.g. a fact's trace context. */
+  readonly headers?: Readonly<Record<string, string>>;
   /** Publish only if the subject's last sequence is this (0: no message on the subject yet). */
   readonly expectLastSubjectSequence?: number;
   /** JetStream's own duplicate detection key (Nats-Msg-Id), honoured within the stream's duplicate window. */
@@ -87,7 +88,7 @@ export function publisher(nc: NatsConnection, timeoutMs: number): Publisher {
       let headers: MsgHdrs | undefined;
       if (opts.headers || opts.expectLastSubjectSequence !== undefined || opts.msgId !== undefined) {
         headers = natsHeaders();
-        for (const [key, values] of opts.headers ?? []) for (const value of values) headers.append(key, value);
+        for (const [key, value] of Object.entries(opts.headers ?? {})) headers.set(key, value);
         if (opts.expectLastSubjectSequence !== undefined) headers.set("Nats-Expected-Last-Subject-Sequence", String(opts.expectLastSubjectSequence));
         if (opts.msgId !== undefined) headers.set("Nats-Msg-Id", opts.msgId);
       }

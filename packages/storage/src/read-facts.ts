@@ -2,6 +2,7 @@ import { create, fromBinary } from "@bufbuild/protobuf";
 import { FactMessageSchema, StoredFactSchema, type StoredFact } from "@bsfg/proto";
 import type { ConsumerDefinition } from "./config.js";
 import type { PageReaders } from "./page-readers.js";
+import type { RawMessage } from "./pull.js";
 import { factStreamName } from "./routing.js";
 import { encodeStoredFacts, originOf } from "./stored-fact-wire.js";
 import type { Substrate } from "./substrate.js";
@@ -29,6 +30,8 @@ export interface PageLimits {
   readonly maxBytes: number;
   /** "encoded" serves the stored bytes as they are; only binary codecs can carry them. */
   readonly messages?: "decoded" | "encoded";
+  /** Include each fact's stored trace context (parses its headers: only when tracing is on). */
+  readonly traceContext?: boolean;
 }
 
 type ConsumerView = Pick<ConsumerDefinition, "stream" | "subjectFilter" | "skipOrigins"> & { readonly name?: string };
@@ -53,16 +56,26 @@ export async function readFacts(substrate: Substrate, readers: PageReaders, cons
     lastOffset: page.lastOffset,
     highWater: Math.max(highWater ?? 0, page.complete ? page.lastOffset : lastRead + page.pendingAfter),
   };
+  const contexts = limits.traceContext ? visible.map(traceContextOf) : undefined;
   if (limits.messages === "encoded") {
-    return { facts: [], encodedFacts: encodeStoredFacts(visible, consumer.stream), count: visible.length, ...known };
+    return { facts: [], encodedFacts: encodeStoredFacts(visible, consumer.stream, contexts), count: visible.length, ...known };
   }
-  const facts = visible.map((m) => create(StoredFactSchema, {
+  const facts = visible.map((m, i) => create(StoredFactSchema, {
     offset: BigInt(m.seq),
     stream: consumer.stream,
     storedAtUnixMs: BigInt(m.storedAtMs),
     message: fromBinary(FactMessageSchema, m.data),
+    ...(contexts?.[i] ? { traceContext: contexts[i] } : {}),
   }));
   return { facts, encodedFacts: [], count: facts.length, ...known };
+}
+
+/** The W3C trace context the fact was stored with, if any. */
+function traceContextOf(m: RawMessage): Record<string, string> | undefined {
+  const traceparent = m.headers?.get("traceparent");
+  if (!traceparent) return undefined;
+  const tracestate = m.headers?.get("tracestate");
+  return tracestate ? { traceparent, tracestate } : { traceparent };
 }
 
 function emptyPage(afterOffset: number, highWater: number): FactPage {

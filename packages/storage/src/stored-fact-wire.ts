@@ -39,15 +39,22 @@ const encoder = new TextEncoder();
  * bytes that follow the tag of a `repeated StoredFact` field (e.g.
  * FetchFactsResponse.facts). All of a page's facts share one buffer.
  *
- *   StoredFact { offset = 1 (varint); message = 2 (bytes as stored); stream = 3; stored_at_unix_ms = 4 (varint) }
+ *   StoredFact { offset = 1 (varint); message = 2 (bytes as stored); stream = 3; stored_at_unix_ms = 4 (varint);
+ *                trace_context = 5 (map entries { key = 1; value = 2 }) }
  */
-export function encodeStoredFacts(messages: readonly RawMessage[], stream: string): Uint8Array[] {
+export function encodeStoredFacts(messages: readonly RawMessage[], stream: string, traceContexts?: readonly (Readonly<Record<string, string>> | undefined)[]): Uint8Array[] {
   const streamBytes = encoder.encode(stream);
-  const bodies = messages.map((m) =>
+  const entries = messages.map((_, i) => Object.entries(traceContexts?.[i] ?? {}).map(([k, v]) => {
+    const key = encoder.encode(k);
+    const value = encoder.encode(v);
+    return { key, value, size: 1 + varintSize(key.byteLength) + key.byteLength + 1 + varintSize(value.byteLength) + value.byteLength };
+  }));
+  const bodies = messages.map((m, i) =>
     1 + varintSize(m.seq) +
     1 + varintSize(m.data.byteLength) + m.data.byteLength +
     1 + varintSize(streamBytes.byteLength) + streamBytes.byteLength +
-    1 + varintSize(m.storedAtMs));
+    1 + varintSize(m.storedAtMs) +
+    entries[i]!.reduce((sum, e) => sum + 1 + varintSize(e.size) + e.size, 0));
   const total = bodies.reduce((sum, body) => sum + varintSize(body) + body, 0);
   const buf = new Uint8Array(total);
   const out: Uint8Array[] = [];
@@ -76,6 +83,14 @@ export function encodeStoredFacts(messages: readonly RawMessage[], stream: strin
     bytes(streamBytes);
     buf[pos++] = (4 << 3) | WireType.Varint;
     varint(m.storedAtMs);
+    for (const entry of entries[i]!) {
+      buf[pos++] = (5 << 3) | WireType.LengthDelimited;
+      varint(entry.size);
+      buf[pos++] = (1 << 3) | WireType.LengthDelimited;
+      bytes(entry.key);
+      buf[pos++] = (2 << 3) | WireType.LengthDelimited;
+      bytes(entry.value);
+    }
     out.push(buf.subarray(start, pos));
   });
   return out;

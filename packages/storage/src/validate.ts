@@ -18,6 +18,8 @@ export interface PreparedMessage {
   readonly subject: string;
   /** Protobuf encoding of the message with canonical object_json. */
   readonly payload: Uint8Array;
+  /** W3C trace context stored with the fact as message headers; not part of its identity. */
+  readonly traceContext?: Readonly<Record<string, string>> | undefined;
 }
 
 const subjectPattern = /^([a-z][a-z0-9_-]{0,63}):(?:([A-Za-z0-9][A-Za-z0-9._~@+=-]*)\/)?([A-Za-z0-9][A-Za-z0-9._~@+=-]*)$/;

@@ -30,7 +30,7 @@ export interface ZoneStore {
   readonly config: StorageConfig;
   readonly connection: NatsConnection;
   /** Validates and appends a batch; see docs/storage.md for the guarantees. */
-  append(messages: readonly FactMessage[]): Promise<AppendResult[]>;
+  append(messages: readonly FactMessage[], options?: AppendOptions): Promise<AppendResult[]>;
   /** Facts after `afterOffset` as `consumer` sees them. */
   read(consumer: Pick<ConsumerDefinition, "stream" | "subjectFilter" | "skipOrigins">, afterOffset: number, limits?: Partial<PageLimits>): Promise<FactPage>;
   /** A registered consumer's definition, or not_found. */
@@ -58,6 +58,15 @@ export interface ZoneStore {
   /** What topology setup did, for start-up logs. */
   readonly topologyReport: string[];
   close(): Promise<void>;
+}
+
+export interface AppendOptions {
+  /**
+   * W3C trace context (traceparent, tracestate) to store with each fact, by
+   * position in the batch: the context of the call that appends it. Facts
+   * already stored keep the context they were stored with.
+   */
+  readonly traceContext?: (index: number) => Readonly<Record<string, string>> | undefined;
 }
 
 export interface OpenOptions {
@@ -150,7 +159,7 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
   }
   const readers = pageReaders(substrate);
   async function read(def: Pick<ConsumerDefinition, "stream" | "subjectFilter" | "skipOrigins"> & { name?: string }, afterOffset: number, limits: Partial<PageLimits> = {}) {
-    const page = { limit: limits.limit ?? DEFAULT_PAGE.limit, maxBytes: Math.max(limits.maxBytes ?? DEFAULT_PAGE.maxBytes, minPageBytes), messages: limits.messages ?? "decoded" };
+    const page = { limit: limits.limit ?? DEFAULT_PAGE.limit, maxBytes: Math.max(limits.maxBytes ?? DEFAULT_PAGE.maxBytes, minPageBytes), messages: limits.messages ?? "decoded", traceContext: limits.traceContext ?? false };
     const result = await readFacts(substrate, readers, def, afterOffset, page).catch((err) => { throw substrateRejection(err, "reading facts"); });
     saw(def.stream, result.highWater);
     return result;
@@ -159,8 +168,9 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
   return {
     config: cfg,
     connection: nc,
-    async append(messages) {
-      const prepared = prepareBatch(cfg, messages);
+    async append(messages, options = {}) {
+      const { traceContext } = options;
+      const prepared = traceContext ? prepareBatch(cfg, messages).map((p, i) => ({ ...p, traceContext: traceContext(i) })) : prepareBatch(cfg, messages);
       return appendBatch(appendContext, prepared).catch((err) => { throw substrateRejection(err, "appending facts"); });
     },
     read,
