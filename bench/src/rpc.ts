@@ -19,7 +19,7 @@
  *
  *   pnpm bench:rpc [-- --facts 100000 --rounds 3 --read-facts 100000 --variants in-process,child]
  */
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -35,7 +35,7 @@ import { createCertificateAuthority, issueCertificate } from "@bsfg/pki";
 import { AppendStatus, FactMessageSchema, type AppendResult, type FactMessage } from "@bsfg/proto";
 import { publisher } from "@bsfg/storage";
 import { freePort, startNatsServer } from "@bsfg/testkit";
-import { printTable, writeResults, type Row } from "./report.js";
+import { machineBusyMs, printTable, procCpuMs, selfCpuMs, waitForQuiet, writeResults, type Row } from "./report.js";
 import { pipelined, sizedFact } from "./workload.js";
 
 const { values } = parseArgs({ options: {
@@ -76,40 +76,6 @@ const zoneBin = values["zone-bin"] ?? fileURLToPath(new URL("../../apps/zone/dis
 const factsFor = (batch: number) => (batch === 1 ? factsBatch1 : facts);
 
 // ---- CPU accounting: this process, the zone child, nats-server ----
-const clockTick = (() => {
-  try {
-    return Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-/** utime + stime of a process in ms, from /proc (undefined when unavailable). */
-function procCpuMs(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTick;
-  } catch {
-    return undefined;
-  }
-}
-/** Busy CPU of the whole machine in ms (all cores), from /proc/stat. */
-function machineBusyMs(): number | undefined {
-  try {
-    const fields = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-    // user nice system idle iowait irq softirq steal
-    const busy = fields[0]! + fields[1]! + fields[2]! + fields[5]! + fields[6]! + fields[7]!;
-    return (busy * 1000) / clockTick;
-  } catch {
-    return undefined;
-  }
-}
-const selfCpuMs = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
-};
-
 interface Sample {
   readonly rate: number;
   /** CPU ms per 1,000 facts, per process. */
@@ -121,22 +87,8 @@ interface Sample {
 let natsPid: () => number | undefined = () => undefined;
 let childPid: number | undefined;
 
-/** Waits until processes other than ours use less than `threshold` cores for a second, or `maxSeconds` passed. */
-async function waitForQuiet(maxSeconds: number, threshold = 0.25): Promise<number> {
-  const started = performance.now();
-  for (;;) {
-    const ours = () => selfCpuMs() + (procCpuMs(childPid) ?? 0) + (procCpuMs(natsPid()) ?? 0);
-    const m0 = machineBusyMs();
-    const o0 = ours();
-    const t0 = performance.now();
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
-    const m1 = machineBusyMs();
-    if (m0 === undefined || m1 === undefined) return 0;
-    const other = (m1 - m0 - (ours() - o0)) / (performance.now() - t0);
-    const waited = (performance.now() - started) / 1000;
-    if (other < threshold || waited >= maxSeconds) return waited;
-  }
-}
+/** CPU ms of this process, the zone child and nats-server so far. */
+const oursCpuMs = () => selfCpuMs() + (procCpuMs(childPid) ?? 0) + (procCpuMs(natsPid()) ?? 0);
 
 /** Runs `work` (which handles `count` facts) and returns facts/s and CPU per 1k facts for each process. */
 async function measure(count: number, zone: "in-process" | "child" | "none", work: () => Promise<void>): Promise<Sample> {
@@ -385,7 +337,7 @@ try {
     if (round === rounds) break;
     const order = round % 2 === 0 ? cases : [...cases].reverse();
     for (const c of order) {
-      const waited = await waitForQuiet(Number(values["quiet-wait"]));
+      const waited = await waitForQuiet(Number(values["quiet-wait"]), oursCpuMs);
       if (waited > 2) console.error(`  (waited ${waited.toFixed(0)} s for other work on the machine to calm down)`);
       const sample = await c.run(round);
       samples.get(c.key)!.push(sample);
