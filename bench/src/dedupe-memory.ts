@@ -13,10 +13,10 @@ import { connect } from "@nats-io/transport-node";
 import { FactMessageSchema } from "@bsfg/proto";
 import { openZoneStore, parseStorageConfig, publisher } from "@bsfg/storage";
 import { pollUntil, startNatsServer, type NatsServerHandle } from "@bsfg/testkit";
-import { printTable, writeResults } from "./report.js";
+import { printTable, writeResults, benchArgs } from "./report.js";
 import { pipelined, sizedFact } from "./workload.js";
 
-const { values } = parseArgs({ options: {
+const { values } = parseArgs({ args: benchArgs(), options: {
   facts: { type: "string", default: "1000000" },
   horizon: { type: "string", default: "4m" },
 } });

@@ -18,6 +18,7 @@
  * called directly (shows how much of the gap is RPC and how much storage).
  *
  *   pnpm bench:rpc [-- --facts 100000 --rounds 3 --read-facts 100000 --variants in-process,child]
+ *   pnpm bench:rpc -- --variants child --tracing    (the zone child traces every call, exported over OTLP/HTTP)
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
@@ -25,6 +26,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { startTraceSink, type TraceSink } from "./trace-sink.js";
 import { toBinary } from "@bufbuild/protobuf";
 import { AckPolicy, DeliverPolicy, DiscardPolicy, StorageType, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
@@ -35,10 +37,10 @@ import { createCertificateAuthority, issueCertificate } from "@bsfg/pki";
 import { AppendStatus, FactMessageSchema, type AppendResult, type FactMessage } from "@bsfg/proto";
 import { publisher } from "@bsfg/storage";
 import { freePort, startNatsServer } from "@bsfg/testkit";
-import { machineBusyMs, printTable, procCpuMs, selfCpuMs, waitForQuiet, writeResults, type Row } from "./report.js";
+import { machineBusyMs, printTable, procCpuMs, selfCpuMs, waitForQuiet, writeResults, type Row, benchArgs } from "./report.js";
 import { pipelined, sizedFact } from "./workload.js";
 
-const { values } = parseArgs({ options: {
+const { values } = parseArgs({ args: benchArgs(), options: {
   facts: { type: "string", default: "100000" },
   // Batch 1 costs one call per fact (~1 ms of CPU on client + server): fewer facts keep the run bounded.
   "facts-batch-1": { type: "string", default: "20000" },
@@ -54,6 +56,8 @@ const { values } = parseArgs({ options: {
   "no-direct": { type: "boolean", default: false },
   "zone-bin": { type: "string" },
   "child-cpu-prof": { type: "string" },
+  // Tracing on in the zone child: OTLP/HTTP export (batched) to a local sink that discards it.
+  tracing: { type: "boolean", default: false },
   // The machine may be shared: before each case, wait (up to this many seconds) until other work uses < 0.25 cores.
   "quiet-wait": { type: "string", default: "60" },
 } });
@@ -119,6 +123,7 @@ const nats = await startNatsServer({ domain: "plant-a", maxFileStore: "40GB" });
 natsPid = () => nats.pid;
 const dir = mkdtempSync(join(tmpdir(), "bsfg-bench-rpc-"));
 let child: ChildProcess | undefined;
+let traceSink: TraceSink | undefined;
 let inProcess: RunningDeployable | undefined;
 const clients: BsfgClient[] = [];
 try {
@@ -193,7 +198,8 @@ try {
     const logPath = join(dir, "zone.log");
     const logFd = openSync(logPath, "a");
     const profile = values["child-cpu-prof"] ? ["--cpu-prof", `--cpu-prof-dir=${values["child-cpu-prof"]}`] : [];
-    child = spawn(process.execPath, [...profile, zoneBin, "--config", configPath], { stdio: ["ignore", logFd, logFd] });
+    const env = values.tracing ? { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: (traceSink = await startTraceSink()).url } : process.env;
+    child = spawn(process.execPath, [...profile, zoneBin, "--config", configPath], { stdio: ["ignore", logFd, logFd], env });
     closeSync(logFd);
     childPid = child.pid;
     const url = `https://127.0.0.1:${port}`;
@@ -378,7 +384,9 @@ try {
     rows,
   );
   const results = Object.fromEntries(cases.map((c) => [c.key, { name: c.name, factsPerSecond: samples.get(c.key)!.map((s) => s.rate), cpuMsPer1kFacts: samples.get(c.key)!.map((s) => s.cpu), otherCores: samples.get(c.key)!.map((s) => s.otherCores) }]));
-  const file = writeResults("rpc", {
+  if (traceSink) console.log(`tracing on in the zone child: ${traceSink.received.requests} OTLP export requests, ${traceSink.received.bytes.toLocaleString("en-US")} bytes received by the sink`);
+  const file = writeResults(values.tracing ? "rpc-tracing" : "rpc", {
+    tracing: traceSink ? { exporter: "OTLP/HTTP, BatchSpanProcessor (defaults)", exported: { ...traceSink.received } } : false,
     facts, factsBatch1, factBytes: FACT_BYTES, batchSizes, concurrency, connections, rawInFlight, readFacts, readLimit, rounds, variants,
     rawRead: { ordered: "js.consumers.get(stream, { deliver_policy: all }) + fetch({ max_messages })", pull: "jsm.consumers.add(ack_policy none, mem_storage) + fetch({ max_messages })" },
     natsServer: nc.info?.version,
@@ -403,6 +411,7 @@ try {
     if (child.exitCode === null) child.kill("SIGKILL");
   }
   await inProcess?.stop();
+  await traceSink?.close();
   await nats.dispose();
   rmSync(dir, { recursive: true, force: true });
 }

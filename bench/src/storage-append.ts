@@ -11,10 +11,10 @@ import { connect } from "@nats-io/transport-node";
 import { FactMessageSchema } from "@bsfg/proto";
 import { openZoneStore, parseStorageConfig, publisher } from "@bsfg/storage";
 import { startNatsServer } from "@bsfg/testkit";
-import { printTable, writeResults } from "./report.js";
+import { printTable, writeResults, benchArgs } from "./report.js";
 import { pipelined, sizedFact } from "./workload.js";
 
-const { values } = parseArgs({ options: {
+const { values } = parseArgs({ args: benchArgs(), options: {
   facts: { type: "string", default: "100000" },
   batch: { type: "string", default: "100" },
   "raw-in-flight": { type: "string", default: "256" },
