@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConfigError, createPolicy, loadZoneConfig, parseZoneConfig } from "./index.js";
+import { ConfigError, createPolicy, loadZoneConfig, parseZoneConfig, printableConfig } from "./index.js";
 
 const pem = (name: string) => `-----BEGIN TEST-----\n${name}\n-----END TEST-----\n`;
 const files = { "/pki/ca.crt": pem("ca"), "/pki/plant-a.crt": pem("cert"), "/pki/plant-a.key": pem("key") };
@@ -125,9 +125,13 @@ describe("policy", () => {
       policy: { ...valid.policy, "idmz-bsfg": { ...valid.policy["idmz-bsfg"], assertFromZones: ["idmz", "enterprise"], targetZones: ["*"] } },
     };
     const cfg = parseZoneConfig(withLinks, { baseDir: "/pki", readFile });
-    expect(cfg.sync.links).toEqual([{ name: "idmz/plant-a-from-idmz-operational", peer: "idmz", consumer: "plant-a-from-idmz-operational", egressUrl: "https://idmz.example:8443", ledgerUrl: "https://idmz.example:8443", peerIdentity: "idmz-bsfg" }]);
+    expect(cfg.sync.links).toEqual([{ name: "idmz/plant-a-from-idmz-operational", peer: "idmz", consumer: "plant-a-from-idmz-operational", egressUrls: ["https://idmz.example:8443"], ledgerUrls: ["https://idmz.example:8443"], peerIdentity: "idmz-bsfg" }]);
     expect(cfg.sync.tls.cert).toBe(pem("cert"));
     expect(cfg.sync.maxWait).toBe(20_000);
+    // What start-up logs: paths, never key material.
+    const printed = JSON.stringify(printableConfig(cfg));
+    expect(printed).not.toContain("BEGIN");
+    expect(printableConfig(cfg)).toMatchObject({ tls: { key: "/pki/plant-a.key" }, sync: { tls: { key: "/pki/plant-a.key" } } });
 
     const problems = (doc: unknown) => {
       try {
@@ -142,5 +146,24 @@ describe("policy", () => {
       `peers.idmz.identity: "idmz-bsfg" needs policy.idmz-bsfg.assertFromZones (and targetZones): every fact pulled from idmz is checked against them`,
     ]);
     expect(problems({ ...withLinks, peers: { ...withLinks.peers, idmz: { url: "http://idmz.example:8443", identity: "idmz-bsfg" } } })[0]).toMatch(/^peers\.idmz\.url: write an endpoint as "https:\/\/host:port"/);
+    expect(problems({ ...withLinks, peers: { ...withLinks.peers, idmz: { url: [], identity: "idmz-bsfg" } } })[0]).toMatch(/^peers\.idmz\.url: /);
+  });
+
+  it("takes a list of endpoints per peer service: the replicas of a highly available zone", () => {
+    const replicas = {
+      ...valid,
+      peers: { idmz: { urls: { egress: ["https://a.idmz.example:8445", "https://b.idmz.example:8445"], ledger: "https://a.idmz.example:8446" }, identity: "idmz-bsfg" } },
+      sync: { links: [{ peer: "idmz", consumer: "plant-a-from-idmz-operational" }] },
+      policy: { ...valid.policy, "idmz-bsfg": { ...valid.policy["idmz-bsfg"], assertFromZones: ["idmz"], targetZones: ["*"] } },
+    };
+    expect(parseZoneConfig(replicas, { baseDir: "/pki", readFile }).sync.links[0]).toMatchObject({
+      egressUrls: ["https://a.idmz.example:8445", "https://b.idmz.example:8445"],
+      ledgerUrls: ["https://a.idmz.example:8446"],
+    });
+    const allInOne = { ...replicas, peers: { idmz: { url: ["https://a.idmz.example:8443", "https://b.idmz.example:8443"], identity: "idmz-bsfg" } } };
+    expect(parseZoneConfig(allInOne, { baseDir: "/pki", readFile }).sync.links[0]).toMatchObject({
+      egressUrls: ["https://a.idmz.example:8443", "https://b.idmz.example:8443"],
+      ledgerUrls: ["https://a.idmz.example:8443", "https://b.idmz.example:8443"],
+    });
   });
 });

@@ -19,13 +19,15 @@ export const identityPolicySchema = z.object({
 }).strict();
 
 const httpsUrl = z.url({ protocol: /^https$/, error: 'write an endpoint as "https://host:port"' });
+/** One endpoint, or the endpoints of a service's replicas (tried in turn: a failing one hands over to the next). */
+const endpoints = z.union([httpsUrl, z.array(httpsUrl).min(1)]);
 
 /** A zone this zone pulls facts from. */
 export const peerSchema = z.object({
-  /** The peer's all-in-one endpoint … */
-  url: httpsUrl.optional(),
-  /** … or its egress (FetchFacts, FetchObject, StatObject) and ledger (ConfirmReceipt) endpoints. */
-  urls: z.object({ egress: httpsUrl.optional(), ledger: httpsUrl.optional() }).strict().optional(),
+  /** The peer's all-in-one endpoint(s) … */
+  url: endpoints.optional(),
+  /** … or its egress (FetchFacts, FetchObject, StatObject) and ledger (ConfirmReceipt) endpoints; a list for replicas. */
+  urls: z.object({ egress: endpoints.optional(), ledger: endpoints.optional() }).strict().optional(),
   /**
    * The identity (CN or SAN) the peer's server certificate must carry. Facts
    * fetched from the peer are appended here only as far as this identity's

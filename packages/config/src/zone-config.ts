@@ -10,8 +10,10 @@ export interface PeerLink {
   readonly name: string;
   readonly peer: string;
   readonly consumer: string;
-  readonly egressUrl: string;
-  readonly ledgerUrl: string;
+  /** The peer's egress endpoints (its replicas, tried in turn). */
+  readonly egressUrls: readonly string[];
+  /** The peer's ledger endpoints. */
+  readonly ledgerUrls: readonly string[];
   /** The identity the peer's server certificate must carry; its policy here bounds what the link may append. */
   readonly peerIdentity: string;
 }
@@ -34,7 +36,7 @@ export interface ZoneConfig {
     readonly maxWait: number;
     readonly backoff: { readonly initial: number; readonly max: number };
     /** PEM contents of the client certificate toward peers. */
-    readonly tls: { readonly cert: string; readonly key: string };
+    readonly tls: { readonly cert: string; readonly key: string; readonly paths: { cert: string; key: string } };
     readonly compression: "none" | "gzip";
   };
   readonly shutdownGrace: number;
@@ -114,7 +116,7 @@ export function parseZoneConfig(document: unknown, opts: { source?: string; base
     if (link.peer === cfg.zone) problems.push(`sync.links.${i}.peer: a zone does not pull from itself`);
     const name = `${link.peer}/${link.consumer}`;
     if (links.some((l) => l.name === name)) problems.push(`sync.links.${i}: link ${name} is defined twice`);
-    links.push({ name, peer: link.peer, consumer: link.consumer, egressUrl: (peer.urls?.egress ?? peer.url)!, ledgerUrl: (peer.urls?.ledger ?? peer.url)!, peerIdentity: peer.identity });
+    links.push({ name, peer: link.peer, consumer: link.consumer, egressUrls: list((peer.urls?.egress ?? peer.url)!), ledgerUrls: list((peer.urls?.ledger ?? peer.url)!), peerIdentity: peer.identity });
   });
   for (const [zone, peer] of Object.entries(cfg.peers)) {
     const relay = cfg.policy[peer.identity];
@@ -154,7 +156,7 @@ export function parseZoneConfig(document: unknown, opts: { source?: string; base
       pageLimit: cfg.sync.pageLimit,
       maxWait: cfg.sync.maxWait,
       backoff: cfg.sync.backoff,
-      tls: { cert: pem[cfg.sync.tls ? "sync.tls.cert" : "tls.cert"]!, key: pem[cfg.sync.tls ? "sync.tls.key" : "tls.key"]! },
+      tls: { cert: pem[cfg.sync.tls ? "sync.tls.cert" : "tls.cert"]!, key: pem[cfg.sync.tls ? "sync.tls.key" : "tls.key"]!, paths: syncPaths },
       compression: cfg.sync.compression,
     },
     shutdownGrace: cfg.shutdownGrace,
@@ -162,8 +164,9 @@ export function parseZoneConfig(document: unknown, opts: { source?: string; base
   };
 }
 
+const list = (endpoints: string | readonly string[]): readonly string[] => (typeof endpoints === "string" ? [endpoints] : endpoints);
+
 /** The configuration as it may be logged: no key material, paths instead of PEMs. */
 export function printableConfig(cfg: ZoneConfig): unknown {
-  const { tls: _syncPem, ...sync } = cfg.sync;
-  return { ...cfg, tls: cfg.tls.paths, sync };
+  return { ...cfg, tls: cfg.tls.paths, sync: { ...cfg.sync, tls: cfg.sync.tls.paths } };
 }
