@@ -18,7 +18,7 @@ export interface RunningDeployable {
 export async function startDeployable(role: Role, config: ZoneConfig, overrides: { listen?: string; healthListen?: string; logStream?: NodeJS.WritableStream; metrics?: BsfgMetrics } = {}): Promise<RunningDeployable> {
   const name = `bsfg-${role}`;
   const store = await openZoneStore(config.storage, { servers: config.nats.servers, name });
-  const watch = highWaterWatch((stream) => store.highWater(stream));
+  const watch = highWaterWatch((stream) => store.highWater(stream), (stream, onAppend) => store.watchAppends(stream, onAppend));
   // One registry per deployable, never per module: tests run several zones in one process.
   const metrics = overrides.metrics ?? createMetrics({ zone: config.zone, service: name });
   const unobserve = [observeStore(metrics, store), observeCertificates(metrics, { server: config.tls.cert, ca: config.tls.ca })];

@@ -18,7 +18,7 @@ import { leases, type Leases } from "./leases.js";
 import { pageReaders } from "./page-readers.js";
 import { readFacts, type FactPage, type PageLimits } from "./read-facts.js";
 import { readRange } from "./read-range.js";
-import { factStreamName } from "./routing.js";
+import { factStreamName, factSubject } from "./routing.js";
 import { substrateRejection } from "./substrate-errors.js";
 import type { Substrate } from "./substrate.js";
 import { configDiff, CONSUMERS_BUCKET, CURSORS_BUCKET, desiredStreams, ensureStream, LEASES_BUCKET, mismatch } from "./topology.js";
@@ -51,6 +51,12 @@ export interface ZoneStore {
   getObject(bucket: string, key: string, offset?: number): Promise<ObjectReader>;
   /** The last offset of a stream category's log. */
   highWater(stream: string): Promise<number>;
+  /**
+   * Calls `onAppend` whenever something is published on a stream category's
+   * subjects (possibly also for a publish JetStream then refused): a cheap
+   * wake-up for long polls. Returns the function that stops it.
+   */
+  watchAppends(stream: string, onAppend: () => void): () => void;
   /** True when the zone's JetStream answers. */
   ready(): Promise<boolean>;
   /** Fill of a stream category in percent of its capacity. */
@@ -200,6 +206,10 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
     getObject: (bucket, key, offset) => objects.get(bucket, key, offset),
     fillPercent: (stream) => fill.percent(stream),
     highWater,
+    watchAppends(stream, onAppend) {
+      const sub = nc.subscribe(factSubject(stream, ">"), { callback: () => onAppend() });
+      return () => sub.unsubscribe();
+    },
     ready: () => jsm.getAccountInfo().then(() => true, () => false),
     topologyReport: report,
     async close() {
