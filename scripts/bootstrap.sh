@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what BSFG needs on a fresh Debian/Ubuntu machine with Node >= 20:
-# pnpm (pinned), nats-server (Debian package) and promtool (extracted from Debian's
-# prometheus package into .tools/), then the workspace's dependencies.
+# pnpm (pinned), nats-server (Debian package), promtool (extracted from Debian's
+# prometheus package into .tools/) and docker-compose (Debian package, no engine: the suite
+# only validates docker-compose.yml), then the workspace's dependencies.
 # Sourced by scripts/test.sh (and later by the run command); safe to run repeatedly.
 set -euo pipefail
 
@@ -47,6 +48,15 @@ if ! command -v promtool >/dev/null && [ ! -x "$root/.tools/promtool" ]; then
   mkdir -p "$root/.tools"
   mv "$promtool_tmp/usr/bin/promtool" "$root/.tools/promtool"
   rm -rf "$promtool_tmp"
+fi
+
+# docker-compose validates docker-compose.yml in the test suite (`docker-compose config` needs no
+# engine). Debian's package (Compose 1.29) without its recommends: it brings no Docker engine
+# (docker.io is only a recommendation) and starts no service. Set DOCKER_COMPOSE to use another.
+if [ -z "${DOCKER_COMPOSE:-}" ] && ! command -v docker-compose >/dev/null; then
+  echo "==> installing docker-compose (Debian package, without a Docker engine)"
+  need_root apt-get update -qq
+  need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
 fi
 
 export TURBO_TELEMETRY_DISABLED=1

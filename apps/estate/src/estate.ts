@@ -48,6 +48,15 @@ export function endpointsOf(zone: ZonePorts): ZoneEndpoints {
   };
 }
 
+/** Stream capacities of the local and the compose estate (merged into every zone's storage). */
+export const estateStorage = {
+  streams: {
+    operational: { maxAge: "30d", maxBytes: "1GiB" },
+    audit: { maxAge: "365d", maxBytes: "256MiB" },
+    documents: { maxAge: "365d", maxBytes: "256MiB" },
+  },
+} as const;
+
 /**
  * The demo's window on a zone: consumers of its own (one per fact stream) bound
  * to a viewer identity that may read the buckets. `bsfg demo` fetches and

@@ -8,7 +8,7 @@ import { parseArgs } from "node:util";
 import { stringify } from "yaml";
 import { estateDocuments, estateIdentities, estateLinks, threeZoneEstate } from "@bsfg/estate-kit";
 import { ensureDevPki } from "@bsfg/pki";
-import { demoViewer, endpointsOf, withViewer, zonePorts, type ZonePorts } from "./estate.js";
+import { demoViewer, endpointsOf, estateStorage, withViewer, zonePorts, type ZonePorts } from "./estate.js";
 import { startProcess, stopProcess, waitHealthy, type Supervised } from "./processes.js";
 
 const repo = resolve(fileURLToPath(import.meta.url), "../../../..");
@@ -85,13 +85,7 @@ try {
       return split ? { egress: https(z.listen.egress), ledger: https(z.listen.ledger) } : https(z.listen.zone);
     },
     pki: { caCert: pki.caCert, files: pki.files },
-    storage: {
-      streams: {
-        operational: { maxAge: "30d", maxBytes: "1GiB" },
-        audit: { maxAge: "365d", maxBytes: "256MiB" },
-        documents: { maxAge: "365d", maxBytes: "256MiB" },
-      },
-    },
+    storage: estateStorage,
   });
   const configs = new Map<string, string>();
   for (const zone of zones) {

@@ -1,3 +1,4 @@
+import { X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -20,6 +21,13 @@ describe("parseIdentitySpec", () => {
     expect(parseIdentitySpec("mes-producer:client")).toEqual({ identity: "mes-producer", usage: "client" });
     expect(parseIdentitySpec("enterprise-bsfg:server")).toEqual({ identity: "enterprise-bsfg", usage: "server" });
     expect(() => parseIdentitySpec("x:admin")).toThrow(/unknown usage/);
+  });
+
+  it("reads DNS names after =", () => {
+    expect(parseIdentitySpec("idmz-bsfg:both=idmz-egress,idmz-ledger,localhost")).toEqual({ identity: "idmz-bsfg", usage: "both", dnsNames: ["idmz-egress", "idmz-ledger", "localhost"] });
+    expect(parseIdentitySpec("idmz-bsfg=idmz-egress")).toEqual({ identity: "idmz-bsfg", usage: "both", dnsNames: ["idmz-egress"] });
+    expect(() => parseIdentitySpec("idmz-bsfg:both=a,,b")).toThrow(/empty DNS name/);
+    expect(() => parseIdentitySpec("idmz-bsfg:admin=a")).toThrow(/unknown usage/);
   });
 
   it("needs a directory and at least one identity", () => {
@@ -50,6 +58,22 @@ describe("bsfg-dev-pki", () => {
       `plant-a-bsfg (both): reused -> ${join(dir, "plant-a-bsfg.crt")}`,
       `mes-producer (client): reused -> ${join(dir, "mes-producer.crt")}`,
     ]);
+  });
+
+  it("issues server certificates for the DNS names given, and re-issues when they change", async () => {
+    const dir = join(await tempDir(), "pki");
+    const first = capture();
+    expect(await runCli([dir, "idmz-bsfg:both=idmz-egress,idmz-ledger"], first.io)).toBe(0);
+    const cert = new X509Certificate(await readFile(join(dir, "idmz-bsfg.crt")));
+    expect(cert.checkHost("idmz-egress")).toBe("idmz-egress");
+    expect(cert.checkHost("idmz-ledger")).toBe("idmz-ledger");
+    expect(cert.checkHost("localhost")).toBeUndefined();
+    expect(cert.checkIP("127.0.0.1")).toBe("127.0.0.1");
+
+    const again = capture();
+    expect(await runCli([dir, "idmz-bsfg:both=idmz-egress,idmz-ledger,localhost"], again.io)).toBe(0);
+    expect(again.out[1]).toMatch(/idmz-bsfg \(both\): issued \(SANs changed/);
+    expect(new X509Certificate(await readFile(join(dir, "idmz-bsfg.crt"))).checkHost("localhost")).toBe("localhost");
   });
 
   it("exits 2 with usage on bad arguments and 1 when the PKI cannot be written", async () => {

@@ -1,0 +1,82 @@
+/**
+ * The containerized estate (docker-compose.yml): each zone's configuration, from the same
+ * estate-kit topology, policies, links and demo viewer as the local estate. Only where things
+ * are differs: every deployable is its own container, reached by its compose service name.
+ *
+ *   <zone>-ingest, <zone>-egress, <zone>-ledger, <zone>-sync   the split deployables
+ *   <zone>-nats (enterprise: enterprise-nats-1..3, a cluster)   the zone's JetStream
+ *
+ * Every container listens on the same ports (there is one deployable per container), the
+ * defaults of the zone configuration; Dockerfiles EXPOSE and probe the same.
+ */
+import { stringify } from "yaml";
+import { estateDocuments, estateIdentities, type EstateTopology, type ZoneEndpoints } from "@bsfg/estate-kit";
+import { demoViewer, estateStorage, withViewer } from "./estate.js";
+
+/** mTLS ports (listen.*) and plain-HTTP probe ports (health.*) inside every container. */
+export const containerPorts = {
+  listen: { zone: 8443, ingest: 8444, egress: 8445, ledger: 8446 },
+  health: { zone: 9443, ingest: 9444, egress: 9445, ledger: 9446, sync: 9447 },
+  nats: 4222,
+} as const;
+
+/** Zones whose JetStream is a three-node cluster, with replicas 3 for every stream and bucket. */
+export const clusteredZones: readonly string[] = ["enterprise"];
+
+/** The compose service names of a zone's NATS servers. */
+export const natsServices = (zone: string): string[] =>
+  clusteredZones.includes(zone) ? [1, 2, 3].map((i) => `${zone}-nats-${i}`) : [`${zone}-nats`];
+
+/** Where the zone configuration and the zone's PKI volume are mounted in every BSFG container. */
+export const mounts = { config: "/etc/bsfg/zone.yaml", pki: "/etc/bsfg/pki" } as const;
+
+const everywhere = (port: number) => `0.0.0.0:${port}`;
+
+function endpoints(zone: string): ZoneEndpoints {
+  const { listen, health } = containerPorts;
+  return {
+    nats: `nats://${natsServices(zone)[0]}:${containerPorts.nats}`,
+    listen: { zone: everywhere(listen.zone), ingest: everywhere(listen.ingest), egress: everywhere(listen.egress), ledger: everywhere(listen.ledger) },
+    health: {
+      zone: everywhere(health.zone), ingest: everywhere(health.ingest), egress: everywhere(health.egress),
+      ledger: everywhere(health.ledger), sync: everywhere(health.sync),
+    },
+  };
+}
+
+/** Each zone's configuration document, by zone name. */
+export function composeDocuments(topology: EstateTopology): Record<string, Record<string, unknown>> {
+  // Paths relative to the configuration file: the zone's PKI volume is mounted next to it.
+  const files = Object.fromEntries([...estateIdentities(topology).map((i) => i.identity), demoViewer.identity]
+    .map((identity) => [identity, { cert: `pki/${identity}.crt`, key: `pki/${identity}.key` }]));
+  const documents = estateDocuments({
+    topology,
+    endpoints: Object.fromEntries(topology.zones.map((zone) => [zone, endpoints(zone)])),
+    // Peers are the sender's egress and ledger containers, on the boundary network.
+    peerUrl: (_receiver, sender) => ({
+      egress: `https://${sender}-egress:${containerPorts.listen.egress}`,
+      ledger: `https://${sender}-ledger:${containerPorts.listen.ledger}`,
+    }),
+    pki: { caCert: "pki/ca.crt", files },
+    storage: estateStorage,
+    extra: (zone) => ({ nats: { servers: natsServices(zone).map((host) => `nats://${host}:${containerPorts.nats}`) } }),
+  });
+  for (const zone of clusteredZones) {
+    const document = documents[zone]!;
+    document.storage = { ...(document.storage as object), replicas: 3 };
+  }
+  const viewing = documents[demoViewer.zone]!;
+  documents[demoViewer.zone] = withViewer(viewing, demoViewer, topology.buckets);
+  return documents;
+}
+
+export function composeYaml(document: Record<string, unknown>): string {
+  const zone = document.zone as string;
+  return [
+    `# ${zone}: a zone configuration of the compose estate. docker-compose.yml mounts it at`,
+    `# ${mounts.config} in the ${zone} containers, and the zone's PKI volume at ${mounts.pki}.`,
+    "# Generated from @bsfg/estate-kit by `node apps/estate/dist/compose.js`, like the local estate of",
+    "# ./scripts/run.sh: same zones, policies, consumers and links. Do not edit; regenerate.",
+    stringify(document),
+  ].join("\n");
+}

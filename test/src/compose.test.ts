@@ -1,0 +1,480 @@
+/**
+ * docker-compose.yml, checked without a Docker engine: `docker-compose config` accepts it, and
+ * everything it names exists and agrees with what the services are configured to do — the
+ * images it builds, the files it mounts, the ports, the networks (no NATS port crosses a zone;
+ * facts cross only over the boundary network, between BSFG endpoints), the certificates the
+ * one-shot pki service writes (this suite runs its script), the zone configurations (generated
+ * from @bsfg/estate-kit, and loaded here by the services' own loader), Prometheus, Grafana and
+ * the trace pipeline.
+ */
+import { execFile, spawnSync } from "node:child_process";
+import { X509Certificate } from "node:crypto";
+import { cpSync, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { basename, dirname, join, posix } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { loadZoneConfig } from "@bsfg/config";
+import {
+  dependsOn, dockerfileOf, environmentOf, mountsOf, networksOf, portsOf, readCompose, readDockerfile, repoPath, repoRoot,
+  type ComposeService,
+} from "./docker-support.js";
+
+const run = promisify(execFile);
+const compose = readCompose();
+const services = compose.services;
+const names = Object.keys(services);
+
+/** docker-compose: $DOCKER_COMPOSE, or on PATH (scripts/bootstrap.sh installs Debian's package). */
+function composeBinary(): string {
+  if (process.env.DOCKER_COMPOSE) return process.env.DOCKER_COMPOSE;
+  const onPath = spawnSync("sh", ["-c", "command -v docker-compose"], { encoding: "utf8" }).stdout.trim();
+  if (onPath) return onPath;
+  throw new Error("docker-compose not found: run scripts/bootstrap.sh (it installs Debian's docker-compose package, no engine), or set DOCKER_COMPOSE");
+}
+
+// ---- what the compose file declares, by kind ----
+
+type Role = "ingest" | "egress" | "ledger" | "sync" | "zone";
+interface BsfgService {
+  readonly name: string;
+  readonly service: ComposeService;
+  readonly role: Role;
+  readonly zone: string;
+  /** The zone configuration file it mounts (repository path) and where. */
+  readonly configFile: string;
+  readonly configTarget: string;
+  readonly config: ZoneDocument;
+}
+interface ZoneDocument {
+  zone: string;
+  nats: { servers: string[] };
+  storage: { replicas?: number; zones: string[] };
+  tls: { ca: string; cert: string; key: string };
+  listen: Record<string, string>;
+  health: Record<string, string>;
+  peers: Record<string, { url?: string; urls?: { egress: string; ledger: string }; identity: string }>;
+  policy: Record<string, unknown>;
+}
+
+const relativeSource = (source: string) => posix.normalize(source).replace(/^\.\//, "");
+const portOf = (address: string) => Number(address.slice(address.lastIndexOf(":") + 1));
+const hostOf = (address: string) => address.slice(0, address.lastIndexOf(":"));
+
+const bsfg: BsfgService[] = names.flatMap((name) => {
+  const service = services[name]!;
+  const app = /^apps\/(ingest|egress|ledger|sync|zone)\/Dockerfile$/.exec(dockerfileOf(service) ?? "")?.[1] as Role | undefined;
+  if (!app) return [];
+  const env = environmentOf(service);
+  const configTarget = env.BSFG_CONFIG ?? readDockerfile(`apps/${app}/Dockerfile`).env.BSFG_CONFIG!;
+  const mount = mountsOf(service).find((m) => m.target === configTarget);
+  if (!mount) throw new Error(`${name} mounts no zone configuration at ${configTarget}`);
+  const configFile = relativeSource(mount.source);
+  const config = parse(readFileSync(repoPath(configFile), "utf8")) as ZoneDocument;
+  return [{ name, service, role: app, zone: config.zone, configFile, configTarget, config }];
+});
+const zones = [...new Set(bsfg.map((s) => s.zone))];
+const isNats = (service: ComposeService) => /^nats:/.test(service.image ?? "");
+const nats = names.filter((n) => isNats(services[n]!));
+const onNetwork = (network: string) => names.filter((n) => networksOf(services[n]!).includes(network));
+const shareNetwork = (a: string, b: string) => networksOf(services[a]!).some((n) => networksOf(services[b]!).includes(n));
+const bsfgByName = new Map(bsfg.map((s) => [s.name, s]));
+
+describe("docker-compose.yml", () => {
+  it("is valid for docker-compose config, and names the services this suite reads", async () => {
+    const binary = composeBinary();
+    const check = await run(binary, ["-f", repoPath("docker-compose.yml"), "config", "-q"], { cwd: repoRoot }).then(
+      () => ({ ok: true, output: "" }),
+      (err: { stderr: string; stdout: string }) => ({ ok: false, output: err.stderr + err.stdout }),
+    );
+    expect(check.output).toBe("");
+    expect(check.ok).toBe(true);
+    const listed = (await run(binary, ["-f", repoPath("docker-compose.yml"), "config", "--services"], { cwd: repoRoot })).stdout.trim().split("\n");
+    expect(listed.sort()).toEqual([...names].sort());
+  });
+
+  it("runs the reference estate: three zones, each with ingest, egress, ledger and sync as separate containers", () => {
+    expect(zones.sort()).toEqual(["enterprise", "idmz", "plant-a"]);
+    for (const zone of zones) {
+      expect(bsfg.filter((s) => s.zone === zone).map((s) => s.role).sort(), zone).toEqual(["egress", "ingest", "ledger", "sync"]);
+    }
+    for (const s of bsfg) expect(s.name).toBe(`${s.zone}-${s.role}`);
+  });
+
+  it("builds every image from a Dockerfile in the repository, deploying an existing package; pins every other image", () => {
+    for (const name of names) {
+      const service = services[name]!;
+      const dockerfile = dockerfileOf(service);
+      if (dockerfile === undefined) {
+        expect(service.image, name).toMatch(/^[\w./-]+:[\w.-]+$/);
+        expect(service.image, name).not.toMatch(/:latest$/);
+        continue;
+      }
+      expect(typeof service.build === "object" ? service.build.context : service.build, name).toBe(".");
+      expect(existsSync(repoPath(dockerfile)), `${name}: ${dockerfile}`).toBe(true);
+      const deploy = /scripts\/deploy-package\.sh (\S+) /.exec(readDockerfile(dockerfile).runs.join("\n"))?.[1];
+      const packageDir = dirname(dockerfile);
+      const manifest = JSON.parse(readFileSync(repoPath(packageDir, "package.json"), "utf8")) as { name: string; bin?: Record<string, string> };
+      expect(deploy, name).toBe(manifest.name);
+      const entry = readDockerfile(dockerfile).entrypoint!.at(-1)!.replace(/^\/app\//, "");
+      expect(Object.values(manifest.bin ?? {}).map((b) => posix.normalize(b)), `${name}: ${entry} is the package's bin`).toContain(entry);
+      expect(existsSync(repoPath(packageDir, "src", basename(entry).replace(/\.js$/, ".ts"))), name).toBe(true);
+    }
+  });
+
+  it("mounts only files and folders that exist, and volumes and networks it declares (and uses all of them)", () => {
+    const usedVolumes = new Set<string>();
+    const usedNetworks = new Set<string>();
+    for (const name of names) {
+      for (const mount of mountsOf(services[name]!)) {
+        if (mount.kind === "bind") {
+          expect(existsSync(repoPath(relativeSource(mount.source))), `${name}: ${mount.source}`).toBe(true);
+          expect(mount.readOnly, `${name}: ${mount.source} is mounted read-only`).toBe(true);
+        } else {
+          expect(Object.keys(compose.volumes ?? {}), `${name}: volume ${mount.source}`).toContain(mount.source);
+          usedVolumes.add(mount.source);
+        }
+      }
+      for (const network of networksOf(services[name]!)) {
+        expect(Object.keys(compose.networks ?? {}), `${name}: network ${network}`).toContain(network);
+        usedNetworks.add(network);
+      }
+      for (const dep of Object.keys(dependsOn(services[name]!))) expect(names, `${name} depends on ${dep}`).toContain(dep);
+    }
+    expect([...usedVolumes].sort()).toEqual(Object.keys(compose.volumes ?? {}).sort());
+    expect([...usedNetworks].sort()).toEqual(Object.keys(compose.networks ?? {}).sort());
+  });
+
+  it("publishes ports on 127.0.0.1 only, and only ports the services listen on", () => {
+    for (const name of names) {
+      for (const port of portsOf(services[name]!)) expect(port.hostIp, `${name}: ${port.target}`).toBe("127.0.0.1");
+    }
+    const published = names.flatMap((n) => portsOf(services[n]!).map((p) => p.published));
+    expect(new Set(published).size, "no host port twice").toBe(published.length);
+  });
+});
+
+describe("the BSFG services and their zone configurations", () => {
+  it.each(bsfg)("$name listens where its image and its ports say (listen, health, EXPOSE, HEALTHCHECK, ports)", (s) => {
+    const dockerfile = readDockerfile(`apps/${s.role}/Dockerfile`);
+    const health = s.config.health[s.role]!;
+    expect(hostOf(health), "probes listen on every interface of the container").toBe("0.0.0.0");
+    expect(Number(dockerfile.env.BSFG_PROBE_PORT), "the HEALTHCHECK asks the configured probe port").toBe(portOf(health));
+    expect(environmentOf(s.service).BSFG_PROBE_PORT ?? dockerfile.env.BSFG_PROBE_PORT).toBe(dockerfile.env.BSFG_PROBE_PORT);
+    const own = s.role === "sync" ? [portOf(health)] : [portOf(s.config.listen[s.role]!), portOf(health)];
+    if (s.role !== "sync") expect(hostOf(s.config.listen[s.role]!)).toBe("0.0.0.0");
+    expect(dockerfile.exposed.sort()).toEqual(own.sort());
+    for (const port of portsOf(s.service)) expect(own, `${s.name} publishes ${port.target}`).toContain(port.target);
+  });
+
+  it.each(bsfg)("$name mounts its zone's configuration and only its zone's PKI volume, read-only, and waits for the pki job and its NATS", (s) => {
+    const mounts = mountsOf(s.service);
+    expect(mounts.find((m) => m.target === s.configTarget)!.readOnly).toBe(true);
+    const pki = mounts.filter((m) => m.kind === "volume");
+    expect(pki).toHaveLength(1);
+    expect(pki[0]!.readOnly).toBe(true);
+    // The configuration's TLS paths are relative to it: they must land in that volume.
+    for (const path of Object.values(s.config.tls)) {
+      expect(posix.join(posix.dirname(s.configTarget), path).startsWith(`${pki[0]!.target}/`), path).toBe(true);
+    }
+    expect(bsfg.filter((o) => o.zone === s.zone).every((o) => mountsOf(o.service).some((m) => m.source === pki[0]!.source))).toBe(true);
+    expect(bsfg.filter((o) => o.zone !== s.zone).some((o) => mountsOf(o.service).some((m) => m.source === pki[0]!.source)), "another zone mounts it").toBe(false);
+    const deps = dependsOn(s.service);
+    expect(deps.pki).toBe("service_completed_successfully");
+    for (const url of s.config.nats.servers) expect(deps[new URL(url).hostname], url).toBe("service_healthy");
+  });
+
+  it.each(bsfg)("$name is on its zone's network; peers are reached only over the boundary network", (s) => {
+    const networks = networksOf(s.service);
+    expect(networks).toContain(s.zone);
+    for (const other of zones.filter((z) => z !== s.zone)) expect(networks).not.toContain(other);
+    // Ingest serves producers of its own zone: it has no business on the boundary.
+    expect(networks.includes("boundary"), s.name).toBe(s.role !== "ingest");
+  });
+
+  it("every peer URL names a peer zone's egress or ledger container, on the boundary network, at the port it listens on", () => {
+    let peers = 0;
+    for (const receiver of bsfg.filter((s) => s.role === "sync")) {
+      for (const [peerZone, peer] of Object.entries(receiver.config.peers)) {
+        const urls = peer.urls ?? { egress: peer.url!, ledger: peer.url! };
+        for (const [role, url] of Object.entries(urls)) {
+          peers++;
+          const { hostname, port } = new URL(url);
+          const target = bsfgByName.get(hostname);
+          expect(target, `${receiver.name} → ${url}`).toBeDefined();
+          expect(target!.zone).toBe(peerZone);
+          expect(target!.role).toBe(role);
+          expect(networksOf(target!.service)).toContain("boundary");
+          expect(Number(port)).toBe(portOf(target!.config.listen[role]!));
+        }
+      }
+    }
+    expect(peers).toBe(8); // four links' peers (idmz ← plant-a, idmz ← enterprise, enterprise ← idmz, plant-a ← idmz) × egress + ledger
+  });
+
+  it("the boundary network holds BSFG endpoints only; each zone network holds only that zone's containers", () => {
+    for (const name of onNetwork("boundary")) expect(bsfgByName.has(name), name).toBe(true);
+    for (const zone of zones) {
+      for (const name of onNetwork(zone)) {
+        const member = bsfgByName.get(name);
+        if (member) expect(member.zone, name).toBe(zone);
+        else expect(nats, `${name} on the ${zone} network`).toContain(name);
+      }
+    }
+  });
+
+  it("sends traces to the collector, which forwards them to Jaeger", () => {
+    for (const s of bsfg) {
+      const endpoint = environmentOf(s.service).OTEL_EXPORTER_OTLP_ENDPOINT;
+      expect(endpoint, s.name).toBeDefined();
+      const host = new URL(endpoint!).hostname;
+      expect(names).toContain(host);
+      expect(shareNetwork(s.name, host), `${s.name} reaches ${host}`).toBe(true);
+    }
+    const collector = new URL(environmentOf(bsfg[0]!.service).OTEL_EXPORTER_OTLP_ENDPOINT!);
+    const file = mountsOf(services[collector.hostname]!).find((m) => m.kind === "bind")!;
+    const config = parse(readFileSync(repoPath(relativeSource(file.source)), "utf8")) as {
+      receivers: { otlp: { protocols: { http: { endpoint: string } } } };
+      exporters: Record<string, { endpoint: string }>;
+      service: { pipelines: { traces: { exporters: string[] } } };
+    };
+    expect(portOf(config.receivers.otlp.protocols.http.endpoint)).toBe(Number(collector.port));
+    for (const exporter of config.service.pipelines.traces.exporters) {
+      const host = hostOf(config.exporters[exporter]!.endpoint);
+      expect(names).toContain(host);
+      expect(shareNetwork(collector.hostname, host)).toBe(true);
+    }
+  });
+});
+
+describe("each zone's NATS", () => {
+  it("NATS containers join only their zone's network and publish nothing", () => {
+    expect(nats.length).toBeGreaterThan(0);
+    for (const name of nats) {
+      const networks = networksOf(services[name]!);
+      expect(networks, name).toHaveLength(1);
+      expect(zones, name).toContain(networks[0]);
+      expect(portsOf(services[name]!), name).toEqual([]);
+    }
+  });
+
+  it.each(zones)("%s: the configuration's servers are that zone's NATS containers, with its JetStream domain", (zone) => {
+    const members = bsfg.filter((s) => s.zone === zone);
+    const servers = members[0]!.config.nats.servers;
+    for (const s of members) expect(s.config.nats.servers).toEqual(servers);
+    const zoneNats = nats.filter((n) => networksOf(services[n]!)[0] === zone);
+    expect(servers.map((url) => new URL(url).hostname).sort()).toEqual(zoneNats.sort());
+    for (const url of servers) {
+      const name = new URL(url).hostname;
+      const conf = natsConfOf(name);
+      expect(conf.listen, url).toBe(`0.0.0.0:${new URL(url).port}`);
+      expect(conf.domain).toBe(zone);
+    }
+    // HA zone: a three-node cluster and replicas 3; otherwise one server and replicas 1.
+    const replicas = members[0]!.config.storage.replicas ?? 1;
+    expect(zoneNats).toHaveLength(replicas === 3 ? 3 : 1);
+    if (replicas === 3) {
+      const routes = natsConfOf(zoneNats[0]!).routes.map((r) => new URL(r).hostname).sort();
+      expect(routes).toEqual([...zoneNats].sort());
+      // Replicated streams need nats-server ≥ 2.10.19 (docs/storage.md, "Replicated streams").
+      for (const name of zoneNats) expect(versionAtLeast(services[name]!.image!.split(":")[1]!, [2, 10, 19]), services[name]!.image).toBe(true);
+    }
+  });
+
+  it("every NATS configuration is valid for nats-server (-t), with the environment compose gives it", () => {
+    const binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"].find((p) => existsSync(p)) ?? "nats-server";
+    for (const name of nats) {
+      const file = natsConfFile(name);
+      const check = spawnSync(binary, ["-t", "-c", repoPath(file)], { encoding: "utf8", env: { ...process.env, ...environmentOf(services[name]!) } });
+      expect(check.status, `${name}: ${check.stderr}`).toBe(0);
+    }
+  });
+});
+
+function natsConfFile(name: string): string {
+  const service = services[name]!;
+  const command = Array.isArray(service.command) ? service.command : String(service.command).split(/\s+/);
+  const target = command[command.indexOf("-c") + 1] ?? command[command.indexOf("--config") + 1];
+  return relativeSource(mountsOf(service).find((m) => m.target === target)!.source);
+}
+
+/** The few settings of a nats-server configuration this suite compares (environment substituted). */
+function natsConfOf(name: string): { listen: string; domain: string; routes: string[] } {
+  const env = environmentOf(services[name]!);
+  const text = readFileSync(repoPath(natsConfFile(name)), "utf8").replace(/^\s*#.*$/gm, "").replace(/\$(\w+)/g, (_, v: string) => env[v] ?? "");
+  const routes = /routes\s*[:=]?\s*\[([^\]]*)\]/.exec(text)?.[1]?.split(/[\s,]+/).filter(Boolean) ?? [];
+  return {
+    listen: /^\s*listen\s*[:=]\s*(\S+)/m.exec(text)![1]!,
+    domain: /jetstream\s*\{[^}]*domain\s*[:=]\s*(\S+)/.exec(text)![1]!,
+    routes,
+  };
+}
+
+function versionAtLeast(tag: string, min: number[]): boolean {
+  const parts = tag.split("-")[0]!.split(".").map(Number);
+  for (let i = 0; i < min.length; i++) {
+    if ((parts[i] ?? 0) !== min[i]) return (parts[i] ?? 0) > min[i]!;
+  }
+  return true;
+}
+
+describe("the pki service", () => {
+  let dir: string;
+  const pki = services.pki!;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "bsfg-compose-pki-"));
+    // The script the pki container runs (its entrypoint), with the pki CLI of the workspace.
+    const script = mountsOf(pki).find((m) => m.target === (pki.entrypoint as string[])[1])!;
+    await run("sh", [repoPath(relativeSource(script.source)), join(dir, "pki")], {
+      cwd: repoRoot, env: { ...process.env, BSFG_DEV_PKI_JS: repoPath("packages", "pki", "dist", "cli.js") },
+    });
+  });
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  /** Where the pki job writes the volume a service mounts. */
+  const written = (volume: string) => {
+    const mount = mountsOf(pki).find((m) => m.source === volume);
+    expect(mount, `the pki service writes ${volume}`).toBeDefined();
+    return join(dir, "pki", posix.relative((pki.entrypoint as string[])[2]!, mount!.target));
+  };
+
+  it("runs once, on no network, before everything that needs certificates", () => {
+    expect(pki.network_mode).toBe("none");
+    expect(pki.entrypoint).toEqual(["sh", expect.stringMatching(/\.sh$/), expect.stringMatching(/^\//)]);
+    for (const s of bsfg) expect(dependsOn(s.service).pki).toBe("service_completed_successfully");
+    // The CA's key stays in a volume only the pki job mounts.
+    const caVolume = mountsOf(pki).find((m) => existsSync(join(written(m.source), "ca.key")))!.source;
+    for (const name of names.filter((n) => n !== "pki")) {
+      expect(mountsOf(services[name]!).some((m) => m.source === caVolume), name).toBe(false);
+    }
+  });
+
+  it.each(zones)("writes %s's volume: the CA certificate and the zone's own certificate and key, nothing else", (zone) => {
+    const s = bsfg.find((b) => b.zone === zone)!;
+    const volume = mountsOf(s.service).find((m) => m.kind === "volume")!;
+    const folder = written(volume.source);
+    const expected = Object.values(s.config.tls).map((p) => posix.relative(volume.target, posix.join(posix.dirname(s.configTarget), p)));
+    expect(readdirSync(folder).sort()).toEqual(expected.sort());
+    for (const file of expected.filter((f) => f.endsWith(".key"))) expect(statSync(join(folder, file)).mode & 0o077, file).toBe(0);
+  });
+
+  it.each(zones)("%s's configuration loads with the services' own loader, with that volume beside it", (zone) => {
+    const s = bsfg.find((b) => b.zone === zone)!;
+    const volume = mountsOf(s.service).find((m) => m.kind === "volume")!;
+    const root = join(dir, "mounted", zone);
+    // Lay the container's files out as compose mounts them.
+    cpSync(repoPath(s.configFile), join(root, s.configTarget));
+    cpSync(written(volume.source), join(root, volume.target), { recursive: true });
+    const config = loadZoneConfig(join(root, s.configTarget));
+    expect(config.zone).toBe(zone);
+    expect(config.sync.links.length).toBeGreaterThan(0);
+  });
+
+  it("server certificates name every host peers dial, chain to the CA every zone trusts, and carry the identity peers expect", () => {
+    const ca = (zone: string) => new X509Certificate(readFileSync(join(written(mountsOf(bsfg.find((b) => b.zone === zone)!.service).find((m) => m.kind === "volume")!.source), "ca.crt")));
+    for (const receiver of bsfg.filter((s) => s.role === "sync")) {
+      for (const [peerZone, peer] of Object.entries(receiver.config.peers)) {
+        const sender = bsfg.find((b) => b.zone === peerZone)!;
+        const volume = mountsOf(sender.service).find((m) => m.kind === "volume")!;
+        const certPath = posix.relative(volume.target, posix.join(posix.dirname(sender.configTarget), sender.config.tls.cert));
+        const cert = new X509Certificate(readFileSync(join(written(volume.source), certPath)));
+        for (const url of Object.values(peer.urls ?? { url: peer.url! })) {
+          expect(cert.checkHost(new URL(url).hostname), `${sender.config.tls.cert} for ${url}`).toBe(new URL(url).hostname);
+        }
+        expect(cert.subject).toContain(`CN=${peer.identity}`);
+        expect(cert.verify(ca(receiver.zone).publicKey), "the receiver trusts the sender's certificate").toBe(true);
+      }
+    }
+  });
+
+  it("writes a client certificate for every producer and viewer the policies name", () => {
+    const clients = mountsOf(pki).map((m) => written(m.source)).find((f) => basename(f) === "clients")!;
+    const zoneIdentities = new Set(zones.map((z) => `${z}-bsfg`));
+    for (const s of bsfg) {
+      for (const identity of Object.keys(s.config.policy).filter((i) => !zoneIdentities.has(i))) {
+        expect(existsSync(join(clients, `${identity}.crt`)), identity).toBe(true);
+        expect(existsSync(join(clients, `${identity}.key`)), identity).toBe(true);
+      }
+    }
+  });
+});
+
+describe("the zone configurations are generated from the estate kit", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "bsfg-compose-configs-"));
+  });
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("regenerating them gives the committed files", async () => {
+    await run(process.execPath, [repoPath("apps", "estate", "dist", "compose.js"), "--out", dir]);
+    const generated = readdirSync(dir).sort();
+    expect(generated).toEqual([...new Set(bsfg.map((s) => basename(s.configFile)))].sort());
+    for (const file of generated) {
+      expect(readFileSync(repoPath("deploy", "compose", file), "utf8"), `deploy/compose/${file} is stale: run node apps/estate/dist/compose.js`).toBe(readFileSync(join(dir, file), "utf8"));
+    }
+  });
+});
+
+describe("Prometheus and Grafana", () => {
+  const prometheus = services.prometheus!;
+  const grafana = services.grafana!;
+
+  it("Prometheus scrapes every BSFG container's probe port over a network they share, and loads the alert rules", async () => {
+    const mounts = mountsOf(prometheus);
+    const configMount = mounts.find((m) => m.target === "/etc/prometheus/prometheus.yml")!;
+    const config = parse(readFileSync(repoPath(relativeSource(configMount.source)), "utf8")) as {
+      rule_files: string[];
+      scrape_configs: Array<{ metrics_path?: string; static_configs: Array<{ targets: string[] }> }>;
+    };
+    const targets = config.scrape_configs.flatMap((c) => c.static_configs.flatMap((s) => s.targets));
+    const expected = bsfg.map((s) => `${s.name}:${portOf(s.config.health[s.role]!)}`);
+    expect(targets.sort()).toEqual(expected.sort());
+    for (const s of bsfg) expect(shareNetwork("prometheus", s.name), s.name).toBe(true);
+    // Every rule file resolves (relative to the configuration) to a mounted file.
+    for (const rules of config.rule_files) {
+      const target = posix.resolve(posix.dirname(configMount.target), rules);
+      expect(mounts.map((m) => m.target), rules).toContain(target);
+    }
+    // promtool checks the configuration and its rules, laid out as in the container.
+    const dir = await mkdtemp(join(tmpdir(), "bsfg-compose-prometheus-"));
+    try {
+      for (const m of mounts) cpSync(repoPath(relativeSource(m.source)), join(dir, m.target));
+      const check = spawnSync(promtoolBinary(), ["check", "config", join(dir, configMount.target)], { encoding: "utf8" });
+      expect(check.status, check.stdout + check.stderr).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("Grafana gets the dashboard and the data source from deploy/grafana, and reaches Prometheus", () => {
+    const mounts = mountsOf(grafana);
+    for (const kind of ["datasources", "dashboards"]) {
+      const mount = mounts.find((m) => m.target === `/etc/grafana/provisioning/${kind}`);
+      expect(mount, kind).toBeDefined();
+      expect(relativeSource(mount!.source)).toBe(`deploy/grafana/provisioning/${kind}`);
+    }
+    const provider = parse(readFileSync(repoPath("deploy", "grafana", "provisioning", "dashboards", "bsfg.yaml"), "utf8")) as { providers: Array<{ options: { path: string } }> };
+    const dashboards = mounts.find((m) => m.target === provider.providers[0]!.options.path);
+    expect(dashboards).toBeDefined();
+    expect(readdirSync(repoPath(relativeSource(dashboards!.source)))).toContain("bsfg-overview.json");
+    const datasource = parse(readFileSync(repoPath("deploy", "grafana", "provisioning", "datasources", "prometheus.yaml"), "utf8")) as { datasources: Array<{ url: string }> };
+    const host = new URL(datasource.datasources[0]!.url);
+    expect(names).toContain(host.hostname);
+    expect(shareNetwork("grafana", host.hostname)).toBe(true);
+  });
+});
+
+/** promtool: $PROMTOOL, the one scripts/bootstrap.sh extracts into .tools/, or on PATH. */
+function promtoolBinary(): string {
+  for (const candidate of [process.env.PROMTOOL, repoPath(".tools", "promtool")]) if (candidate && existsSync(candidate)) return candidate;
+  const onPath = spawnSync("sh", ["-c", "command -v promtool"], { encoding: "utf8" }).stdout.trim();
+  if (onPath) return onPath;
+  throw new Error("promtool not found: run scripts/bootstrap.sh, or set PROMTOOL");
+}
