@@ -18,17 +18,25 @@ import {
   ObjectHeaderSchema,
   type ObjectRef,
 } from "@bsfg/proto";
-import { defaultRetry, withRetry, type RetryOptions } from "./retry.js";
+import { defaultRetry, isRetryable, withRetry, type RetryOptions } from "./retry.js";
 
 export type FactMessageInit = MessageInitShape<typeof FactMessageSchema>;
 export type ObjectHeaderInit = MessageInitShape<typeof ObjectHeaderSchema>;
 export type ObjectContent = { readonly file: string } | Uint8Array | AsyncIterable<Uint8Array>;
 
+/**
+ * One endpoint ("https://host:port"), or several replicas of the same service. With a
+ * list, calls go to one endpoint at a time; a call that fails in a way a retry can fix
+ * (see `isRetryable`: unavailable, draining, connection refused or reset, …) is retried
+ * on the next endpoint of the list, and later calls stay there until it fails in turn.
+ */
+export type Endpoints = string | readonly string[];
+
 export interface BsfgClientOptions {
-  /** The zone's all-in-one endpoint … */
-  readonly url?: string;
-  /** … or one endpoint per verb (missing ones fall back to `url`). */
-  readonly urls?: { readonly ingest?: string; readonly egress?: string; readonly ledger?: string };
+  /** The zone's all-in-one endpoint(s) … */
+  readonly url?: Endpoints;
+  /** … or the endpoint(s) per verb (missing ones fall back to `url`): ingest (AppendFact, PutObject), egress (FetchFacts, FetchObject, StatObject), ledger (ConfirmReceipt). */
+  readonly urls?: { readonly ingest?: Endpoints; readonly egress?: Endpoints; readonly ledger?: Endpoints };
   /** PEM contents: the CA that signed the server, and this client's certificate and key. */
   readonly tls: { readonly ca: string | Buffer; readonly cert: string | Buffer; readonly key: string | Buffer };
   /**
@@ -38,6 +46,11 @@ export interface BsfgClientOptions {
    */
   readonly serverIdentity?: string;
   readonly protocol?: "connect" | "grpc";
+  /**
+   * Attempts per call and the backoff between them (default 6 attempts, 100 ms doubling
+   * up to 5 s, full jitter). With several endpoints every retry goes to the next one, so
+   * `attempts` ≥ the number of endpoints lets one call try each replica.
+   */
   readonly retry?: Partial<RetryOptions>;
   /** Per-call timeout (long polls add their max wait). */
   readonly timeoutMs?: number;
@@ -73,8 +86,7 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
   const transports = new Map<string, Transport>();
   const sessions: Http2SessionManager[] = [];
   // One transport per endpoint, with one HTTP/2 session reused by every call.
-  const transportFor = (url: string | undefined) => {
-    if (!url) throw new Error("no endpoint configured for this operation (set url or urls)");
+  const transportFor = (url: string) => {
     let transport = transports.get(url);
     if (!transport) {
       const sessionManager = new GuardedSessionManager(url, {}, {
@@ -91,12 +103,30 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
     }
     return transport;
   };
-  const endpoint = (verb: "ingest" | "egress" | "ledger") => options.urls?.[verb] ?? options.url;
-  const boundary = (verb: "ingest" | "egress" | "ledger"): Client<typeof BoundaryService> => createClient(BoundaryService, transportFor(endpoint(verb)));
-  const peer = (): Client<typeof PeerService> => createClient(PeerService, transportFor(endpoint("egress")));
+  const pools = {
+    ingest: endpointPool(options.urls?.ingest ?? options.url),
+    egress: endpointPool(options.urls?.egress ?? options.url),
+    ledger: endpointPool(options.urls?.ledger ?? options.url),
+  };
+  /**
+   * Runs `call` with retries; each attempt uses the verb's current endpoint, and an attempt
+   * that failed retryably moves the verb on to the next endpoint before the retry.
+   */
+  const attempt = <T>(verb: Verb, call: (url: string) => Promise<T>, signal?: AbortSignal, attempts = retry.attempts) =>
+    withRetry({ ...retry, attempts }, async () => {
+      const url = pools[verb].current();
+      try {
+        return await call(url);
+      } catch (err) {
+        if (isRetryable(err)) pools[verb].failed(url);
+        throw err;
+      }
+    }, signal);
+  const boundary = (url: string): Client<typeof BoundaryService> => createClient(BoundaryService, transportFor(url));
+  const peer = (url: string): Client<typeof PeerService> => createClient(PeerService, transportFor(url));
 
   const appendFacts = (messages: readonly FactMessageInit[]) =>
-    withRetry(retry, async () => (await boundary("ingest").appendFact({ messages: messages.map((m) => create(FactMessageSchema, m)) }, { timeoutMs })).results);
+    attempt("ingest", async (url) => (await boundary(url).appendFact({ messages: messages.map((m) => create(FactMessageSchema, m)) }, { timeoutMs })).results);
 
   return {
     appendFacts,
@@ -110,25 +140,26 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
       return result!;
     },
     fetchFacts(consumer, { limit = 0, maxWaitMs = 0, signal } = {}) {
-      return withRetry(retry, () => boundary("egress").fetchFacts({ consumerName: consumer, limit, maxWaitMs }, { timeoutMs: timeoutMs + maxWaitMs, ...(signal ? { signal } : {}) }), signal);
+      return attempt("egress", (url) => boundary(url).fetchFacts({ consumerName: consumer, limit, maxWaitMs }, { timeoutMs: timeoutMs + maxWaitMs, ...(signal ? { signal } : {}) }), signal);
     },
     async confirmReceipt(consumer, offset) {
-      const response = await withRetry(retry, () => boundary("ledger").confirmReceipt({ consumerName: consumer, offset: BigInt(offset) }, { timeoutMs }));
+      const response = await attempt("ledger", (url) => boundary(url).confirmReceipt({ consumerName: consumer, offset: BigInt(offset) }, { timeoutMs }));
       return response.cursorAdvancedTo;
     },
     async putObject(header, content) {
       const replayable = !(Symbol.asyncIterator in content) || content instanceof Uint8Array;
-      const send = async () => {
-        const response = await boundary("ingest").putObject(requests(header, content), { timeoutMs: Math.max(timeoutMs, 10 * 60_000) });
+      const send = async (url: string) => {
+        const response = await boundary(url).putObject(requests(header, content), { timeoutMs: Math.max(timeoutMs, 10 * 60_000) });
         return response.object!;
       };
-      return replayable ? withRetry(retry, send) : send();
+      // A stream can be sent once only: no retry, but a failure still moves on to the next endpoint.
+      return attempt("ingest", send, undefined, replayable ? undefined : 1);
     },
     async fetchObject(bucket, key, destination, { signal } = {}) {
       let written = 0n;
       let object: ObjectRef | undefined;
-      await withRetry(retry, async () => {
-        for await (const part of peer().fetchObject({ bucket, key, offset: written }, { timeoutMs: Math.max(timeoutMs, 10 * 60_000), ...(signal ? { signal } : {}) })) {
+      await attempt("egress", async (url) => {
+        for await (const part of peer(url).fetchObject({ bucket, key, offset: written }, { timeoutMs: Math.max(timeoutMs, 10 * 60_000), ...(signal ? { signal } : {}) })) {
           if (part.part.case === "object") object = part.part.value;
           else if (part.part.case === "chunk") {
             const chunk = part.part.value;
@@ -141,11 +172,33 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
       return object;
     },
     async statObject(bucket, key) {
-      return (await withRetry(retry, () => peer().statObject({ bucket, key }, { timeoutMs }))).object!;
+      return (await attempt("egress", (url) => peer(url).statObject({ bucket, key }, { timeoutMs }))).object!;
     },
     close() {
       for (const session of sessions.splice(0)) session.abort();
       transports.clear();
+    },
+  };
+}
+
+type Verb = "ingest" | "egress" | "ledger";
+
+/**
+ * The replicas of one service, in the order given. Calls use the current one; when a call
+ * fails retryably on it, the next one becomes current (unless another call moved on
+ * already), so a dead or draining replica costs one failed attempt, not one per call.
+ */
+function endpointPool(endpoints: Endpoints | undefined) {
+  const list = endpoints === undefined ? [] : typeof endpoints === "string" ? [endpoints] : [...endpoints];
+  let index = 0;
+  return {
+    current(): string {
+      const url = list[index];
+      if (url === undefined) throw new Error("no endpoint configured for this operation (set url or urls)");
+      return url;
+    },
+    failed(url: string): void {
+      if (list.length > 1 && list[index] === url) index = (index + 1) % list.length;
     },
   };
 }

@@ -27,7 +27,7 @@ export function startSyncWorker(config: ZoneConfig, options: SyncWorkerOptions):
   const policy = createPolicy(config.policy);
   const clients = new Map<string, BsfgClient>();
   // One client (and HTTP/2 session) per peer, shared by its links.
-  const clientFor = (peer: string, egress: string, ledger: string, identity: string) => {
+  const clientFor = (peer: string, egress: readonly string[], ledger: readonly string[], identity: string) => {
     let client = clients.get(peer);
     if (!client) {
       client = createBsfgClient({
@@ -35,8 +35,9 @@ export function startSyncWorker(config: ZoneConfig, options: SyncWorkerOptions):
         tls: { ca: config.tls.ca, cert: config.sync.tls.cert, key: config.sync.tls.key },
         serverIdentity: identity,
         compression: config.sync.compression,
-        // A couple of quick retries smooth over a blip; the link's own backoff handles outages.
-        retry: { attempts: 2, initialDelayMs: 100, maxDelayMs: 500 },
+        // A couple of quick retries smooth over a blip (and, with several peer endpoints, try
+        // the next replica); the link's own backoff handles outages.
+        retry: { attempts: Math.max(2, egress.length, ledger.length), initialDelayMs: 100, maxDelayMs: 500 },
         // Fetch and confirm continue the page's trace in the peer zone.
         interceptors: [clientTracing(config.zone)],
       });
@@ -48,7 +49,7 @@ export function startSyncWorker(config: ZoneConfig, options: SyncWorkerOptions):
     zone: config.zone,
     link,
     store: options.store,
-    peer: clientFor(link.peer, link.egressUrl, link.ledgerUrl, link.peerIdentity),
+    peer: clientFor(link.peer, link.egressUrls, link.ledgerUrls, link.peerIdentity),
     policy,
     options: { pageLimit: config.sync.pageLimit, maxWait: config.sync.maxWait, backoff: config.sync.backoff },
     holder,
