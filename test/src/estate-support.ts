@@ -73,5 +73,5 @@ function sameBytes(a: FactMessage, b: FactMessage): boolean {
 
 /** Facts appended in `zone` so far, per stream. */
 export async function logOf(estate: TestEstate, zone: string, stream = "operational"): Promise<StoredFact[]> {
-  return readAll(estate.zones[zone]!.services.store, stream);
+  return readAll(estate.store(zone), stream);
 }

@@ -1,8 +1,12 @@
 import { estateLinks, zoneIdentity, type EstateTopology } from "./topology.js";
 
+/** One endpoint, or the endpoints of a service's replicas. */
+export type Endpoints = string | readonly string[];
+
 /** Where a zone's parts listen, as "host:port" (services, probes) and a NATS URL. */
 export interface ZoneEndpoints {
-  readonly nats: string;
+  /** The zone's NATS server, or every node of its JetStream cluster. */
+  readonly nats: string | readonly string[];
   readonly listen: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string };
   readonly health: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string; readonly sync: string };
 }
@@ -12,9 +16,10 @@ export interface DocumentOptions {
   readonly endpoints: Readonly<Record<string, ZoneEndpoints>>;
   /**
    * The URL `receiver` uses for `sender`'s egress and ledger (direct, or through a proxy):
-   * one all-in-one endpoint, or the egress and ledger endpoints of a split zone.
+   * one all-in-one endpoint, or the egress and ledger endpoints of a split zone — each a
+   * list when the sender runs replicas (a highly available zone).
    */
-  readonly peerUrl: (receiver: string, sender: string) => string | { readonly egress: string; readonly ledger: string };
+  readonly peerUrl: (receiver: string, sender: string) => Endpoints | { readonly egress: Endpoints; readonly ledger: Endpoints };
   /** TLS file paths: the CA and each identity's certificate and key. */
   readonly pki: { readonly caCert: string; readonly files: Readonly<Record<string, { readonly cert: string; readonly key: string }>> };
   /** Stream capacities etc.; merged into every zone's storage section. */
@@ -50,7 +55,7 @@ export function estateDocuments(opts: DocumentOptions): Record<string, Record<st
     const identity = opts.pki.files[zoneIdentity(zone)]!;
     documents[zone] = {
       zone,
-      nats: { servers: [endpoints.nats] },
+      nats: { servers: typeof endpoints.nats === "string" ? [endpoints.nats] : [...endpoints.nats] },
       storage: {
         zones: topology.zones.filter((z) => z !== zone),
         streams: { operational: {}, audit: {}, documents: {} },
@@ -64,7 +69,8 @@ export function estateDocuments(opts: DocumentOptions): Record<string, Record<st
       health: endpoints.health,
       peers: Object.fromEntries([...new Set(incoming.map((l) => l.sender))].map((sender) => {
         const url = opts.peerUrl(zone, sender);
-        return [sender, { ...(typeof url === "string" ? { url } : { urls: { egress: url.egress, ledger: url.ledger } }), identity: zoneIdentity(sender) }];
+        const endpoints = typeof url === "string" || Array.isArray(url) ? { url } : { urls: { egress: (url as { egress: Endpoints }).egress, ledger: (url as { ledger: Endpoints }).ledger } };
+        return [sender, { ...endpoints, identity: zoneIdentity(sender) }];
       })),
       sync: { links: incoming.map((l) => ({ peer: l.sender, consumer: l.consumer })), ...(syncExtra as object | undefined) },
       policy,

@@ -3,12 +3,13 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { startDeployable, type RunningDeployable } from "@bsfg/boundary";
+import { openZoneStore, type ZoneStore } from "@bsfg/storage";
 import { createBsfgClient, type BsfgClient, type BsfgClientOptions } from "@bsfg/client";
 import { loadZoneConfig, type ZoneConfig } from "@bsfg/config";
 import { ensureDevPki, type DevPki } from "@bsfg/pki";
 import { startSyncDeployable, type LinkStatus, type RunningSync } from "@bsfg/replication";
-import { freePort, pollUntil, startNatsServer, startTcpProxy, type NatsServerHandle, type TcpProxy } from "@bsfg/testkit";
-import { readFileSync } from "node:fs";
+import { freePort, pollUntil, startNatsCluster, startNatsServer, startTcpProxy, type NatsClusterHandle, type NatsServerHandle, type TcpProxy } from "@bsfg/testkit";
+import { createWriteStream, readFileSync } from "node:fs";
 import { estateDocuments, type ZoneEndpoints } from "./documents.js";
 import { estateIdentities, threeZoneEstate, type EstateTopology } from "./topology.js";
 
@@ -26,6 +27,30 @@ export interface TestEstateOptions {
   readonly extra?: (zone: string) => Record<string, unknown>;
   /** nats-server file store limit per zone (JetStream reserves each stream's max_bytes from it). */
   readonly maxFileStore?: string;
+  /**
+   * Run one zone highly available: on a JetStream cluster (streams and KV at replicas 3)
+   * with replicas of every boundary service and of the sync worker (see `HaZoneOptions`).
+   * That zone is then `estate.ha`, not in `estate.zones`.
+   */
+  readonly ha?: HaZoneOptions;
+}
+
+export interface HaZoneOptions {
+  /** The zone that runs highly available, e.g. "enterprise". */
+  readonly zone: string;
+  /** Nodes of its JetStream cluster (default 3); streams, KV and object buckets get replicas 3. */
+  readonly nodes?: number;
+  /** In-process replicas of each boundary service — ingest, egress, ledger (default 2). */
+  readonly serviceReplicas?: number;
+  /**
+   * Sync replicas started with the estate (default 2; 0 to start them yourself with
+   * `startSync`). With `syncBin` each runs in a child process (`node <syncBin> --config …`),
+   * which a test can kill; without, in this process.
+   */
+  readonly syncReplicas?: number;
+  readonly syncBin?: string;
+  /** nats-server file store limit per node; each node holds a replica of every stream. */
+  readonly maxFileStore?: string;
 }
 
 /** A sync worker replica: in this process or a child process. */
@@ -42,6 +67,42 @@ export interface SyncReplica {
   readonly logLines: Array<Record<string, unknown>>;
 }
 
+/** One replica of a boundary service of the highly available zone, in this process. */
+export interface ServiceReplica {
+  readonly role: "ingest" | "egress" | "ledger";
+  /** e.g. "enterprise-ingest-2" */
+  readonly name: string;
+  /** Its mTLS endpoint ("https://localhost:<port>"), the same across restarts. */
+  readonly url: string;
+  /** Its probe port (/healthz, /readyz, /metrics), the same across restarts. */
+  readonly healthUrl: string;
+  /** The running deployable; undefined while stopped. */
+  readonly deployable: RunningDeployable | undefined;
+  /** Graceful stop: drains (new calls get unavailable / shutting_down), then closes. */
+  stop(): Promise<void>;
+  /** Starts it again on the same ports (with a store connection of its own). */
+  start(): Promise<void>;
+  restart(): Promise<void>;
+}
+
+/**
+ * The highly available zone: a JetStream cluster, `serviceReplicas` replicas of ingest,
+ * egress and ledger (each with its own store connection listing every node in
+ * `nats.servers`) and sync replicas sharing one lease per link.
+ */
+export interface HaTestZone {
+  readonly name: string;
+  readonly cluster: NatsClusterHandle;
+  readonly configPath: string;
+  readonly config: ZoneConfig;
+  readonly services: { readonly ingest: ServiceReplica[]; readonly egress: ServiceReplica[]; readonly ledger: ServiceReplica[] };
+  /** Every replica's endpoint per service: what a client's `urls` and a peer's `peers.<zone>.urls` list. */
+  readonly endpoints: { readonly ingest: string[]; readonly egress: string[]; readonly ledger: string[] };
+  readonly syncs: SyncReplica[];
+  /** A store connection of the harness's own, for reading the zone's log in tests (no service uses it). */
+  readonly store: ZoneStore;
+}
+
 export interface TestZone {
   readonly name: string;
   readonly nats: NatsServerHandle;
@@ -53,40 +114,88 @@ export interface TestZone {
   readonly syncs: SyncReplica[];
 }
 
+export interface ClientOptions extends Pick<BsfgClientOptions, "interceptors" | "retry" | "timeoutMs"> {
+  /** HA zone: start with this replica of each service (0-based; the lists are rotated), so several clients spread over the replicas. */
+  readonly replica?: number;
+}
+
 export interface TestEstate {
+  /** Every zone but the highly available one. */
   readonly zones: Readonly<Record<string, TestZone>>;
+  /** The highly available zone (with `ha`). */
+  readonly ha: HaTestZone | undefined;
+  /** A store connection of `zone` (any zone, the HA one included), for reading its log in tests. */
+  store(zone: string): ZoneStore;
   readonly pki: DevPki;
   /** The proxy `receiver` reaches `sender` through (with `proxies: true`). */
   proxy(receiver: string, sender: string): TcpProxy;
-  /** A client of `zone` as `identity` (a producer, or a zone's own identity). */
-  client(zone: string, identity: string, options?: Pick<BsfgClientOptions, "interceptors">): BsfgClient;
+  /**
+   * A client of `zone` as `identity` (a producer, or a zone's own identity). For the HA
+   * zone it lists every replica of each service, so it fails over between them.
+   */
+  client(zone: string, identity: string, options?: ClientOptions): BsfgClient;
   /** Starts one more sync replica for `zone`; `child` runs `syncBin` in a child process. */
   startSync(zone: string, opts?: { holder?: string; child?: { syncBin: string } }): Promise<SyncReplica>;
   dispose(): Promise<void>;
 }
 
-/** A whole estate on this machine: a nats-server per zone, the zone's services in this process, dev PKI, links as configured by the topology. */
+/**
+ * A whole estate on this machine: a nats-server per zone, the zone's services in this
+ * process, dev PKI, links as configured by the topology. With `ha`, one zone runs on a
+ * JetStream cluster with replicas of every service instead (see `HaZoneOptions`).
+ */
 export async function startTestEstate(opts: TestEstateOptions): Promise<TestEstate> {
   const topology = opts.topology ?? threeZoneEstate;
+  const haZone = opts.ha?.zone;
+  if (haZone !== undefined && !topology.zones.includes(haZone)) throw new Error(`ha.zone "${haZone}" is not a zone of the topology (${topology.zones.join(", ")})`);
   const pki = await ensureDevPki(join(opts.dir, "pki"), { identities: estateIdentities(topology) });
   const nats: Record<string, NatsServerHandle> = {};
+  let cluster: NatsClusterHandle | undefined;
   const endpoints: Record<string, ZoneEndpoints> = {};
   const proxies = new Map<string, TcpProxy>();
   const clients: BsfgClient[] = [];
   const zones: Record<string, TestZone> = {};
+  let ha: HaTestZone | undefined;
+  const haReplicas: HaServiceReplica[] = [];
+  const haEndpoints = { ingest: [] as string[], egress: [] as string[], ledger: [] as string[] };
   const disposers: Array<() => Promise<unknown>> = [];
+  const tls = (identity: string) => {
+    const files = pki.files[identity];
+    if (!files) throw new Error(`no certificate for ${identity}`);
+    return { ca: readFileSync(pki.caCert), cert: readFileSync(files.cert), key: readFileSync(files.key) };
+  };
 
   const dispose = async () => {
     for (const client of clients.splice(0)) client.close();
-    for (const zone of Object.values(zones)) await Promise.allSettled(zone.syncs.splice(0).map((s) => s.stop()));
-    await Promise.allSettled(Object.values(zones).map((z) => z.services.stop()));
+    for (const zone of [...Object.values(zones), ...(ha ? [ha] : [])]) await Promise.allSettled(zone.syncs.splice(0).map((s) => s.stop()));
+    await Promise.allSettled([...Object.values(zones).map((z) => z.services.stop()), ...haReplicas.map((r) => r.stop())]);
+    await ha?.store.close().catch(() => undefined);
     await Promise.allSettled([...proxies.values()].map((p) => p.close()));
-    await Promise.allSettled(Object.values(nats).map((n) => n.dispose()));
+    await Promise.allSettled([...Object.values(nats).map((n) => n.dispose()), ...(cluster ? [cluster.dispose()] : [])]);
     await Promise.allSettled(disposers.map((d) => d()));
   };
 
   try {
     for (const zone of topology.zones) {
+      if (zone === haZone) {
+        cluster = await startNatsCluster({ domain: zone, nodes: opts.ha!.nodes ?? 3, maxFileStore: opts.ha!.maxFileStore ?? opts.maxFileStore ?? "4GB" });
+        const replicas = opts.ha!.serviceReplicas ?? 2;
+        for (const role of ["ingest", "egress", "ledger"] as const) {
+          for (let i = 1; i <= replicas; i++) {
+            const port = await freePort();
+            haReplicas.push(new HaServiceReplica(role, `${zone}-${role}-${i}`, `127.0.0.1:${port}`, `127.0.0.1:${await freePort()}`));
+            haEndpoints[role].push(`https://localhost:${port}`);
+          }
+        }
+        const first = (role: string) => haReplicas.find((r) => r.role === role)!;
+        endpoints[zone] = {
+          nats: cluster.urls,
+          // The replicas' own addresses are passed to each at start; the document names the first ones.
+          listen: { zone: first("ingest").listen, ingest: first("ingest").listen, egress: first("egress").listen, ledger: first("ledger").listen },
+          health: { zone: first("ingest").health, ingest: first("ingest").health, egress: first("egress").health, ledger: first("ledger").health, sync: "127.0.0.1:0" },
+        };
+        continue;
+      }
       nats[zone] = await startNatsServer({ domain: zone, maxFileStore: opts.maxFileStore ?? "4GB" });
       const port = await freePort();
       const address = `127.0.0.1:${port}`;
@@ -99,12 +208,14 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
     }
     for (const receiver of topology.zones) {
       for (const sender of topology.zones) {
-        if (!opts.proxies || receiver === sender) continue;
+        // The HA zone's replicas are reached directly (a proxy per replica is not built).
+        if (!opts.proxies || receiver === sender || sender === haZone) continue;
         const target = Number(endpoints[sender]!.listen.zone.split(":")[1]);
         proxies.set(`${receiver}<-${sender}`, await startTcpProxy({ targetPort: target }));
       }
     }
     const peerUrl = (receiver: string, sender: string) => {
+      if (sender === haZone) return { egress: haEndpoints.egress, ledger: haEndpoints.ledger };
       const proxy = proxies.get(`${receiver}<-${sender}`);
       return `https://localhost:${proxy ? proxy.port : endpoints[sender]!.listen.zone.split(":")[1]}`;
     };
@@ -112,14 +223,23 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
       topology, endpoints, peerUrl, pki: { caCert: pki.caCert, files: pki.files },
       // JetStream reserves each stream's max_bytes from the file store limit.
       storage: { streams: { operational: { maxBytes: "1GiB" }, audit: { maxBytes: "128MiB" }, documents: { maxBytes: "512MiB" } }, ...opts.storage },
-      extra: (zone) => ({ shutdownGrace: "3s", logLevel: "warn", ...opts.extra?.(zone) }),
+      extra: (zone) => ({ shutdownGrace: "3s", logLevel: process.env.BSFG_TEST_LOG_LEVEL ?? "warn", ...opts.extra?.(zone) }),
     });
     for (const zone of topology.zones) {
       const doc = documents[zone]!;
+      if (zone === haZone) doc.storage = { ...(doc.storage as object), replicas: 3 };
       const configPath = join(opts.dir, `${zone}.yaml`);
       await writeFile(configPath, JSON.stringify(doc, null, 2));
       const config = loadZoneConfig(configPath);
-      const services = await startDeployable("zone", config, { logStream: sink() });
+      if (zone === haZone) {
+        // One after another: the first creates the zone's streams, the others find them.
+        for (const replica of haReplicas) await replica.startWith(config);
+        const store = await openZoneStore(config.storage, { servers: config.nats.servers, name: "bsfg-test-reader" });
+        const byRole = (role: ServiceReplica["role"]) => haReplicas.filter((r) => r.role === role);
+        ha = { name: zone, cluster: cluster!, configPath, config, services: { ingest: byRole("ingest"), egress: byRole("egress"), ledger: byRole("ledger") }, endpoints: haEndpoints, syncs: [], store };
+        continue;
+      }
+      const services = await startDeployable("zone", config, { logStream: sink(`${zone}-zone`) });
       zones[zone] = { name: zone, nats: nats[zone]!, configPath, config, services, url: services.server.url.replace("127.0.0.1", "localhost"), syncs: [] };
     }
   } catch (err) {
@@ -129,39 +249,115 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
 
   const estate: TestEstate = {
     zones,
+    ha,
     pki,
+    store(zone) {
+      if (zone === haZone) return ha!.store;
+      const found = zones[zone];
+      if (!found) throw new Error(`no zone ${zone}`);
+      return found.services.store;
+    },
     proxy(receiver, sender) {
       const proxy = proxies.get(`${receiver}<-${sender}`);
-      if (!proxy) throw new Error(`no proxy ${receiver} <- ${sender} (start the estate with proxies: true)`);
+      if (!proxy) throw new Error(`no proxy ${receiver} <- ${sender} (start the estate with proxies: true; the HA zone has none)`);
       return proxy;
     },
-    client(zone, identity, options = {}) {
-      const files = pki.files[identity];
-      if (!files) throw new Error(`no certificate for ${identity}`);
-      const client = createBsfgClient({
-        url: zones[zone]!.url,
-        tls: { ca: readFileSync(pki.caCert), cert: readFileSync(files.cert), key: readFileSync(files.key) },
-        ...options,
-      });
+    client(zone, identity, { replica = 0, ...options } = {}) {
+      const rotated = (list: string[]) => [...list.slice(replica % list.length), ...list.slice(0, replica % list.length)];
+      const where = zone === haZone
+        ? { urls: { ingest: rotated(haEndpoints.ingest), egress: rotated(haEndpoints.egress), ledger: rotated(haEndpoints.ledger) } }
+        : { url: zones[zone]!.url };
+      const client = createBsfgClient({ ...where, tls: tls(identity), ...options });
       clients.push(client);
       return client;
     },
     async startSync(zoneName, { holder, child } = {}) {
-      const zone = zones[zoneName]!;
+      const zone: SyncHost = zoneName === haZone ? ha! : zones[zoneName]!;
       const name = holder ?? `${zoneName}-sync-${zone.syncs.length + 1}`;
-      // The first in-process replica reports into the zone's metrics, as in the all-in-one process.
-      const replica = child ? await childSync(zone, name, child.syncBin, opts.dir) : await inProcessSync(zone, name, zone.syncs.length === 0);
+      // The first in-process replica of an all-in-one zone reports into the zone's metrics, as in the all-in-one process.
+      const sharedMetrics = zoneName !== haZone && zone.syncs.length === 0 ? zones[zoneName]!.services.metrics : undefined;
+      const replica = child ? await childSync(zone, name, child.syncBin, opts.dir) : await inProcessSync(zone, name, sharedMetrics);
       zone.syncs.push(replica);
       return replica;
     },
     dispose,
   };
-  if (opts.sync !== false) for (const zone of topology.zones) await estate.startSync(zone);
+  try {
+    if (opts.sync !== false) for (const zone of topology.zones) if (zone !== haZone) await estate.startSync(zone);
+    if (haZone !== undefined) {
+      const syncBin = opts.ha!.syncBin;
+      for (let i = 0; i < (opts.ha!.syncReplicas ?? 2); i++) await estate.startSync(haZone, syncBin ? { child: { syncBin } } : {});
+    }
+  } catch (err) {
+    await dispose();
+    throw err;
+  }
   return estate;
 }
 
-async function inProcessSync(zone: TestZone, holder: string, sharedMetrics: boolean): Promise<SyncReplica> {
-  const running: RunningSync = await startSyncDeployable(zone.config, { holder, logStream: sink(), healthListen: "127.0.0.1:0", ...(sharedMetrics ? { metrics: zone.services.metrics } : {}) });
+/** What a sync replica needs of its zone. */
+interface SyncHost {
+  readonly name: string;
+  readonly configPath: string;
+  readonly config: ZoneConfig;
+  readonly syncs: SyncReplica[];
+}
+
+class HaServiceReplica implements ServiceReplica {
+  deployable: RunningDeployable | undefined;
+  private config: ZoneConfig | undefined;
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly role: ServiceReplica["role"],
+    readonly name: string,
+    readonly listen: string,
+    readonly health: string,
+  ) {}
+
+  get url(): string {
+    return `https://localhost:${this.listen.split(":")[1]}`;
+  }
+
+  get healthUrl(): string {
+    return `http://${this.health}`;
+  }
+
+  startWith(config: ZoneConfig): Promise<void> {
+    this.config = config;
+    return this.start();
+  }
+
+  start(): Promise<void> {
+    return this.serialize(async () => {
+      if (this.deployable) return;
+      if (!this.config) throw new Error(`${this.name} has no configuration yet`);
+      this.deployable = await startDeployable(this.role, this.config, { listen: this.listen, healthListen: this.health, logStream: sink(this.name) });
+    });
+  }
+
+  stop(): Promise<void> {
+    return this.serialize(async () => {
+      const running = this.deployable;
+      this.deployable = undefined;
+      await running?.stop();
+    });
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+
+  private serialize(op: () => Promise<void>): Promise<void> {
+    const result = this.queue.then(op);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+}
+
+async function inProcessSync(zone: SyncHost, holder: string, sharedMetrics: RunningDeployable["metrics"] | undefined): Promise<SyncReplica> {
+  const running: RunningSync = await startSyncDeployable(zone.config, { holder, logStream: sink(holder), healthListen: "127.0.0.1:0", ...(sharedMetrics ? { metrics: sharedMetrics } : {}) });
   return {
     holder,
     status: async () => running.worker.status(),
@@ -173,7 +369,7 @@ async function inProcessSync(zone: TestZone, holder: string, sharedMetrics: bool
 }
 
 /** A sync replica as its own process (`node <syncBin> --config <file>`), with its own probe port. */
-async function childSync(zone: TestZone, holder: string, syncBin: string, dir: string): Promise<SyncReplica> {
+async function childSync(zone: SyncHost, holder: string, syncBin: string, dir: string): Promise<SyncReplica> {
   const probePort = await freePort();
   const doc = JSON.parse(readFileSync(zone.configPath, "utf8")) as Record<string, Record<string, unknown>>;
   doc.health = { ...doc.health, sync: `127.0.0.1:${probePort}` };
@@ -181,6 +377,7 @@ async function childSync(zone: TestZone, holder: string, syncBin: string, dir: s
   const configPath = join(dir, `${zone.name}-${holder}.yaml`);
   await writeFile(configPath, JSON.stringify(doc, null, 2));
   const logLines: Array<Record<string, unknown>> = [];
+  const logFile = process.env.BSFG_TEST_LOG_DIR ? createWriteStream(join(process.env.BSFG_TEST_LOG_DIR, `${holder}.log`), { flags: "a" }) : undefined;
   let process_: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
   const start = () => {
@@ -191,6 +388,7 @@ async function childSync(zone: TestZone, holder: string, syncBin: string, dir: s
       const lines = buffered.split("\n");
       buffered = lines.pop()!;
       for (const line of lines) if (line.trim()) logLines.push(JSON.parse(line) as Record<string, unknown>);
+      if (logFile) logFile.write(lines.map((l) => `${l}\n`).join(""));
     });
     child.stderr!.on("data", (chunk: Buffer) => logLines.push({ stderr: chunk.toString("utf8") }));
     exited = new Promise((resolve) => child.once("exit", () => resolve()));
@@ -216,7 +414,13 @@ async function childSync(zone: TestZone, holder: string, syncBin: string, dir: s
   };
 }
 
-/** Service logs go nowhere in tests unless a test collects them itself. */
-function sink(): Writable {
+/**
+ * Service logs go nowhere in tests unless a test collects them itself, or BSFG_TEST_LOG_DIR
+ * names a folder: then each service appends its JSON lines to `<name>.log` there (for
+ * finding out why a run failed).
+ */
+function sink(name?: string): Writable {
+  const dir = process.env.BSFG_TEST_LOG_DIR;
+  if (dir && name) return createWriteStream(join(dir, `${name}.log`), { flags: "a" });
   return new Writable({ write: (_chunk, _encoding, done) => done() });
 }

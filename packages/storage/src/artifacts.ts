@@ -1,11 +1,12 @@
 import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
-import { headers as natsHeaders, nuid } from "@nats-io/nats-core";
+import { headers as natsHeaders } from "@nats-io/nats-core";
 import type { ObjectInfo, ObjectStore } from "@nats-io/obj";
 import { Code, ObjectRefSchema, Reason, rejection, type ObjectRef } from "@bsfg/proto";
 import { pullOnce } from "./pull.js";
 import { apiCode, ApiCode, substrateRejection } from "./substrate-errors.js";
+import { addReadConsumer } from "./read-consumer.js";
 import type { Substrate } from "./substrate.js";
 import { nanos } from "./units.js";
 
@@ -221,8 +222,7 @@ async function* verifiedChunks(substrate: Substrate, info: ObjectInfo, digest: s
   let chunks = 0;
   if (info.size > 0) {
     const stream = `OBJ_${info.bucket}`;
-    const consumer = await substrate.jsm.consumers.add(stream, {
-      name: `bsfg_object_${nuid.next()}`,
+    const consumer = await addReadConsumer(substrate, stream, "bsfg_object_", {
       ack_policy: AckPolicy.None,
       deliver_policy: DeliverPolicy.All,
       filter_subject: `$O.${info.bucket}.C.${info.nuid}`,

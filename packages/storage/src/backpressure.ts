@@ -6,8 +6,10 @@ import { factStreamName } from "./routing.js";
  * Tracks how full each fact stream is, so appends are refused with
  * resource_exhausted before the stream's hard limit. The fill is read from the
  * server at most once per refresh interval and estimated in between from what
- * this process appended; the server's own max_bytes (discard: new) stays the
- * hard stop, so an estimate that lags can never cause a fact to be dropped.
+ * this process appended (an append waits for a reading only when the last one is
+ * over 10 refresh intervals, and at least 10 s, old); the server's own max_bytes
+ * (discard: new) stays the hard stop, so an estimate that lags can never cause a
+ * fact to be dropped.
  */
 export interface FillGauge {
   /** Throws resource_exhausted (store_full) when the stream is at or above the threshold. */
@@ -27,6 +29,8 @@ interface StreamFill {
 
 export function fillGauge(jsm: JetStreamManager, opts: { rejectAtPercent: number; refreshIntervalMs: number }): FillGauge {
   const fills = new Map<string, StreamFill>();
+  /** An estimate this old is not trusted any more: the append waits for a fresh reading. */
+  const staleAfterMs = Math.max(10 * opts.refreshIntervalMs, 10_000);
 
   async function refresh(stream: string): Promise<StreamFill> {
     let fill = fills.get(stream);
@@ -49,7 +53,12 @@ export function fillGauge(jsm: JetStreamManager, opts: { rejectAtPercent: number
   return {
     async admit(stream) {
       let fill = fills.get(stream);
-      if (!fill || Date.now() - fill.readAt >= opts.refreshIntervalMs) fill = await refresh(stream);
+      const age = fill && fill.readAt > 0 ? Date.now() - fill.readAt : Infinity;
+      if (!fill || age >= staleAfterMs) fill = await refresh(stream);
+      // A due refresh runs beside the append, which goes on with the estimate: while a
+      // cluster elects a stream leader, stream info goes unanswered for seconds, and
+      // every append waiting on it would fail with it.
+      else if (age >= opts.refreshIntervalMs) refresh(stream).catch(() => undefined);
       const percent = percentOf(fill);
       if (percent >= opts.rejectAtPercent) {
         throw rejection(

@@ -1,6 +1,6 @@
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
-import { nuid } from "@nats-io/nats-core";
 import { pullOnce, PullRefusedError, PullUnansweredError, type RawMessage } from "./pull.js";
+import { addReadConsumer } from "./read-consumer.js";
 import type { Substrate } from "./substrate.js";
 import { nanos } from "./units.js";
 
@@ -81,8 +81,7 @@ export function pageReaders(substrate: Substrate): PageReaders {
   })();
 
   async function open(query: PageQuery): Promise<{ reader: Reader; pending: number }> {
-    const info = await substrate.jsm.consumers.add(query.stream, {
-      name: `bsfg_read_${nuid.next()}`,
+    const info = await addReadConsumer(substrate, query.stream, "bsfg_read_", {
       ack_policy: AckPolicy.None,
       mem_storage: true,
       num_replicas: 1,

@@ -1,6 +1,6 @@
 import { AckPolicy, DeliverPolicy, type ConsumerConfig } from "@nats-io/jetstream";
-import { nuid } from "@nats-io/nats-core";
 import { pullOnce, type RawMessage } from "./pull.js";
+import { addReadConsumer } from "./read-consumer.js";
 import type { Substrate } from "./substrate.js";
 import { nanos } from "./units.js";
 
@@ -30,29 +30,71 @@ export interface Range {
  * page of hundreds costs a few round trips rather than one per message.
  */
 export async function readRange(substrate: Substrate, stream: string, query: RangeQuery): Promise<Range> {
-  const config: Partial<ConsumerConfig> = {
-    name: `bsfg_read_${nuid.next()}`,
+  const reader = await openRange(substrate, stream, query);
+  try {
+    return await reader.next(query.limit, query.maxBytes);
+  } finally {
+    reader.close();
+  }
+}
+
+/** Consecutive pages of a stream from one consumer. */
+export interface RangeReader {
+  /** The next page: up to `limit` messages (and `maxBytes`) after the previous page. */
+  next(limit: number, maxBytes?: number): Promise<Range>;
+  /** Deletes the consumer (its inactivity threshold removes it if that fails). */
+  close(): void;
+}
+
+/**
+ * Opens a stream for reading page after page with one memory-only consumer, so a scan
+ * of thousands of facts creates one consumer, not one per page: on a cluster each create
+ * is a round trip through the meta leader, and while a node is down a create may go
+ * unanswered and be retried (see read-consumer.ts). A page cut short by the byte budget
+ * leaves the consumer's position unknown; the next page then starts a fresh consumer
+ * right after it.
+ */
+export async function openRange(substrate: Substrate, stream: string, query: Omit<RangeQuery, "limit" | "maxBytes">): Promise<RangeReader> {
+  const configFor = (from: { startSeq?: number | undefined; startTime?: Date | undefined }): Partial<ConsumerConfig> => ({
     ack_policy: AckPolicy.None,
     mem_storage: true,
     num_replicas: 1,
     // Only a safety net: the consumer is deleted right after the read.
     inactive_threshold: nanos(30_000),
-    ...(query.startTime
-      ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: query.startTime.toISOString() }
-      : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, query.startSeq ?? 1) }),
+    ...(from.startTime
+      ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: from.startTime.toISOString() }
+      : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, from.startSeq ?? 1) }),
     ...(query.filter ? { filter_subject: query.filter } : {}),
-  };
-  const info = await substrate.jsm.consumers.add(stream, config);
-  try {
-    if (info.num_pending === 0) return { messages: [], complete: true };
-    // Ask for one more than needed: a 404 after the page then proves nothing matching was left out.
-    const wanted = Math.min(query.limit, info.num_pending);
-    const pulled = await pullOnce(substrate, stream, info.name, { batch: wanted === info.num_pending ? wanted + 1 : wanted, maxBytes: query.maxBytes });
-    const messages = pulled.messages.slice(0, query.limit);
-    return { messages, complete: pulled.end === "no_messages" && messages.length === pulled.messages.length };
-  } finally {
-    substrate.jsm.consumers.delete(stream, info.name).catch(() => {
+  });
+  const drop = (name: string) => {
+    substrate.jsm.consumers.delete(stream, name).catch(() => {
       // inactive_threshold removes it if this fails
     });
-  }
+  };
+  let info = await addReadConsumer(substrate, stream, "bsfg_read_", configFor(query));
+  /** What the consumer said it held when it was created; unknown after a pull. */
+  let pending: number | undefined = info.num_pending;
+  let lastSeq: number | undefined;
+  let positioned = true;
+  return {
+    async next(limit, maxBytes) {
+      if (!positioned) {
+        drop(info.name);
+        info = await addReadConsumer(substrate, stream, "bsfg_read_", configFor(lastSeq === undefined ? query : { startSeq: lastSeq + 1 }));
+        pending = info.num_pending;
+        positioned = true;
+      }
+      if (pending === 0) return { messages: [], complete: true };
+      const pulled = await pullOnce(substrate, stream, info.name, { batch: limit, maxBytes });
+      pending = undefined;
+      const last = pulled.messages.at(-1);
+      lastSeq = last?.seq ?? lastSeq;
+      positioned = pulled.end === "batch" || pulled.end === "no_messages";
+      // The pending count delivered with the last message says whether anything matching was left.
+      return { messages: pulled.messages, complete: pulled.end === "no_messages" || last?.pending === 0 };
+    },
+    close() {
+      drop(info.name);
+    },
+  };
 }

@@ -1,12 +1,12 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { FactMessageSchema } from "@bsfg/proto";
 import type { Claim } from "./dedupe-index.js";
-import { readRange } from "./read-range.js";
+import { openRange } from "./read-range.js";
 import { factStreamName } from "./routing.js";
 import type { Substrate } from "./substrate.js";
 
-const PAGE = 500;
-const PAGE_BYTES = 4 * 2 ** 20;
+const PAGE = 1_000;
+const PAGE_BYTES = 8 * 2 ** 20;
 
 /**
  * Finds the facts of abandoned claims in the log. An owner publishes within a
@@ -28,17 +28,21 @@ export function recovery(substrate: Substrate, windowMs: number): Recovery {
   async function scan(stream: string, claimedAtMs: number): Promise<Map<string, number>> {
     const found = new Map<string, number>();
     const until = claimedAtMs + windowMs;
-    let query: { startTime: Date } | { startSeq: number } = { startTime: new Date(claimedAtMs - 1_000) };
-    for (;;) {
-      const range = await readRange(substrate, factStreamName(stream), { ...query, limit: PAGE, maxBytes: PAGE_BYTES });
-      for (const m of range.messages) {
-        if (m.storedAtMs > until) return found;
-        const id = fromBinary(FactMessageSchema, m.data).envelope?.messageId;
-        if (id !== undefined && !found.has(id)) found.set(id, m.seq);
+    // One consumer for the whole scan: while other writers keep appending, the window can
+    // hold many pages, and a consumer per page cost a round trip through the meta leader each.
+    const reader = await openRange(substrate, factStreamName(stream), { startTime: new Date(claimedAtMs - 1_000) });
+    try {
+      for (;;) {
+        const range = await reader.next(PAGE, PAGE_BYTES);
+        for (const m of range.messages) {
+          if (m.storedAtMs > until) return found;
+          const id = fromBinary(FactMessageSchema, m.data).envelope?.messageId;
+          if (id !== undefined && !found.has(id)) found.set(id, m.seq);
+        }
+        if (range.messages.length === 0 || range.complete) return found;
       }
-      const last = range.messages.at(-1);
-      if (!last || range.complete) return found;
-      query = { startSeq: last.seq + 1 };
+    } finally {
+      reader.close();
     }
   }
 

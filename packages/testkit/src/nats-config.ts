@@ -7,6 +7,8 @@ export interface NatsConfigInput {
   maxMemoryStore: string | number;
   maxFileStore: string | number;
   extraConfig?: string | undefined;
+  /** A node of a JetStream cluster: its route listener on 127.0.0.1 and the other nodes' route ports. */
+  cluster?: { name: string; port: number; routes: readonly number[] } | undefined;
 }
 
 /**
@@ -25,6 +27,15 @@ export function renderNatsConfig(input: NatsConfigInput): string {
     `listen: 127.0.0.1:${input.port}`,
     `http: 127.0.0.1:${input.monitorPort}`,
     `server_name: ${JSON.stringify(input.serverName)}`,
+    ...(input.cluster === undefined
+      ? []
+      : [
+          `cluster {`,
+          `  name: ${JSON.stringify(input.cluster.name)}`,
+          `  listen: 127.0.0.1:${input.cluster.port}`,
+          `  routes: [${input.cluster.routes.map((port) => JSON.stringify(`nats-route://127.0.0.1:${port}`)).join(", ")}]`,
+          `}`,
+        ]),
     `jetstream {`,
     `  store_dir: ${JSON.stringify(input.storeDir)}`,
     `  domain: ${JSON.stringify(input.domain)}`,

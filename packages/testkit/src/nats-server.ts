@@ -9,7 +9,7 @@ import { readLogTail } from "./log-tail.js";
 import { locateNatsServerBinary } from "./nats-binary.js";
 import { assertValidDomain, renderNatsConfig } from "./nats-config.js";
 import { freePort } from "./ports.js";
-import { waitForJetStream } from "./readiness.js";
+import { waitForClusterNode, waitForJetStream } from "./readiness.js";
 import { track, tracked, untrack } from "./registry.js";
 
 export interface NatsServerOptions {
@@ -52,6 +52,8 @@ export interface NatsServerHandle {
 }
 
 const READY_TIMEOUT_MS = 15_000;
+/** A cluster's first start needs a meta leader election; a restarted node has to catch up. */
+const CLUSTER_READY_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 5_000;
 /** Another process may grab a port between freePort() and the server binding it. */
 const START_ATTEMPTS = 3;
@@ -78,7 +80,7 @@ export async function disposeAllNatsServers(): Promise<void> {
   if (failures.length > 0) throw new AggregateError(failures, `${failures.length} nats-server(s) failed to dispose`);
 }
 
-class StartupError extends Error {
+export class StartupError extends Error {
   constructor(
     message: string,
     readonly addressInUse: boolean,
@@ -89,7 +91,17 @@ class StartupError extends Error {
   }
 }
 
-class NatsServer implements NatsServerHandle {
+/** Where a node of a cluster listens: chosen by the cluster, fixed for the node's lifetime. */
+export interface ClusterPlacement {
+  readonly serverName: string;
+  readonly port: number;
+  readonly monitorPort: number;
+  readonly cluster: { readonly name: string; readonly port: number; readonly routes: readonly number[] };
+  /** The other nodes' monitoring ports: a (re)starting node is ready once it caught up with them. */
+  readonly peerMonitorPorts: readonly number[];
+}
+
+export class NatsServer implements NatsServerHandle {
   readonly domain: string;
   readonly storeDir: string;
   private readonly ownsStoreDir: boolean;
@@ -107,12 +119,13 @@ class NatsServer implements NatsServerHandle {
     private readonly binary: string,
     private readonly workDir: string,
     private readonly opts: NatsServerOptions,
+    private readonly placement?: ClusterPlacement,
   ) {
     this.domain = opts.domain;
     this.ownsStoreDir = opts.storeDir === undefined;
     // Absolute, because nats-server resolves relative paths against its cwd, not the config file.
     this.storeDir = opts.storeDir === undefined ? join(workDir, "store") : resolve(opts.storeDir);
-    this.serverName = `${opts.domain}-${randomBytes(4).toString("hex")}`;
+    this.serverName = placement?.serverName ?? `${opts.domain}-${randomBytes(4).toString("hex")}`;
     this.configPath = join(workDir, "nats-server.conf");
     this.logPath = join(workDir, "nats-server.log");
   }
@@ -129,12 +142,30 @@ class NatsServer implements NatsServerHandle {
     return `nats://127.0.0.1:${this.ports.port}`;
   }
 
+  get name(): string {
+    return this.serverName;
+  }
+
+  /** Route port of a cluster node (0 for a standalone server). */
+  get clusterPort(): number {
+    return this.placement?.cluster.port ?? 0;
+  }
+
   get pid(): number | undefined {
     return this.child !== undefined && !this.child.hasExited ? this.child.pid : undefined;
   }
 
   /** Ports are only chosen here; restart() must keep them, so later starts never re-pick. */
   async firstStart(): Promise<void> {
+    if (this.placement !== undefined) {
+      // A cluster node's ports are the cluster's choice (the other nodes' routes name them);
+      // the cluster retries as a whole when one is taken.
+      this.ports = { port: this.placement.port, monitorPort: this.placement.monitorPort };
+      await writeFile(this.configPath, this.renderConfig());
+      await this.launch();
+      this.startedOnce = true;
+      return;
+    }
     for (let attempt = 1; ; attempt++) {
       this.ports = await pickDistinctPorts();
       await writeFile(this.configPath, this.renderConfig());
@@ -205,6 +236,7 @@ class NatsServer implements NatsServerHandle {
       maxMemoryStore: this.opts.maxMemoryStore ?? "1GB",
       maxFileStore: this.opts.maxFileStore ?? "10GB",
       extraConfig: this.opts.extraConfig,
+      cluster: this.placement?.cluster,
     });
   }
 
@@ -220,7 +252,12 @@ class NatsServer implements NatsServerHandle {
     this.child = child;
 
     const abort = new AbortController();
-    const ready = waitForJetStream({ url: this.url, monitorPort: this.monitorPort, domain: this.domain }, READY_TIMEOUT_MS, abort.signal);
+    const target = { url: this.url, monitorPort: this.monitorPort, domain: this.domain };
+    // A cluster node is ready once JetStream answers through it *and* it has caught up
+    // with its peers (see waitForClusterNode).
+    const ready = this.placement === undefined
+      ? waitForJetStream(target, READY_TIMEOUT_MS, abort.signal)
+      : waitForClusterNode({ ...target, serverName: this.serverName }, this.placement.peerMonitorPorts, CLUSTER_READY_TIMEOUT_MS, abort.signal);
     let earlyExit: ExitInfo | undefined;
     try {
       earlyExit = await Promise.race([ready.then(() => undefined), child.exited]);

@@ -13,3 +13,8 @@ test("freePort returns a port that can be bound on 127.0.0.1", async () => {
   });
   await new Promise<void>((resolve) => server.close(() => resolve()));
 });
+
+test("freePort does not hand out the same port twice in a process", async () => {
+  const ports = await Promise.all(Array.from({ length: 200 }, () => freePort()));
+  expect(new Set(ports).size).toBe(200);
+});
