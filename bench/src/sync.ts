@@ -23,7 +23,7 @@
  * message_id, from the append's acknowledgement to the fact being appended in
  * Enterprise (seen by an ordered consumer on Enterprise's stream).
  *
- *   pnpm bench:sync [-- --facts 100000 --latency-seconds 20 --rate 1000 --rounds 3 --variants in-process,child --only throughput,latency | --quick]
+ *   pnpm bench:sync [-- --facts 100000 --page-limit 500 --latency-seconds 20 --rate 1000 --rounds 3 --variants in-process,child --only throughput,latency | --quick]
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
@@ -49,6 +49,8 @@ const { values } = parseArgs({ args: benchArgs(), options: {
   variants: { type: "string", default: "in-process,child" },
   "raw-in-flight": { type: "string", default: "256" },
   "sync-bin": { type: "string" },
+  // The receiving workers' sync.pageLimit (default: the configuration's default).
+  "page-limit": { type: "string" },
   // Either part alone: throughput, latency.
   only: { type: "string", default: "throughput,latency" },
   // The machine may be shared: before each case, wait (up to this many seconds) until other work uses < 0.25 cores.
@@ -66,6 +68,7 @@ const rawInFlight = Number(values["raw-in-flight"]);
 const quietWait = Number(values["quiet-wait"] ?? (quick ? 5 : 60));
 const variants = values.variants.split(",").map((v) => v.trim()).filter((v) => v !== "") as Variant[];
 for (const v of variants) if (v !== "in-process" && v !== "child") throw new Error(`--variants: unknown "${v}" (in-process, child)`);
+const pageLimit = values["page-limit"] === undefined ? undefined : Number(values["page-limit"]);
 const syncBin = values["sync-bin"] ?? fileURLToPath(new URL("../../apps/sync/dist/main.js", import.meta.url));
 type Variant = "in-process" | "child";
 const parts = new Set(values.only.split(",").map((p) => p.trim()));
@@ -213,6 +216,7 @@ try {
       sync: false,
       storage: { streams: { operational: { maxBytes: `${operationalGiB}GiB` }, audit: { maxBytes: "128MiB" }, documents: { maxBytes: "128MiB" } } },
       maxFileStore: `${operationalGiB + 1}GB`,
+      ...(pageLimit === undefined ? {} : { extra: () => ({ sync: { pageLimit } }) }),
     });
     estates.push(estate);
     return estate;

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import * as crypto from "node:crypto";
 import type { FactMessage } from "@bsfg/proto";
 import { canonicalize } from "./canonical-json.js";
 
@@ -12,29 +12,32 @@ import { canonicalize } from "./canonical-json.js";
  * timestamp survives JSON's double precision. See docs/storage.md.
  */
 export function payloadIdentity(message: FactMessage, canonicalObjectJson: string): string {
-  return createHash("sha256").update(identityDocument(message, canonicalObjectJson)).digest("base64url");
+  return sha256(identityDocument(message, canonicalObjectJson));
 }
 
 /** The canonical identity document; `canonicalObjectJson` is spliced in as is, already canonical. */
 export function identityDocument(message: FactMessage, canonicalObjectJson: string): string {
   const envelope = message.envelope!;
   const fact = message.fact!;
-  const canonicalEnvelope = canonicalize({
-    message_id: envelope.messageId,
-    from_zone: envelope.fromZone,
-    to_zone: envelope.toZone,
-    produced_at_unix_ms: envelope.producedAtUnixMs.toString(),
-    correlation_id: envelope.correlationId,
-    causation_id: envelope.causationId,
-    labels: envelope.labels,
-    object_media_type: envelope.objectMediaType,
-    object_schema: envelope.objectSchema,
-  });
+  // The envelope's keys written out in RFC 8785 order (identity.test.ts holds this to the
+  // generic canonicalize): sorting them for every fact cost more than hashing it.
+  const canonicalEnvelope = `{"causation_id":${canonicalize(envelope.causationId)},"correlation_id":${canonicalize(envelope.correlationId)}`
+    + `,"from_zone":${canonicalize(envelope.fromZone)},"labels":${canonicalize(envelope.labels)},"message_id":${canonicalize(envelope.messageId)}`
+    + `,"object_media_type":${canonicalize(envelope.objectMediaType)},"object_schema":${canonicalize(envelope.objectSchema)}`
+    + `,"produced_at_unix_ms":${canonicalize(envelope.producedAtUnixMs.toString())},"to_zone":${canonicalize(envelope.toZone)}}`;
   // Keys in RFC 8785 order: "envelope" < "fact"; "object" < "predicate" < "subject".
   return `{"envelope":${canonicalEnvelope},"fact":{"object":${canonicalObjectJson},"predicate":${canonicalize(fact.predicate)},"subject":${canonicalize(fact.subject)}}}`;
 }
 
 /** A short, subject-safe key for a message_id: 128 bits of its SHA-256. */
 export function messageKey(messageId: string): string {
-  return createHash("sha256").update(messageId).digest("base64url").slice(0, 22);
+  return sha256(messageId).slice(0, 22);
 }
+
+/**
+ * SHA-256 as base64url. crypto.hash (Node ≥ 20.12) is about 3× faster than createHash
+ * for inputs this short; the fallback keeps Node 20.11 working.
+ */
+const sha256: (data: string) => string = typeof crypto.hash === "function"
+  ? (data) => crypto.hash("sha256", data, "base64url")
+  : (data) => crypto.createHash("sha256").update(data).digest("base64url");

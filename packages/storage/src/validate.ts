@@ -1,7 +1,7 @@
-import { toBinary } from "@bufbuild/protobuf";
-import { Code, FactMessageSchema, Reason, rejection, type FactMessage } from "@bsfg/proto";
+import { Code, Reason, rejection, type FactMessage } from "@bsfg/proto";
 import { CanonicalJsonError, parseCanonical } from "./canonical-json.js";
 import { kindPattern, type StorageConfig } from "./config.js";
+import { encodeFactMessage } from "./fact-message-wire.js";
 import { messageKey, payloadIdentity } from "./identity.js";
 import { factSubject, routeFact } from "./routing.js";
 
@@ -107,7 +107,7 @@ function prepareMessage(cfg: StorageConfig, message: FactMessage, index: number)
   checkArtifactRef(parsed.value, envelope.objectMediaType, index, id);
 
   const canonical: FactMessage = objectJson === fact.objectJson ? message : { ...message, fact: { ...fact, objectJson } };
-  const payload = toBinary(FactMessageSchema, canonical);
+  const payload = encodeFactMessage(canonical);
   if (payload.byteLength > cfg.limits.maxFactBytes) {
     throw invalid(Reason.FactTooLarge, `message ${index} (${id}): ${payload.byteLength} bytes; the limit is ${cfg.limits.maxFactBytes}`, ctx("fact"));
   }
