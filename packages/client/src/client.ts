@@ -4,11 +4,14 @@ import { createReadStream } from "node:fs";
 import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import type { Writable } from "node:stream";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { WireType } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { compressionGzip, createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import {
+  AppendFactRequestSchema,
   AppendStatus,
   BoundaryService,
+  encodeFactMessage,
   FactMessageSchema,
   PeerService,
   Reason,
@@ -122,11 +125,18 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
         throw err;
       }
     }, signal);
-  const boundary = (url: string): Client<typeof BoundaryService> => createClient(BoundaryService, transportFor(url));
-  const peer = (url: string): Client<typeof PeerService> => createClient(PeerService, transportFor(url));
+  const boundaryClients = new Map<string, Client<typeof BoundaryService>>();
+  const peerClients = new Map<string, Client<typeof PeerService>>();
+  const boundary = (url: string) => cached(boundaryClients, url, () => createClient(BoundaryService, transportFor(url)));
+  const peer = (url: string) => cached(peerClients, url, () => createClient(PeerService, transportFor(url)));
 
-  const appendFacts = (messages: readonly FactMessageInit[]) =>
-    attempt("ingest", async (url) => (await boundary(url).appendFact({ messages: messages.map((m) => create(FactMessageSchema, m)) }, { timeoutMs })).results);
+  const appendFacts = (messages: readonly FactMessageInit[]) => {
+    // Encoded once for every attempt, by the fast encoder, as field 1 (`messages`) held in
+    // `$unknown`: toBinary writes them as they are. Client interceptors see an empty `messages`.
+    const request = create(AppendFactRequestSchema);
+    request.$unknown = messages.map((m) => ({ no: 1, wireType: WireType.LengthDelimited, data: encodeFactMessage(create(FactMessageSchema, m), { delimited: true }) }));
+    return attempt("ingest", async (url) => (await boundary(url).appendFact(request, { timeoutMs })).results);
+  };
 
   return {
     appendFacts,
@@ -249,4 +259,13 @@ function chunked(bytes: Uint8Array, size = 128 * 1024): Uint8Array[] {
   const out: Uint8Array[] = [];
   for (let i = 0; i < bytes.byteLength; i += size) out.push(bytes.subarray(i, i + size));
   return out;
+}
+
+function cached<T>(map: Map<string, T>, url: string, make: () => T): T {
+  let value = map.get(url);
+  if (value === undefined) {
+    value = make();
+    map.set(url, value);
+  }
+  return value;
 }

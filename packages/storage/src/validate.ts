@@ -1,7 +1,6 @@
-import { Code, Reason, rejection, type FactMessage } from "@bsfg/proto";
+import { Code, encodeFactMessage, Reason, rejection, type FactMessage } from "@bsfg/proto";
 import { CanonicalJsonError, parseCanonical } from "./canonical-json.js";
 import { kindPattern, type StorageConfig } from "./config.js";
-import { encodeFactMessage } from "./fact-message-wire.js";
 import { messageKey, payloadIdentity } from "./identity.js";
 import { factSubject, routeFact } from "./routing.js";
 

@@ -1,13 +1,14 @@
 import { Buffer } from "node:buffer";
 import { toBinary } from "@bufbuild/protobuf";
-import { FactMessageSchema, type Envelope, type Fact, type FactMessage } from "@bsfg/proto";
+import { FactMessageSchema, type Envelope, type Fact, type FactMessage } from "./gen/bsfg/v1/fact_pb.js";
 
 /*
- * The append path encodes every fact it stores. protobuf-es's reflective
- * toBinary took about 23 µs for a 256-byte fact, two thirds of all validation
- * and more than the two JetStream publishes an append costs this process; this
- * encoder writes the same bytes in about 1 µs. fact-message-wire.test.ts proves
- * it byte for byte against toBinary and fails when the schema gains a field.
+ * Every fact is encoded on its way in: by the producer's client (AppendFact) and
+ * again by the zone's append path (in canonical form). protobuf-es's reflective
+ * toBinary took about 23 µs for a 256-byte fact, two thirds of a zone's whole
+ * validation of it; this encoder writes the same bytes in 2–3 µs.
+ * fact-message-wire.test.ts proves it byte for byte against toBinary and fails
+ * when the schema gains a field.
  */
 
 /** The fields this encoder writes, by message: what the test holds the schema to. */
@@ -25,14 +26,26 @@ const tag = (field: number, wireType: number) => (field << 3) | wireType;
  * writes it: fields in number order, proto3 defaults left out, map entries with both
  * key and value. A message that carries unknown fields (from a newer producer) is
  * handed to toBinary, which writes them back.
+ *
+ * With `delimited`, the encoding is preceded by its length: the bytes that follow the
+ * tag of a FactMessage field, which is how protobuf-es holds a length-delimited
+ * unknown field (`$unknown[].data`) — a request can carry pre-encoded facts that way.
  */
-export function encodeFactMessage(message: FactMessage): Uint8Array {
+export function encodeFactMessage(message: FactMessage, opts: { delimited?: boolean } = {}): Uint8Array {
   const { envelope, fact } = message;
-  if (hasUnknown(message) || (envelope && hasUnknown(envelope)) || (fact && hasUnknown(fact))) return toBinary(FactMessageSchema, message);
+  if (hasUnknown(message) || (envelope && hasUnknown(envelope)) || (fact && hasUnknown(fact))) {
+    const bytes = toBinary(FactMessageSchema, message);
+    if (!opts.delimited) return bytes;
+    const out = new Writer(varintSize(bytes.byteLength) + bytes.byteLength);
+    out.varint(bytes.byteLength);
+    out.raw(bytes);
+    return out.done();
+  }
   const envelopeSize = envelope ? sizeOfEnvelope(envelope) : 0;
   const factSize = fact ? sizeOfFact(fact) : 0;
   const size = (envelope ? 1 + varintSize(envelopeSize) + envelopeSize : 0) + (fact ? 1 + varintSize(factSize) + factSize : 0);
-  const out = new Writer(size);
+  const out = new Writer(opts.delimited ? varintSize(size) + size : size);
+  if (opts.delimited) out.varint(size);
   if (envelope) {
     out.byte(tag(1, LENGTH_DELIMITED));
     out.varint(envelopeSize);
@@ -138,6 +151,11 @@ class Writer {
   done(): Uint8Array {
     if (this.pos !== this.bytes.byteLength) throw new Error(`FactMessage encoder: wrote ${this.pos} of ${this.bytes.byteLength} bytes`);
     return this.bytes;
+  }
+
+  raw(bytes: Uint8Array): void {
+    this.bytes.set(bytes, this.pos);
+    this.pos += bytes.byteLength;
   }
 
   byte(b: number): void {

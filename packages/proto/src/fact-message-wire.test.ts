@@ -1,6 +1,8 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { WireType } from "@bufbuild/protobuf/wire";
+import { AppendFactRequestSchema } from "./gen/bsfg/v1/boundary_pb.js";
 import { describe, expect, it } from "vitest";
-import { EnvelopeSchema, FactMessageSchema, FactSchema, type FactMessage } from "@bsfg/proto";
+import { EnvelopeSchema, FactMessageSchema, FactSchema, type FactMessage } from "./gen/bsfg/v1/fact_pb.js";
 import { ENCODED_FIELDS, encodeFactMessage } from "./fact-message-wire.js";
 
 /** A deterministic pseudo-random source, so a failure names a reproducible case. */
@@ -55,6 +57,18 @@ describe("encodeFactMessage", () => {
     for (const message of [create(FactMessageSchema), create(FactMessageSchema, { envelope: {}, fact: {} }), create(FactMessageSchema, { envelope: { labels: { "": "" } } })]) {
       expect(Buffer.from(encodeFactMessage(message)).toString("hex")).toBe(Buffer.from(toBinary(FactMessageSchema, message)).toString("hex"));
     }
+  });
+
+  it("with delimited, gives what a request carries as pre-encoded facts: the same bytes as the request built from messages", () => {
+    const withUnknown = create(FactMessageSchema, { envelope: { messageId: "m-9" } });
+    withUnknown.envelope!.$unknown = [{ no: 15, wireType: WireType.LengthDelimited, data: Uint8Array.of(3, 0x6e, 0x65, 0x77) }];
+    const big = create(FactMessageSchema, { envelope: { messageId: "m-big" }, fact: { objectJson: "x".repeat(20_000) } });
+    const messages = [arbitraryMessage(1), arbitraryMessage(2), create(FactMessageSchema), withUnknown, big];
+    const preEncoded = create(AppendFactRequestSchema);
+    preEncoded.$unknown = messages.map((m) => ({ no: 1, wireType: WireType.LengthDelimited, data: encodeFactMessage(m, { delimited: true }) }));
+    const bytes = toBinary(AppendFactRequestSchema, preEncoded);
+    expect(Buffer.from(bytes).toString("hex")).toBe(Buffer.from(toBinary(AppendFactRequestSchema, create(AppendFactRequestSchema, { messages }))).toString("hex"));
+    expect(fromBinary(AppendFactRequestSchema, bytes).messages.map((m) => m.envelope?.messageId ?? "")).toEqual(messages.map((m) => m.envelope?.messageId ?? ""));
   });
 
   it("keeps unknown fields of a newer producer, as toBinary does", () => {
