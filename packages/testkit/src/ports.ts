@@ -29,8 +29,10 @@ export async function freePort(): Promise<number> {
   const [low] = ephemeralRange();
   for (let attempt = 0; attempt < 50 && low - LOWEST >= 1_000; attempt++) {
     const port = LOWEST + Math.floor(Math.random() * (low - LOWEST));
-    if (issued.has(port) || !(await canListen(port))) continue;
-    return remember(port);
+    if (issued.has(port)) continue;
+    // Taken before the probe: concurrent calls must not both probe, and hand out, one port.
+    remember(port);
+    if (await canListen(port)) return port;
   }
   for (let attempt = 0; ; attempt++) {
     const port = await kernelPort();
