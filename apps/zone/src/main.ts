@@ -3,7 +3,7 @@
 import { startDeployable } from "@bsfg/boundary";
 import { configFromCommandLine } from "@bsfg/config";
 import { startSyncDeployable } from "@bsfg/replication";
-import { onStopSignal } from "@bsfg/service-kit";
+import { onReloadSignal, onStopSignal } from "@bsfg/service-kit";
 import { startTracing } from "@bsfg/telemetry";
 
 const config = configFromCommandLine("bsfg-zone");
@@ -13,6 +13,11 @@ services.server.log.info({ event: "tracing", enabled: tracing.enabled }, tracing
 // The worker shares the services' zone store; its /links status is served on health.sync if configured.
 // It also shares their metrics: one /metrics on health.zone shows the whole process, links included.
 const sync = await startSyncDeployable(config, { store: services.store, metrics: services.metrics });
+// SIGHUP: read the server's and the sync worker's certificate files now.
+onReloadSignal(async () => {
+  await services.reloadTls();
+  await sync.reloadTls();
+});
 onStopSignal(async () => {
   await sync.stop();
   await services.stop();

@@ -1,5 +1,5 @@
 import { configFromCommandLine, createPolicy, printableConfig, type ZoneConfig } from "@bsfg/config";
-import { startBoundaryServer, onStopSignal, type BoundaryServer } from "@bsfg/service-kit";
+import { startBoundaryServer, startTlsReloader, onReloadSignal, onStopSignal, type BoundaryServer, type TlsCheckOutcome } from "@bsfg/service-kit";
 import { startTracing } from "@bsfg/telemetry";
 import { createMetrics, observeCertificates, observeStore, type BsfgMetrics } from "@bsfg/telemetry";
 import { openZoneStore, type ZoneStore } from "@bsfg/storage";
@@ -11,6 +11,8 @@ export interface RunningDeployable {
   readonly store: ZoneStore;
   /** The deployable's metrics (/metrics on its probe port); the all-in-one's sync worker reports into them too. */
   readonly metrics: BsfgMetrics;
+  /** Reads the certificate files now (SIGHUP) and serves a rotated certificate to new connections. */
+  reloadTls(): Promise<TlsCheckOutcome>;
   stop(): Promise<void>;
 }
 
@@ -21,7 +23,8 @@ export async function startDeployable(role: Role, config: ZoneConfig, overrides:
   const watch = highWaterWatch((stream) => store.highWater(stream), (stream, onAppend) => store.watchAppends(stream, onAppend));
   // One registry per deployable, never per module: tests run several zones in one process.
   const metrics = overrides.metrics ?? createMetrics({ zone: config.zone, service: name });
-  const unobserve = [observeStore(metrics, store), observeCertificates(metrics, { server: config.tls.cert, ca: config.tls.ca })];
+  let unobserveCertificates = observeCertificates(metrics, { server: config.tls.cert, ca: config.tls.ca });
+  const unobserve = [observeStore(metrics, store), () => unobserveCertificates()];
   try {
     const server = await startBoundaryServer({
       name,
@@ -34,11 +37,25 @@ export async function startDeployable(role: Role, config: ZoneConfig, overrides:
       ...(overrides.logStream ? { logStream: overrides.logStream } : {}),
     });
     server.log.info({ event: "configuration", config: printableConfig(config), topology: store.topologyReport }, "started");
+    const tls = startTlsReloader({
+      name: "server",
+      paths: config.tls.paths,
+      current: config.tls,
+      intervalMs: config.tls.reloadCheckMs,
+      log: server.log,
+      apply(pems) {
+        server.reloadTls(pems);
+        unobserveCertificates();
+        unobserveCertificates = observeCertificates(metrics, { server: pems.cert, ca: pems.ca });
+      },
+    });
     return {
       server,
       store,
       metrics,
+      reloadTls: () => tls.check("signal"),
       async stop() {
+        tls.close();
         // Long polls answer now (with what they have) instead of holding the drain up.
         watch.close();
         await server.shutdown();
@@ -60,6 +77,7 @@ export async function main(role: Role, argv = process.argv.slice(2)): Promise<vo
   const tracing = startTracing({ serviceName: `bsfg-${role}`, zone: config.zone });
   const running = await startDeployable(role, config);
   running.server.log.info({ event: "tracing", enabled: tracing.enabled }, tracing.enabled ? "tracing: OTLP export on" : "tracing: off");
+  onReloadSignal(() => running.reloadTls());
   onStopSignal(async () => {
     await running.stop();
     await tracing.shutdown();

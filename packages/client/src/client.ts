@@ -79,6 +79,11 @@ export interface BsfgClient {
   /** Streams an artifact into `destination`; a broken stream resumes from the bytes already written. */
   fetchObject(bucket: string, key: string, destination: Writable, options?: { signal?: AbortSignal }): Promise<ObjectRef>;
   statObject(bucket: string, key: string): Promise<ObjectRef>;
+  /**
+   * Uses a new certificate set (a rotated certificate) from the next call on: new
+   * connections present it; the ones open now finish their calls and are then closed.
+   */
+  reloadTls(tls: BsfgClientOptions["tls"]): void;
   /** Closes the client's connections (and any call still open on them). */
   close(): void;
 }
@@ -86,16 +91,17 @@ export interface BsfgClient {
 export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
   const retry: RetryOptions = { ...defaultRetry, ...options.retry };
   const timeoutMs = options.timeoutMs ?? 30_000;
-  const transports = new Map<string, Transport>();
-  const sessions: Http2SessionManager[] = [];
+  let tls = options.tls;
+  let transports = new Map<string, Transport>();
+  let sessions: GuardedSessionManager[] = [];
   // One transport per endpoint, with one HTTP/2 session reused by every call.
   const transportFor = (url: string) => {
     let transport = transports.get(url);
     if (!transport) {
       const sessionManager = new GuardedSessionManager(url, {}, {
-        ca: options.tls.ca,
-        cert: options.tls.cert,
-        key: options.tls.key,
+        ca: tls.ca,
+        cert: tls.cert,
+        key: tls.key,
         ...(options.serverIdentity ? { checkServerIdentity: serverIdentityCheck(options.serverIdentity) } : {}),
       });
       sessions.push(sessionManager);
@@ -184,6 +190,15 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
     async statObject(bucket, key) {
       return (await attempt("egress", (url) => peer(url).statObject({ bucket, key }, { timeoutMs }))).object!;
     },
+    reloadTls(next) {
+      tls = next;
+      const retired = sessions;
+      sessions = [];
+      transports = new Map();
+      boundaryClients.clear();
+      peerClients.clear();
+      for (const session of retired) session.retire();
+    },
     close() {
       for (const session of sessions.splice(0)) session.abort();
       transports.clear();
@@ -225,6 +240,9 @@ function endpointPool(endpoints: Endpoints | undefined) {
  */
 class GuardedSessionManager extends Http2SessionManager {
   readonly #guarded = new WeakSet<Http2Session>();
+  /** Streams open on this manager's sessions, and whether it closes when they are done. */
+  #open = 0;
+  #retiring = false;
 
   override async request(...args: Parameters<Http2SessionManager["request"]>): Promise<ClientHttp2Stream> {
     const stream = await super.request(...args);
@@ -233,7 +251,18 @@ class GuardedSessionManager extends Http2SessionManager {
       this.#guarded.add(session);
       session.on("error", () => {});
     }
+    this.#open++;
+    stream.once("close", () => {
+      this.#open--;
+      if (this.#retiring && this.#open === 0) this.abort();
+    });
     return stream;
+  }
+
+  /** Closes the session once the calls on it are done (a certificate rotation: new calls use a new manager). */
+  retire(): void {
+    this.#retiring = true;
+    if (this.#open === 0) this.abort();
   }
 }
 

@@ -39,6 +39,12 @@ describe("zone configuration", () => {
     expect(cfg.fetch.maxWait).toBe(30_000);
   });
 
+  it("reads the certificate files for a rotation every minute unless told otherwise (\"off\": SIGHUP only)", () => {
+    const withCheck = (reloadCheck?: unknown) => parseZoneConfig({ ...valid, tls: { ...valid.tls, ...(reloadCheck === undefined ? {} : { reloadCheck }) } }, { baseDir: "/pki", readFile }).tls.reloadCheckMs;
+    expect([withCheck(), withCheck("5s"), withCheck("off")]).toEqual([60_000, 5_000, 0]);
+    expect(() => withCheck("soon")).toThrow(/tls\.reloadCheck/);
+  });
+
   it("lists every problem with its path in one error", () => {
     const broken = {
       ...valid,

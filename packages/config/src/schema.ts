@@ -71,6 +71,11 @@ export const zoneConfigSchema = z.object({
     ca: z.string().min(1),
     cert: z.string().min(1),
     key: z.string().min(1),
+    /**
+     * How often the three files (and sync.tls's) are read for a rotated certificate, which is
+     * then used for new connections without a restart; "off": only on SIGHUP.
+     */
+    reloadCheck: z.union([z.literal("off"), duration]).default(60_000),
   }).strict(),
   /** Where each service listens; the all-in-one process uses `zone`. */
   listen: z.object({

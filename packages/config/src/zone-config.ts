@@ -24,7 +24,11 @@ export interface ZoneConfig {
   readonly nats: { readonly servers: string[]; readonly domain: string };
   readonly storage: StorageConfig;
   /** PEM contents, read at start-up. */
-  readonly tls: { readonly ca: string; readonly cert: string; readonly key: string; readonly paths: { ca: string; cert: string; key: string } };
+  readonly tls: {
+    readonly ca: string; readonly cert: string; readonly key: string; readonly paths: { ca: string; cert: string; key: string };
+    /** Milliseconds between reads of the certificate files for a rotation; 0: only on SIGHUP. */
+    readonly reloadCheckMs: number;
+  };
   readonly listen: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string };
   readonly health: { readonly zone?: string | undefined; readonly ingest?: string | undefined; readonly egress?: string | undefined; readonly ledger?: string | undefined; readonly sync?: string | undefined };
   readonly fetch: { readonly maxLimit: number; readonly maxBytes: number; readonly maxWait: number };
@@ -145,7 +149,7 @@ export function parseZoneConfig(document: unknown, opts: { source?: string; base
     zone: cfg.zone,
     nats: { servers: cfg.nats.servers, domain: cfg.nats.domain ?? cfg.zone },
     storage: storage.data,
-    tls: { ca: pem["tls.ca"]!, cert: pem["tls.cert"]!, key: pem["tls.key"]!, paths },
+    tls: { ca: pem["tls.ca"]!, cert: pem["tls.cert"]!, key: pem["tls.key"]!, paths, reloadCheckMs: cfg.tls.reloadCheck === "off" ? 0 : cfg.tls.reloadCheck },
     listen: cfg.listen,
     health: cfg.health,
     fetch: cfg.fetch,
@@ -168,5 +172,5 @@ const list = (endpoints: string | readonly string[]): readonly string[] => (type
 
 /** The configuration as it may be logged: no key material, paths instead of PEMs. */
 export function printableConfig(cfg: ZoneConfig): unknown {
-  return { ...cfg, tls: cfg.tls.paths, sync: { ...cfg.sync, tls: cfg.sync.tls.paths } };
+  return { ...cfg, tls: { ...cfg.tls.paths, reloadCheckMs: cfg.tls.reloadCheckMs }, sync: { ...cfg.sync, tls: cfg.sync.tls.paths } };
 }

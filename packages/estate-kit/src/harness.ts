@@ -65,6 +65,11 @@ export interface SyncReplica {
   restart(): Promise<void>;
   /** Child replicas only: its JSON log lines so far. */
   readonly logLines: Array<Record<string, unknown>>;
+  /**
+   * Reads its client certificate files now: in this process, resolves with the outcome;
+   * a child gets SIGHUP (and logs `tls_reloaded` or `tls_reload_rejected`).
+   */
+  reloadTls(): Promise<string>;
 }
 
 /** One replica of a boundary service of the highly available zone, in this process. */
@@ -365,6 +370,7 @@ async function inProcessSync(zone: SyncHost, holder: string, sharedMetrics: Runn
     kill: () => Promise.reject(new Error("an in-process replica cannot be killed; start it with child")),
     restart: () => Promise.reject(new Error("an in-process replica cannot be restarted; start another")),
     logLines: [],
+    reloadTls: () => running.reloadTls(),
   };
 }
 
@@ -411,6 +417,10 @@ async function childSync(zone: SyncHost, holder: string, syncBin: string, dir: s
     kill: () => signal("SIGKILL"),
     restart: startReady,
     logLines,
+    async reloadTls() {
+      process_?.kill("SIGHUP");
+      return "signalled";
+    },
   };
 }
 

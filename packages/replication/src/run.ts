@@ -1,5 +1,5 @@
 import { configFromCommandLine, printableConfig, type ZoneConfig } from "@bsfg/config";
-import { onStopSignal, startProbeServer, type ProbeServer } from "@bsfg/service-kit";
+import { onReloadSignal, onStopSignal, startProbeServer, startTlsReloader, type ProbeServer, type TlsCheckOutcome, type TlsReloader } from "@bsfg/service-kit";
 import { openZoneStore, type ZoneStore } from "@bsfg/storage";
 import { createMetrics, observeCertificates, observeLinks, observeStore, startTracing, type BsfgMetrics } from "@bsfg/telemetry";
 import type { Logger } from "./logger.js";
@@ -13,6 +13,8 @@ export interface RunningSync {
   readonly log: Logger;
   /** Link lag, state and totals (and, with a registry of its own, store gauges and certificates). */
   readonly metrics: BsfgMetrics;
+  /** Reads the client certificate files now (SIGHUP); a rotated certificate is presented to peers from the next call on. */
+  reloadTls(): Promise<TlsCheckOutcome>;
   stop(): Promise<void>;
 }
 
@@ -36,9 +38,12 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
   let probe: ProbeServer | undefined;
   const metrics = overrides.metrics ?? createMetrics({ zone: config.zone, service: "bsfg-sync" });
   // A registry of its own reports the zone's gauges too; a shared one has them from its owner.
-  const unobserve = overrides.metrics
-    ? [observeCertificates(metrics, { "sync-client": config.sync.tls.cert })]
-    : [observeStore(metrics, store), observeCertificates(metrics, { "sync-client": config.sync.tls.cert, ca: config.tls.ca })];
+  const certificates = (pems: { ca: string; cert: string }) => overrides.metrics
+    ? observeCertificates(metrics, { "sync-client": pems.cert })
+    : observeCertificates(metrics, { "sync-client": pems.cert, ca: pems.ca });
+  let unobserveCertificates = certificates({ ca: config.tls.ca, cert: config.sync.tls.cert });
+  const unobserve = overrides.metrics ? [() => unobserveCertificates()] : [observeStore(metrics, store), () => unobserveCertificates()];
+  let tls: TlsReloader | undefined;
   try {
     probe = await startProbeServer({
       name: "bsfg-sync",
@@ -53,20 +58,34 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
     worker = startSyncWorker(config, { store, log: probe.log, ...(overrides.holder ? { holder: overrides.holder } : {}) });
     const running = worker;
     unobserve.push(observeLinks(metrics, () => running.status()));
+    tls = startTlsReloader({
+      name: "sync-client",
+      paths: { ca: config.tls.paths.ca, cert: config.sync.tls.paths.cert, key: config.sync.tls.paths.key },
+      current: { ca: config.tls.ca, cert: config.sync.tls.cert, key: config.sync.tls.key },
+      intervalMs: config.tls.reloadCheckMs,
+      log: probe.log,
+      apply(pems) {
+        running.reloadTls(pems);
+        unobserveCertificates();
+        unobserveCertificates = certificates(pems);
+      },
+    });
   } catch (err) {
     for (const stop of unobserve) stop();
     await probe?.close();
     if (!overrides.store) await store.close();
     throw err;
   }
-  const started = { worker, probe };
+  const started = { worker, probe, tls: tls! };
   return {
     worker,
     store,
     probeUrl: probe.url,
     log: probe.log,
     metrics,
+    reloadTls: () => started.tls.check("signal"),
     async stop() {
+      started.tls.close();
       await started.worker.stop();
       await started.probe.close();
       for (const stop of unobserve) stop();
@@ -81,6 +100,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   const tracing = startTracing({ serviceName: "bsfg-sync", zone: config.zone });
   const running = await startSyncDeployable(config);
   running.log.info({ event: "tracing", enabled: tracing.enabled }, tracing.enabled ? "tracing: OTLP export on" : "tracing: off");
+  onReloadSignal(() => running.reloadTls());
   onStopSignal(async () => {
     await running.stop();
     await tracing.shutdown();

@@ -11,6 +11,8 @@ import type { Logger } from "./logger.js";
 export interface SyncWorker {
   /** Every link's status, in configuration order. */
   status(): LinkStatus[];
+  /** Presents a rotated client certificate to peers from the next call on. */
+  reloadTls(tls: { readonly ca: string; readonly cert: string; readonly key: string }): void;
   stop(): Promise<void>;
 }
 
@@ -58,6 +60,9 @@ export function startSyncWorker(config: ZoneConfig, options: SyncWorkerOptions):
   options.log.info({ event: "sync_started", holder, links: config.sync.links.map((l) => l.name) }, `sync worker: ${links.length} link(s)`);
   return {
     status: () => links.map((l) => l.status()),
+    reloadTls(tls) {
+      for (const client of clients.values()) client.reloadTls(tls);
+    },
     async stop() {
       await Promise.all(links.map((l) => l.stop()));
       for (const client of clients.values()) client.close();

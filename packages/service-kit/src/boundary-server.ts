@@ -11,6 +11,7 @@ import { healthRoutes } from "./health.js";
 import { knownIdentityOnly, refuseWhileDraining, rejectionLogger } from "./interceptors.js";
 import { parseListen, urlFor } from "./listen-address.js";
 import { identityOfSocket, peerIdentityKey } from "./peer-identity.js";
+import type { TlsPems } from "./tls-reload.js";
 
 export interface BoundaryServerOptions {
   /** Deployable name for logs, e.g. "bsfg-ingest". */
@@ -38,6 +39,8 @@ export interface BoundaryServer {
   readonly metrics: BsfgMetrics;
   /** Calls being served right now. */
   inFlight(): number;
+  /** Serves new connections with this certificate set (established ones keep theirs). */
+  reloadTls(pems: TlsPems): void;
   /**
    * Stops taking calls (new ones get unavailable/shutting_down, HTTP/2 clients
    * get GOAWAY), lets in-flight calls finish within the configured grace, then
@@ -147,6 +150,9 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
     log,
     metrics,
     inFlight: () => inFlight,
+    reloadTls(pems) {
+      app.server.setSecureContext({ key: pems.key, cert: pems.cert, ca: pems.ca, minVersion: "TLSv1.3" });
+    },
     shutdown() {
       stopping ??= (async () => {
         draining = true;

@@ -6,3 +6,5 @@ export { parseListen } from "./listen-address.js";
 export { startProbeServer, type ProbeServer, type ProbeServerOptions } from "./probe-server.js";
 export { metricsInterceptor, reasonLabel } from "./metrics-interceptor.js";
 export type { MetricsEndpoint } from "./health.js";
+export { startTlsReloader, type TlsReloader, type TlsReloaderOptions, type TlsPems, type TlsPaths, type TlsCheckOutcome } from "./tls-reload.js";
+export { onReloadSignal } from "./signals.js";

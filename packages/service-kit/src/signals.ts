@@ -16,3 +16,13 @@ export function onStopSignal(stop: () => Promise<void>, log: { info(obj: object,
   process.on("SIGTERM", handler);
   process.on("SIGINT", handler);
 }
+
+/**
+ * Runs `reload` on SIGHUP: certificate files are read again at once instead of at the next
+ * periodic check. A reload that fails is logged by whoever reloads; the process goes on.
+ */
+export function onReloadSignal(reload: () => Promise<unknown>): void {
+  process.on("SIGHUP", () => {
+    reload().catch(() => undefined);
+  });
+}

@@ -1,0 +1,130 @@
+import { X509Certificate } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect as tlsConnect } from "node:tls";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadZoneConfig } from "@bsfg/config";
+import { createBsfgClient, type BsfgClient } from "@bsfg/client";
+import { Code } from "@bsfg/proto";
+import { issueCertificate, type IssuedCertificate } from "@bsfg/pki";
+import { pollUntil, startNatsServer, type NatsServerHandle } from "@bsfg/testkit";
+import { startDeployable, type RunningDeployable } from "./run.js";
+import { createTestPki, logCollector, producedFact, rejectionOf, writeTestZoneFiles, type TestPki } from "./test-support.js";
+
+const serialOf = (cert: IssuedCertificate) => new X509Certificate(cert.certPem).serialNumber;
+
+describe("certificate rotation without a restart", () => {
+  let nats: NatsServerHandle;
+  let pki: TestPki;
+  let dir: string;
+  let running: RunningDeployable;
+  let logs: Array<Record<string, unknown>>;
+  const clients: BsfgClient[] = [];
+
+  const clientAs = (cert: IssuedCertificate) => {
+    const client = createBsfgClient({ url: running.server.url, tls: { ca: pki.ca.certPem, cert: cert.certPem, key: cert.keyPem }, retry: { attempts: 1 } });
+    clients.push(client);
+    return client;
+  };
+  /** The serial of the certificate the server presents to a new connection. */
+  const servedSerial = () => new Promise<string>((resolve, reject) => {
+    const producer = pki.certs["mes-producer"];
+    const socket = tlsConnect({ host: "127.0.0.1", port: running.server.port, servername: "localhost", ca: pki.ca.certPem, cert: producer.certPem, key: producer.keyPem, ALPNProtocols: ["h2"] }, () => {
+      resolve(socket.getPeerCertificate().serialNumber);
+      socket.end();
+    });
+    socket.once("error", reject);
+  });
+  const writeServerFiles = async (cert: string, key: string) => {
+    await writeFile(join(dir, "zone.key"), key, { mode: 0o600 });
+    await writeFile(join(dir, "zone.crt"), cert);
+  };
+  const expirySeconds = async (certificate: string) => {
+    const text = await (await fetch(`${running.server.healthUrl}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith("bsfg_certificate_expiry_seconds{") && l.includes(`certificate="${certificate}"`));
+    return Number(line?.split(" ").at(-1));
+  };
+
+  beforeAll(async () => {
+    nats = await startNatsServer({ domain: "plant-a" });
+    pki = await createTestPki();
+    dir = await mkdtemp(join(tmpdir(), "bsfg-tls-rotation-"));
+    const configPath = await writeTestZoneFiles(pki, dir, nats.url, { tls: { ca: "ca.crt", cert: "zone.crt", key: "zone.key", reloadCheck: "100ms" } });
+    const collected = logCollector();
+    logs = collected.lines;
+    running = await startDeployable("zone", loadZoneConfig(configPath), { listen: "127.0.0.1:0", healthListen: "127.0.0.1:0", logStream: collected.stream });
+  });
+  afterAll(async () => {
+    for (const client of clients) client.close();
+    await running?.stop();
+    await nats?.dispose();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("serves a rotated server certificate to new connections within the check interval; open connections keep working", async () => {
+    const producer = clientAs(pki.certs["mes-producer"]);
+    await producer.appendFact(producedFact(1));
+    expect(await servedSerial()).toBe(serialOf(pki.certs["plant-a-bsfg"]));
+    const before = await expirySeconds("server");
+
+    // A shorter-lived certificate, so the expiry gauge shows which one is in use.
+    const rotated = await issueCertificate(pki.ca, { identity: "plant-a-bsfg", usage: "both", validDays: 30 });
+    await writeServerFiles(rotated.certPem, rotated.keyPem);
+    await pollUntil(async () => (await servedSerial()) === serialOf(rotated), { timeoutMs: 10_000, intervalMs: 50, what: "the rotated certificate served" });
+
+    expect(logs.filter((l) => l.event === "tls_reloaded").at(-1)).toMatchObject({ certificate: "server", trigger: "interval", serial: serialOf(rotated) });
+    // The client's HTTP/2 session predates the rotation and goes on; a new client connects to the new certificate.
+    expect((await producer.appendFact(producedFact(2))).offset).toBeGreaterThan(0n);
+    expect((await clientAs(pki.certs["mes-producer"]).appendFact(producedFact(3))).offset).toBeGreaterThan(0n);
+    const after = await expirySeconds("server");
+    expect(before).toBeGreaterThan(89 * 86_400);
+    expect(after).toBeLessThan(30 * 86_400 + 60);
+    expect(after).toBeGreaterThan(29 * 86_400);
+  });
+
+  it("keeps the working certificate when the new files are unusable (key of another certificate, expired), and says why", async () => {
+    const inUse = await servedSerial();
+    const other = await issueCertificate(pki.ca, { identity: "plant-a-bsfg", usage: "both" });
+    const rejectedBefore = logs.filter((l) => l.event === "tls_reload_rejected").length;
+
+    await writeServerFiles(other.certPem, pki.certs["mes-producer"].keyPem);
+    expect(await running.reloadTls()).toBe("rejected");
+    expect(logs.filter((l) => l.event === "tls_reload_rejected").at(-1)).toMatchObject({ certificate: "server", trigger: "signal", reason: expect.stringMatching(/not a usable TLS set/) });
+    expect(await servedSerial()).toBe(inUse);
+
+    const expired = await issueCertificate(pki.ca, { identity: "plant-a-bsfg", usage: "both", notBefore: new Date(Date.now() - 10 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) });
+    await writeServerFiles(expired.certPem, expired.keyPem);
+    expect(await running.reloadTls()).toBe("rejected");
+    expect(logs.filter((l) => l.event === "tls_reload_rejected").at(-1)).toMatchObject({ reason: expect.stringMatching(/expired/) });
+    expect(await servedSerial()).toBe(inUse);
+    expect(logs.filter((l) => l.event === "tls_reload_rejected").length).toBeGreaterThanOrEqual(rejectedBefore + 2);
+
+    // Good files again: taken (by the signal or the interval, whichever reads them first).
+    await writeServerFiles(other.certPem, other.keyPem);
+    expect(["reloaded", "unchanged"]).toContain(await running.reloadTls());
+    expect(await servedSerial()).toBe(serialOf(other));
+  });
+
+  it("a client presents a rotated certificate from its next call on, and a long poll in flight finishes", async () => {
+    const peer = clientAs(pki.certs["enterprise-bsfg"]);
+    // Drain the consumer, so the next fetch waits.
+    for (;;) {
+      const page = await peer.fetchFacts("enterprise-from-plant-a", { limit: 50 });
+      if (page.facts.length === 0) break;
+      await peer.confirmReceipt("enterprise-from-plant-a", page.lastOffset);
+    }
+    const waiting = peer.fetchFacts("enterprise-from-plant-a", { maxWaitMs: 1_500 });
+
+    // Rotated to a certificate of an identity without policy: the next call is refused, so it presents the new one.
+    peer.reloadTls({ ca: pki.ca.certPem, cert: pki.certs.stranger.certPem, key: pki.certs.stranger.keyPem });
+    const refused = await rejectionOf(peer.fetchFacts("enterprise-from-plant-a", { limit: 1 }));
+    expect(refused.code).toBe(Code.PermissionDenied);
+    // The long poll sent before the rotation ends as a long poll does: an empty page, not an error.
+    expect((await waiting).facts).toEqual([]);
+
+    const renewed = await issueCertificate(pki.ca, { identity: "enterprise-bsfg", usage: "client" });
+    peer.reloadTls({ ca: pki.ca.certPem, cert: renewed.certPem, key: renewed.keyPem });
+    expect((await peer.fetchFacts("enterprise-from-plant-a", { limit: 1 })).facts).toEqual([]);
+  });
+});
