@@ -40,6 +40,15 @@ describe("RFC 8785 canonical JSON", () => {
     expect(() => canonicalize(Number.NaN)).toThrow(/finite/);
   });
 
+  it("rejects a key that occurs twice in one object, also when escaped differently, and only then", () => {
+    for (const text of ['{"a":1,"a":2}', '{"x":{"b":[1,{"c":0}],"b":true}}', '{"a":1,"\\u0061":2}', '[{"k":"v"},{"s":"{\\"k\\":1,\\"k\\":2}","t":{"k":1,"k":2}}]']) {
+      expect(() => canonicalizeJsonText(text), text).toThrow(/occurs twice in one object/);
+    }
+    for (const text of ['{"a":{"a":{"a":1}}}', '[{"a":1},{"a":2}]', '{"a":"a","b":["a","a"]}', '{"s":"{\\"k\\":1,\\"k\\":2}"}', '{"\\\\":1,"\\"":2}', '"a"', "[]", "{}"]) {
+      expect(() => canonicalizeJsonText(text), text).not.toThrow();
+    }
+  });
+
   it("gives the same text for the same value in any key order", () => {
     expect(canonicalizeJsonText('{"b":1,"a":2}')).toBe(canonicalizeJsonText('{"a":2,"b":1}'));
   });

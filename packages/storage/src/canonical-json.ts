@@ -21,7 +21,55 @@ export function parseCanonical(text: string): { value: unknown; canonical: strin
   } catch (err) {
     throw new CanonicalJsonError(`not valid JSON: ${(err as Error).message}`);
   }
+  // JSON.parse keeps the last of two equal keys: {"a":1,"a":2} would be stored, and hashed, as {"a":2}.
+  const repeated = repeatedKey(text);
+  if (repeated !== undefined) throw new CanonicalJsonError(`not I-JSON: the key ${JSON.stringify(repeated)} occurs twice in one object (RFC 7493 §2.3)`);
   return { value, canonical: canonicalize(value) };
+}
+
+/**
+ * The first key that occurs twice in one object of a valid JSON text, compared after
+ * unescaping ("a" and "\u0061" are one key), or undefined. A single pass over the text:
+ * objects keep the keys seen so far, strings are skipped whole.
+ */
+export function repeatedKey(text: string): string | undefined {
+  // One entry per open container: the keys of an object, null for an array.
+  const open: Array<Set<string> | null> = [];
+  let expectingKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) { // "
+      // The closing quote: the next one not escaped (preceded by an even number of backslashes).
+      let end = text.indexOf('"', i + 1);
+      for (;;) {
+        let backslashes = 0;
+        while (text.charCodeAt(end - 1 - backslashes) === 0x5c) backslashes++;
+        if (backslashes % 2 === 0) break;
+        end = text.indexOf('"', end + 1);
+      }
+      const keys = open.at(-1);
+      if (expectingKey && keys) {
+        const raw = text.slice(i, end + 1);
+        const key = raw.includes("\\") ? (JSON.parse(raw) as string) : raw.slice(1, -1);
+        if (keys.has(key)) return key;
+        keys.add(key);
+        expectingKey = false;
+      }
+      i = end;
+    } else if (c === 0x7b) { // {
+      open.push(new Set());
+      expectingKey = true;
+    } else if (c === 0x5b) { // [
+      open.push(null);
+      expectingKey = false;
+    } else if (c === 0x7d || c === 0x5d) { // } ]
+      open.pop();
+      expectingKey = false;
+    } else if (c === 0x2c) { // ,
+      expectingKey = open.length > 0 && open[open.length - 1] !== null;
+    }
+  }
+  return undefined;
 }
 
 /** The canonical form of a JSON-compatible value. */

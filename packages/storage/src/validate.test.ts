@@ -51,6 +51,7 @@ describe("prepareBatch", () => {
     ["camelCase predicate", { predicate: "stepCompleted" }, "invalid_predicate"],
     ["predicate with double underscore", { predicate: "step__completed" }, "invalid_predicate"],
     ["broken JSON", { objectJson: '{"a":' }, "invalid_json"],
+    ["JSON object with a key twice", { objectJson: '{"result":"ok","result":"scrap"}' }, "invalid_json"],
     ["unknown from_zone", { fromZone: "mars" }, "unknown_zone"],
     ["unknown to_zone", { toZone: "venus" }, "unknown_zone"],
     ["missing message_id", { id: "" }, "missing_field"],
