@@ -47,7 +47,8 @@ export function estateDocuments(opts: DocumentOptions): Record<string, Record<st
         readBuckets: [...topology.buckets],
         // As a relay: what facts fetched from it may claim.
         assertFromZones: [...new Set(incoming.filter((l) => l.sender === peer).flatMap((l) => l.relayedOrigins))],
-        targetZones: ["*"],
+        // Only facts bound for this side of the estate (what the consumer there serves).
+        targetZones: [...new Set(incoming.filter((l) => l.sender === peer).flatMap((l) => l.targets))],
       };
     }
     const { sync: syncExtra, ...extra } = opts.extra?.(zone) ?? {};
@@ -60,7 +61,7 @@ export function estateDocuments(opts: DocumentOptions): Record<string, Record<st
         zones: topology.zones.filter((z) => z !== zone),
         streams: { operational: {}, audit: {}, documents: {} },
         routing: [{ kind: "document", stream: "documents" }],
-        consumers: outgoing.map((l) => ({ name: l.consumer, stream: l.category, skipOrigins: [...l.skipOrigins] })),
+        consumers: outgoing.map((l) => ({ name: l.consumer, stream: l.category, skipOrigins: [...l.skipOrigins], targets: [...l.targets] })),
         buckets: Object.fromEntries(topology.buckets.map((b) => [b, {}])),
         ...opts.storage,
       },

@@ -1,12 +1,18 @@
 /**
- * The estate's shape: zones in a line (Enterprise — IDMZ — PlantA), each
- * pulling from its neighbours. Everything else (consumers, links, policies)
- * follows from the line, so the runner, the tests and the benchmarks build
- * the same estate.
+ * The estate's shape: a tree of zones, each pulling from its neighbours — a line
+ * (Enterprise — IDMZ — PlantA) or plants side by side behind one IDMZ. Everything
+ * else (consumers, links, policies) follows from it, so the runner, the tests and
+ * the benchmarks build the same estate.
  */
 export interface EstateTopology {
-  /** Zone names in line order; each zone pulls from the ones next to it. */
+  /** Zone names; without `edges`, a line in this order. */
   readonly zones: readonly string[];
+  /**
+   * Neighbours, which pull from each other: a tree over `zones` (one path between any two
+   * zones), e.g. [["enterprise", "idmz"], ["idmz", "plant-a"], ["idmz", "plant-b"]].
+   * Default: the line of `zones`.
+   */
+  readonly edges?: readonly (readonly [string, string])[];
   /** Fact categories that cross zones; one consumer and one link per category and direction. */
   readonly categories: readonly string[];
   /** Producer identities per zone: they may assert that zone as from_zone and write its buckets. */
@@ -32,27 +38,58 @@ export interface EstateLink {
   readonly skipOrigins: readonly string[];
   /** Origins the sender may relay to the receiver: the zones on the sender's side. */
   readonly relayedOrigins: readonly string[];
+  /**
+   * Destinations the consumer serves: the zones on the receiver's side. A fact travels
+   * toward its to_zone only; zones off its path never see it (PlantA's facts for
+   * Enterprise do not reach PlantB).
+   */
+  readonly targets: readonly string[];
 }
 
 /** The zone's certificate identity, as server and as a peer's client. */
 export const zoneIdentity = (zone: string) => `${zone}-bsfg`;
 
 export function estateLinks(topology: EstateTopology): EstateLink[] {
-  const { zones } = topology;
+  const neighbours = neighboursOf(topology);
   const links: EstateLink[] = [];
-  zones.forEach((zone, i) => {
-    for (const j of [i - 1, i + 1]) {
-      const sender = zones[j];
-      if (sender === undefined) continue;
-      // Everything on the sender's side of this edge, the sender included.
-      const senderSide = j < i ? zones.slice(0, i) : zones.slice(i + 1);
-      const receiverSide = zones.filter((z) => !senderSide.includes(z));
+  for (const zone of topology.zones) {
+    for (const sender of neighbours.get(zone)!) {
+      // Everything on the sender's side of this edge, the sender included, and the rest.
+      const senderSide = sideOf(neighbours, sender, zone);
+      const receiverSide = topology.zones.filter((z) => !senderSide.includes(z));
       for (const category of topology.categories) {
-        links.push({ receiver: zone, sender, category, consumer: `${zone}-from-${sender}-${category}`, skipOrigins: receiverSide, relayedOrigins: senderSide });
+        links.push({ receiver: zone, sender, category, consumer: `${zone}-from-${sender}-${category}`, skipOrigins: receiverSide, relayedOrigins: senderSide, targets: receiverSide });
       }
     }
-  });
+  }
   return links;
+}
+
+/** Each zone's neighbours, in the order of `zones`; throws unless the edges form a tree over the zones. */
+function neighboursOf(topology: EstateTopology): Map<string, string[]> {
+  const { zones } = topology;
+  const edges = topology.edges ?? zones.slice(1).map((zone, i) => [zones[i]!, zone] as const);
+  const neighbours = new Map(zones.map((zone) => [zone, [] as string[]]));
+  for (const [a, b] of edges) {
+    if (!neighbours.has(a) || !neighbours.has(b) || a === b) throw new Error(`estate edge ${a} — ${b}: both must be zones of the estate (${zones.join(", ")}), and different`);
+    neighbours.get(a)!.push(b);
+    neighbours.get(b)!.push(a);
+  }
+  const reached = zones.length === 0 ? [] : sideOf(neighbours, zones[0]!, undefined);
+  if (edges.length !== zones.length - 1 || reached.length !== zones.length) {
+    throw new Error(`the estate's edges must connect its ${zones.length} zones as a tree (${zones.length - 1} edges, one path between any two zones); got ${edges.map(([a, b]) => `${a} — ${b}`).join(", ") || "none"}`);
+  }
+  for (const list of neighbours.values()) list.sort((x, y) => zones.indexOf(x) - zones.indexOf(y));
+  return neighbours;
+}
+
+/** The zones reachable from `start` without going through `excluded`, `start` included. */
+function sideOf(neighbours: ReadonlyMap<string, readonly string[]>, start: string, excluded: string | undefined): string[] {
+  const side = [start];
+  for (let i = 0; i < side.length; i++) {
+    for (const next of neighbours.get(side[i]!) ?? []) if (next !== excluded && !side.includes(next)) side.push(next);
+  }
+  return side;
 }
 
 /** Every certificate identity of the estate: zones (server and client), producers (client). */

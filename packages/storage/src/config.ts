@@ -42,6 +42,11 @@ const consumerSchema = z.object({
   start: startSchema.default({ policy: "all" }),
   /** Facts whose envelope.from_zone is one of these are skipped (no echo on two-way links). */
   skipOrigins: z.array(zoneName).default([]),
+  /**
+   * Only facts whose envelope.to_zone is one of these: the zones on the consumer's side of
+   * the estate, so a fact travels toward its destination only. Default: every fact.
+   */
+  targets: z.array(zoneName).min(1).optional(),
 }).strict();
 
 const bucketSchema = z.object({

@@ -102,6 +102,24 @@ describe("consumers: pages after the confirmed cursor, monotonic confirms", () =
     expect(batches.lastOffset).toBe(Number(doc!.offset));
   });
 
+  it("with targets, serves only facts addressed to those zones, in both encodings, while last_offset covers the rest", async () => {
+    const [toEnterprise, toIdmz, toPlantA] = await zone.store.append([
+      factMessage({ toZone: "enterprise" }),
+      factMessage({ toZone: "idmz" }),
+      factMessage({ toZone: "plant-a" }),
+    ]);
+    const after = Number(toEnterprise!.offset) - 1;
+    const view = { stream: "operational", skipOrigins: [], targets: ["idmz", "enterprise"] };
+    const decoded = await zone.store.read(view, after);
+    expect(decoded.facts.map((f) => f.message!.envelope!.toZone)).toEqual(["enterprise", "idmz"]);
+    expect(decoded.lastOffset).toBe(Number(toPlantA!.offset));
+    const encoded = await zone.store.read(view, after, { messages: "encoded" });
+    expect(encoded.count).toBe(2);
+    const onlyPlant = await zone.store.read({ ...view, targets: ["plant-a"] }, after);
+    expect(onlyPlant.facts.map((f) => f.offset)).toEqual([toPlantA!.offset]);
+    expect(toIdmz!.offset).toBeGreaterThan(toEnterprise!.offset);
+  });
+
   it("never moves a cursor backwards under concurrent confirms from separate connections", async () => {
     const results = await zone.store.append(Array.from({ length: 40 }, () => factMessage()));
     const offsets = results.map((r) => Number(r.offset));

@@ -4,7 +4,7 @@ import type { ConsumerDefinition } from "./config.js";
 import type { PageReaders } from "./page-readers.js";
 import type { RawMessage } from "./pull.js";
 import { factStreamName } from "./routing.js";
-import { encodeStoredFacts, originOf } from "./stored-fact-wire.js";
+import { encodeStoredFacts, routeOf } from "./stored-fact-wire.js";
 import type { Substrate } from "./substrate.js";
 
 /** A page of a consumer's view of the log. */
@@ -34,12 +34,12 @@ export interface PageLimits {
   readonly traceContext?: boolean;
 }
 
-type ConsumerView = Pick<ConsumerDefinition, "stream" | "subjectFilter" | "skipOrigins"> & { readonly name?: string };
+type ConsumerView = Pick<ConsumerDefinition, "stream" | "subjectFilter" | "skipOrigins" | "targets"> & { readonly name?: string };
 
 /**
  * The facts after `afterOffset` that a consumer may see: its stream, its
- * subject filter, minus skipped origins. A named consumer keeps its reader
- * for the next page.
+ * subject filter, minus skipped origins, and (with `targets`) only facts addressed to
+ * one of those zones. A named consumer keeps its reader for the next page.
  */
 export async function readFacts(substrate: Substrate, readers: PageReaders, consumer: ConsumerView, afterOffset: number, limits: PageLimits): Promise<FactPage> {
   const stream = factStreamName(consumer.stream);
@@ -50,7 +50,11 @@ export async function readFacts(substrate: Substrate, readers: PageReaders, cons
 
   const page = await readers.read(consumer.name, { stream, filter: consumer.subjectFilter, afterOffset, limit: limits.limit, maxBytes: limits.maxBytes, highWater });
   const skip = new Set(consumer.skipOrigins);
-  const visible = skip.size === 0 ? page.messages : page.messages.filter((m) => !skip.has(originOf(m.data)));
+  const targets = consumer.targets === undefined ? undefined : new Set(consumer.targets);
+  const visible = skip.size === 0 && targets === undefined ? page.messages : page.messages.filter((m) => {
+    const route = routeOf(m.data);
+    return !skip.has(route.from) && (targets === undefined || targets.has(route.to));
+  });
   const lastRead = page.messages.at(-1)?.seq ?? afterOffset;
   const known = {
     lastOffset: page.lastOffset,

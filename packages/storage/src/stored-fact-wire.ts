@@ -9,11 +9,12 @@ import type { RawMessage } from "./pull.js";
  */
 
 /**
- * The envelope's from_zone, read from a stored FactMessage's bytes without
- * decoding the rest. Stored facts are written by toBinary, so the envelope
+ * The envelope's from_zone and to_zone, read from a stored FactMessage's bytes without
+ * decoding the rest. Stored facts are written by the FactMessage encoder, so the envelope
  * (field 1) occurs once.
  */
-export function originOf(factMessage: Uint8Array): string {
+export function routeOf(factMessage: Uint8Array): { from: string; to: string } {
+  const route = { from: "", to: "" };
   const message = new BinaryReader(factMessage);
   while (message.pos < message.len) {
     const [no, wireType] = message.tag();
@@ -24,12 +25,16 @@ export function originOf(factMessage: Uint8Array): string {
     const envelope = new BinaryReader(message.bytes());
     while (envelope.pos < envelope.len) {
       const [field, type] = envelope.tag();
-      if (field === 2 && type === WireType.LengthDelimited) return envelope.string();
-      envelope.skip(type, field);
+      if (field === 2 && type === WireType.LengthDelimited) route.from = envelope.string();
+      else if (field === 3 && type === WireType.LengthDelimited) {
+        route.to = envelope.string();
+        // to_zone (3) follows from_zone (2): nothing more to read.
+        return route;
+      } else envelope.skip(type, field);
     }
-    return "";
+    return route;
   }
-  return "";
+  return route;
 }
 
 const encoder = new TextEncoder();

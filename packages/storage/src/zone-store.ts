@@ -32,7 +32,7 @@ export interface ZoneStore {
   /** Validates and appends a batch; see docs/storage.md for the guarantees. */
   append(messages: readonly FactMessage[], options?: AppendOptions): Promise<AppendResult[]>;
   /** Facts after `afterOffset` as `consumer` sees them. */
-  read(consumer: Pick<ConsumerDefinition, "stream" | "subjectFilter" | "skipOrigins">, afterOffset: number, limits?: Partial<PageLimits>): Promise<FactPage>;
+  read(consumer: Pick<ConsumerDefinition, "stream" | "subjectFilter" | "skipOrigins" | "targets">, afterOffset: number, limits?: Partial<PageLimits>): Promise<FactPage>;
   /** A registered consumer's definition, or not_found. */
   consumer(name: string): Promise<ConsumerDefinition>;
   /** A consumer's confirmed cursor. */
@@ -164,7 +164,7 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
     return jsm.streams.info(factStreamName(stream)).then((i) => saw(stream, i.state.last_seq), (err) => { throw substrateRejection(err, "reading the log"); });
   }
   const readers = pageReaders(substrate);
-  async function read(def: Pick<ConsumerDefinition, "stream" | "subjectFilter" | "skipOrigins"> & { name?: string }, afterOffset: number, limits: Partial<PageLimits> = {}) {
+  async function read(def: Pick<ConsumerDefinition, "stream" | "subjectFilter" | "skipOrigins" | "targets"> & { name?: string }, afterOffset: number, limits: Partial<PageLimits> = {}) {
     const page = { limit: limits.limit ?? DEFAULT_PAGE.limit, maxBytes: Math.max(limits.maxBytes ?? DEFAULT_PAGE.maxBytes, minPageBytes), messages: limits.messages ?? "decoded", traceContext: limits.traceContext ?? false };
     const result = await readFacts(substrate, readers, def, afterOffset, page).catch((err) => { throw substrateRejection(err, "reading facts"); });
     saw(def.stream, result.highWater);
