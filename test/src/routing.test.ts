@@ -2,18 +2,12 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestEstate, type EstateTopology, type TestEstate } from "@bsfg/estate-kit";
+import { referenceEstate, startTestEstate, type EstateTopology, type TestEstate } from "@bsfg/estate-kit";
 import { pollUntil } from "@bsfg/testkit";
 import { checkCrossed, logOf, produce, withPrefix } from "./estate-support.js";
 
-/** The reference estate with a second plant: PlantA and PlantB side by side behind the IDMZ. */
-const topology: EstateTopology = {
-  zones: ["enterprise", "idmz", "plant-a", "plant-b"],
-  edges: [["enterprise", "idmz"], ["idmz", "plant-a"], ["idmz", "plant-b"]],
-  categories: ["operational"],
-  producers: { enterprise: ["erp-producer"], "plant-a": ["mes-producer"], "plant-b": ["mes-b-producer"] },
-  buckets: ["batch-files"],
-};
+/** The reference estate (what run.sh runs): PlantA and PlantB side by side behind the IDMZ; operational facts only. */
+const topology: EstateTopology = { ...referenceEstate, categories: ["operational"] };
 
 /** What each flow is: where it is appended, where it is addressed, how many facts. */
 const flows = [

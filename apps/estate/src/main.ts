@@ -1,12 +1,12 @@
 #!/usr/bin/env node
-// bsfg-estate [--data .bsfg] [--split]: brings up the three-zone estate (enterprise, idmz,
-// plant-a) with its peer links, and keeps it running until Ctrl-C.
+// bsfg-estate [--data .bsfg] [--split]: brings up the reference estate (enterprise, idmz, and
+// plant-a and plant-b behind it) with its peer links, and keeps it running until Ctrl-C.
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { stringify } from "yaml";
-import { estateDocuments, estateIdentities, estateLinks, threeZoneEstate } from "@bsfg/estate-kit";
+import { estateDocuments, estateEdges, estateIdentities, estateLinks, referenceEstate } from "@bsfg/estate-kit";
 import { ensureDevPki } from "@bsfg/pki";
 import { demoViewer, endpointsOf, estateStorage, withViewer, zonePorts, type ZonePorts } from "./estate.js";
 import { startProcess, stopProcess, waitHealthy, type Supervised } from "./processes.js";
@@ -17,7 +17,7 @@ const data = resolve(values.data!);
 const split = values.split!;
 const natsBin = ["/usr/sbin/nats-server", "/usr/bin/nats-server"].find((p) => existsSync(p)) ?? "nats-server";
 
-const topology = threeZoneEstate;
+const topology = referenceEstate;
 const zones = zonePorts(topology);
 const byName = new Map(zones.map((z) => [z.name, z]));
 
@@ -153,18 +153,18 @@ const zoneLines = zones.map((z) => {
     `  ${z.name.padEnd(10)}  nats://127.0.0.1:${z.natsPort} (JetStream domain ${z.name}, monitor ${probe(z.monitorPort)})`,
     `              ${services}`,
     `              ${probes}   sync ${probe(z.health.sync)}/links`,
-    `              pulls operational + documents facts from ${pulls.join(" and ")}`,
+    `              pulls operational + documents facts from ${pulls.join(", ")}`,
   ].join("\n");
 });
 
 console.log(`
-BSFG local estate is up: ${topology.zones.join(" ⇄ ")}${split ? " (split: ingest, egress, ledger, sync per zone)" : ""}
+BSFG local estate is up: ${estateEdges(topology).map(([a, b]) => `${a} ⇄ ${b}`).join(", ")}${split ? " (split: ingest, egress, ledger, sync per zone)" : ""}
 data in ${shown(data)} (a second start resumes), logs in ${shown(data)}/<zone>/logs, Ctrl-C stops it.
 
 ${zoneLines.join("\n")}
 
 Demo: a batch story appended in ${plant.name} as mes-producer (one fact carries a PDF artifact),
-shown arriving in ${enterprise.name} through plant-a → idmz → enterprise:
+shown arriving in ${enterprise.name} through plant-a → idmz → enterprise (never in plant-b: facts travel toward their to_zone):
   ${cli} demo --pki ${pkiDir} --plant-url ${ingestUrl(plant)} --enterprise-url ${egressUrl(enterprise)}${ledgerFlag("--enterprise-ledger-url", enterprise)} \\
     --links ${probe(idmz.health.sync)}/links,${probe(enterprise.health.sync)}/links
 

@@ -27,6 +27,25 @@ export const threeZoneEstate: EstateTopology = {
   buckets: ["batch-files", "document-files"],
 };
 
+/**
+ * The reference estate of the brief: Enterprise, the IDMZ, and two plants side by side
+ * behind it. What the local estate (`scripts/run.sh`) runs; PlantA's facts for Enterprise
+ * pass the IDMZ and never reach PlantB.
+ */
+export const referenceEstate: EstateTopology = {
+  zones: ["enterprise", "idmz", "plant-a", "plant-b"],
+  edges: [["enterprise", "idmz"], ["idmz", "plant-a"], ["idmz", "plant-b"]],
+  categories: ["operational", "documents"],
+  producers: { "plant-a": ["mes-producer"], "plant-b": ["mes-b-producer"], enterprise: ["erp-producer"] },
+  buckets: ["batch-files", "document-files"],
+};
+
+/** The edges of a topology: its own, or the line of its zones. */
+export function estateEdges(topology: EstateTopology): ReadonlyArray<readonly [string, string]> {
+  const { zones } = topology;
+  return topology.edges ?? zones.slice(1).map((zone, i) => [zones[i]!, zone] as const);
+}
+
 /** One direction of pulling: `receiver` pulls `consumer` from `sender`. */
 export interface EstateLink {
   readonly receiver: string;
@@ -68,7 +87,7 @@ export function estateLinks(topology: EstateTopology): EstateLink[] {
 /** Each zone's neighbours, in the order of `zones`; throws unless the edges form a tree over the zones. */
 function neighboursOf(topology: EstateTopology): Map<string, string[]> {
   const { zones } = topology;
-  const edges = topology.edges ?? zones.slice(1).map((zone, i) => [zones[i]!, zone] as const);
+  const edges = estateEdges(topology);
   const neighbours = new Map(zones.map((zone) => [zone, [] as string[]]));
   for (const [a, b] of edges) {
     if (!neighbours.has(a) || !neighbours.has(b) || a === b) throw new Error(`estate edge ${a} — ${b}: both must be zones of the estate (${zones.join(", ")}), and different`);
