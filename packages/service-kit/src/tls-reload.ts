@@ -1,4 +1,4 @@
-import { X509Certificate } from "node:crypto";
+import { X509Certificate, createPrivateKey } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { createSecureContext } from "node:tls";
 
@@ -64,7 +64,11 @@ export function startTlsReloader(opts: TlsReloaderOptions): TlsReloader {
     }
     const problem = usable(pems);
     if (problem) return reject(problem, trigger, fingerprintOf(pems));
-    opts.apply(pems);
+    try {
+      opts.apply(pems);
+    } catch (err) {
+      return reject(`not applied (${(err as Error).message})`, trigger, fingerprintOf(pems));
+    }
     current = pems;
     lastRejected = undefined;
     const certificate = new X509Certificate(pems.cert);
@@ -98,12 +102,20 @@ export function startTlsReloader(opts: TlsReloaderOptions): TlsReloader {
 
 /** Why a certificate set cannot be used, or undefined. */
 function usable(pems: TlsPems): string | undefined {
+  // A file read while it is being written can be empty, and Node builds a TLS context without
+  // a key (or a certificate) from an empty one without complaint: that context fails every
+  // handshake. So each part must be there, parse, and the key must belong to the certificate.
+  for (const part of ["ca", "cert", "key"] as const) {
+    if (pems[part].trim() === "") return `the ${part} file is empty`;
+  }
+  let certificate: X509Certificate;
   try {
+    certificate = new X509Certificate(pems.cert);
+    if (!certificate.checkPrivateKey(createPrivateKey(pems.key))) return "the key does not belong to the certificate";
     createSecureContext({ ca: pems.ca, cert: pems.cert, key: pems.key, minVersion: "TLSv1.3" });
   } catch (err) {
     return `not a usable TLS set (${(err as Error).message})`;
   }
-  const certificate = new X509Certificate(pems.cert);
   const now = Date.now();
   if (Date.parse(certificate.validFrom) > now) return `the certificate is not valid before ${certificate.validFrom}`;
   if (Date.parse(certificate.validTo) <= now) return `the certificate expired on ${certificate.validTo}`;
