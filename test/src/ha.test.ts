@@ -308,7 +308,7 @@ describe("a highly available zone: three JetStream voters, two replicas of every
     const ha = estate.ha!;
     const { active, standby } = await activeReplica(ha.syncs, INTO_HA);
     expect(standby).toHaveLength(1);
-    expect(link(await standby[0]!.status(), INTO_HA)?.state).toBe("standby");
+    await pollUntil(async () => link(await standby[0]!.status(), INTO_HA)?.state === "standby", { timeoutMs: 10_000, intervalMs: 50, what: "the other replica standing by" });
 
     const outOf = producerOutOf(estate, "failover");
     await pollUntil(async () => withPrefix(await logOf(estate!, "enterprise"), "failover").length > 500, { timeoutMs: 60_000, intervalMs: 50, what: "the transfer into Enterprise under way" });

@@ -75,9 +75,13 @@ export async function startDeployable(role: Role, config: ZoneConfig, overrides:
 export async function main(role: Role, argv = process.argv.slice(2)): Promise<void> {
   const config = configFromCommandLine(`bsfg-${role}`, argv);
   const tracing = startTracing({ serviceName: `bsfg-${role}`, zone: config.zone });
+  // Installed before start-up: Node's default for SIGHUP ends the process. One that comes
+  // while starting is ignored; the periodic check still sees rotated files.
+  let reload: () => Promise<unknown> = async () => undefined;
+  onReloadSignal(() => reload());
   const running = await startDeployable(role, config);
+  reload = () => running.reloadTls();
   running.server.log.info({ event: "tracing", enabled: tracing.enabled }, tracing.enabled ? "tracing: OTLP export on" : "tracing: off");
-  onReloadSignal(() => running.reloadTls());
   onStopSignal(async () => {
     await running.stop();
     await tracing.shutdown();

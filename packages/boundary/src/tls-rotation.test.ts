@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadZoneConfig } from "@bsfg/config";
 import { createBsfgClient, type BsfgClient } from "@bsfg/client";
 import { Code } from "@bsfg/proto";
-import { issueCertificate, type IssuedCertificate } from "@bsfg/pki";
+import { createCertificateAuthority, issueCertificate, type IssuedCertificate } from "@bsfg/pki";
 import { pollUntil, startNatsServer, type NatsServerHandle } from "@bsfg/testkit";
 import { startDeployable, type RunningDeployable } from "./run.js";
 import { createTestPki, logCollector, producedFact, rejectionOf, writeTestZoneFiles, type TestPki } from "./test-support.js";
@@ -83,13 +83,22 @@ describe("certificate rotation without a restart", () => {
     expect(after).toBeGreaterThan(29 * 86_400);
   });
 
-  it("keeps the working certificate when the new files are unusable (key of another certificate, an empty key, expired), and says why", async () => {
+  it("keeps the working certificate when the new files are unusable (a key of another certificate, an empty key, another identity, another CA, a CA bundle cut short, expired), and says why", async () => {
     const inUse = await servedSerial();
     const other = await issueCertificate(pki.ca, { identity: "plant-a-bsfg", usage: "both" });
     const rejectedBefore = logs.filter((l) => l.event === "tls_reload_rejected").length;
     // The periodic check runs too, and may read the files between the key's and the certificate's
     // write: only the lines of our own (signal) checks are about the files as the test left them.
     const lastSignalled = () => logs.filter((l) => l.event === "tls_reload_rejected" && l.trigger === "signal").at(-1);
+
+    // A CA bundle read while it is being rewritten: a second CA cut off. (Certificate and key are
+    // still the ones in use, so no periodic check can take anything else meanwhile.)
+    const strangeCa = await createCertificateAuthority({ name: "Some Other CA" });
+    await writeFile(join(dir, "ca.crt"), pki.ca.certPem + strangeCa.certPem.slice(0, 200));
+    expect(await running.reloadTls()).toBe("rejected");
+    expect(lastSignalled()).toMatchObject({ certificate: "server", reason: expect.stringMatching(/ca file ends inside a certificate/) });
+    await writeFile(join(dir, "ca.crt"), pki.ca.certPem);
+    expect(await servedSerial()).toBe(inUse);
 
     await writeServerFiles(other.certPem, pki.certs["mes-producer"].keyPem);
     expect(await running.reloadTls()).toBe("rejected");
@@ -102,12 +111,21 @@ describe("certificate rotation without a restart", () => {
     expect(lastSignalled()).toMatchObject({ reason: "the key file is empty" });
     expect(await servedSerial()).toBe(inUse);
 
+    // Another identity's certificate (peers know this zone by its names), and one from a CA the bundle does not hold.
+    await writeServerFiles(pki.certs["mes-producer"].certPem, pki.certs["mes-producer"].keyPem);
+    expect(await running.reloadTls()).toBe("rejected");
+    expect(lastSignalled()).toMatchObject({ reason: expect.stringMatching(/names CN=mes-producer.*changing identity takes a restart/) });
+    const foreign = await issueCertificate(strangeCa, { identity: "plant-a-bsfg", usage: "both" });
+    await writeServerFiles(foreign.certPem, foreign.keyPem);
+    expect(await running.reloadTls()).toBe("rejected");
+    expect(lastSignalled()).toMatchObject({ reason: expect.stringMatching(/not signed by a CA of the ca file/) });
+
     const expired = await issueCertificate(pki.ca, { identity: "plant-a-bsfg", usage: "both", notBefore: new Date(Date.now() - 10 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) });
     await writeServerFiles(expired.certPem, expired.keyPem);
     expect(await running.reloadTls()).toBe("rejected");
     expect(lastSignalled()).toMatchObject({ certificate: "server", reason: expect.stringMatching(/expired/) });
     expect(await servedSerial()).toBe(inUse);
-    expect(logs.filter((l) => l.event === "tls_reload_rejected").length).toBeGreaterThanOrEqual(rejectedBefore + 3);
+    expect(logs.filter((l) => l.event === "tls_reload_rejected").length).toBeGreaterThanOrEqual(rejectedBefore + 6);
 
     // Good files again: taken (by the signal or the interval, whichever reads them first).
     await writeServerFiles(other.certPem, other.keyPem);
@@ -124,6 +142,8 @@ describe("certificate rotation without a restart", () => {
       await peer.confirmReceipt("enterprise-from-plant-a", page.lastOffset);
     }
     const waiting = peer.fetchFacts("enterprise-from-plant-a", { maxWaitMs: 1_500 });
+    // The long poll is on the server (its session is open) before the rotation.
+    await pollUntil(() => running.server.inFlight() >= 1, { timeoutMs: 5_000, intervalMs: 10, what: "the long poll on the server" });
 
     // Rotated to a certificate of an identity without policy: the next call is refused, so it presents the new one.
     peer.reloadTls({ ca: pki.ca.certPem, cert: pki.certs.stranger.certPem, key: pki.certs.stranger.keyPem });

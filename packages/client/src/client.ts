@@ -94,6 +94,8 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
   let tls = options.tls;
   let transports = new Map<string, Transport>();
   let sessions: GuardedSessionManager[] = [];
+  /** Managers left by a certificate rotation, closing once their calls are done (or at close()). */
+  const retired = new Set<GuardedSessionManager>();
   // One transport per endpoint, with one HTTP/2 session reused by every call.
   const transportFor = (url: string) => {
     let transport = transports.get(url);
@@ -136,7 +138,7 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
   const boundary = (url: string) => cached(boundaryClients, url, () => createClient(BoundaryService, transportFor(url)));
   const peer = (url: string) => cached(peerClients, url, () => createClient(PeerService, transportFor(url)));
 
-  const appendFacts = (messages: readonly FactMessageInit[]) => {
+  const appendFacts = async (messages: readonly FactMessageInit[]) => {
     // Encoded once for every attempt, by the fast encoder, as field 1 (`messages`) held in
     // `$unknown`: toBinary writes them as they are. Client interceptors see an empty `messages`.
     const request = create(AppendFactRequestSchema);
@@ -192,16 +194,22 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
     },
     reloadTls(next) {
       tls = next;
-      const retired = sessions;
+      const retiring = sessions;
       sessions = [];
       transports = new Map();
       boundaryClients.clear();
       peerClients.clear();
-      for (const session of retired) session.retire();
+      for (const session of retiring) {
+        retired.add(session);
+        session.retire();
+      }
     },
     close() {
-      for (const session of sessions.splice(0)) session.abort();
+      for (const session of [...sessions.splice(0), ...retired]) session.abort();
+      retired.clear();
       transports.clear();
+      boundaryClients.clear();
+      peerClients.clear();
     },
   };
 }
@@ -245,17 +253,21 @@ class GuardedSessionManager extends Http2SessionManager {
   #retiring = false;
 
   override async request(...args: Parameters<Http2SessionManager["request"]>): Promise<ClientHttp2Stream> {
-    const stream = await super.request(...args);
+    // Open from the moment it is asked for: a retiring manager must not abort a call that is still connecting.
+    this.#open++;
+    let stream: ClientHttp2Stream;
+    try {
+      stream = await super.request(...args);
+    } catch (err) {
+      this.#closed();
+      throw err;
+    }
     const session = stream.session;
     if (session && !this.#guarded.has(session)) {
       this.#guarded.add(session);
       session.on("error", () => {});
     }
-    this.#open++;
-    stream.once("close", () => {
-      this.#open--;
-      if (this.#retiring && this.#open === 0) this.abort();
-    });
+    stream.once("close", () => this.#closed());
     return stream;
   }
 
@@ -263,6 +275,11 @@ class GuardedSessionManager extends Http2SessionManager {
   retire(): void {
     this.#retiring = true;
     if (this.#open === 0) this.abort();
+  }
+
+  #closed(): void {
+    this.#open--;
+    if (this.#retiring && this.#open === 0) this.abort();
   }
 }
 

@@ -71,6 +71,13 @@ describe("encodeFactMessage", () => {
     expect(fromBinary(AppendFactRequestSchema, bytes).messages.map((m) => m.envelope?.messageId ?? "")).toEqual(messages.map((m) => m.envelope?.messageId ?? ""));
   });
 
+  it("takes produced_at_unix_ms as a number or a decimal string too, as toBinary does", () => {
+    for (const producedAtUnixMs of [1_764_000_000_000, "1764000000000", 0, -5] as unknown as bigint[]) {
+      const message = create(FactMessageSchema, { envelope: { messageId: "m", producedAtUnixMs } });
+      expect(Buffer.from(encodeFactMessage(message)).toString("hex")).toBe(Buffer.from(toBinary(FactMessageSchema, message)).toString("hex"));
+    }
+  });
+
   it("keeps unknown fields of a newer producer, as toBinary does", () => {
     const newer = create(FactMessageSchema, { envelope: { messageId: "m-1", fromZone: "plant-a" }, fact: { subject: "batch:B1", predicate: "p", objectJson: "{}" } });
     // Field 15 of Envelope, a string this version does not know.

@@ -67,7 +67,8 @@ function hasUnknown(message: { $unknown?: unknown[] }): boolean {
 
 function sizeOfEnvelope(e: Envelope): number {
   let size = stringSize(e.messageId) + stringSize(e.fromZone) + stringSize(e.toZone) + stringSize(e.correlationId) + stringSize(e.causationId) + stringSize(e.objectMediaType) + stringSize(e.objectSchema);
-  if (e.producedAtUnixMs !== 0n) size += 1 + int64Size(e.producedAtUnixMs);
+  const producedAt = int64Of(e.producedAtUnixMs);
+  if (producedAt !== 0n) size += 1 + int64Size(producedAt);
   for (const key of Object.keys(e.labels)) {
     const entry = labelEntrySize(key, e.labels[key]!);
     size += 1 + varintSize(entry) + entry;
@@ -79,9 +80,10 @@ function writeEnvelope(out: Writer, e: Envelope): void {
   out.string(1, e.messageId);
   out.string(2, e.fromZone);
   out.string(3, e.toZone);
-  if (e.producedAtUnixMs !== 0n) {
+  const producedAt = int64Of(e.producedAtUnixMs);
+  if (producedAt !== 0n) {
     out.byte(tag(4, 0));
-    out.int64(e.producedAtUnixMs);
+    out.int64(producedAt);
   }
   out.string(5, e.correlationId);
   out.string(6, e.causationId);
@@ -99,6 +101,11 @@ function writeEnvelope(out: Writer, e: Envelope): void {
   }
   out.string(8, e.objectMediaType);
   out.string(9, e.objectSchema);
+}
+
+/** An int64 field's value: a bigint, or — from plain objects — a number or a decimal string, as toBinary takes them. */
+function int64Of(value: bigint | number | string): bigint {
+  return typeof value === "bigint" ? value : BigInt(value);
 }
 
 function sizeOfFact(f: Fact): number {

@@ -98,9 +98,12 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
 export async function main(argv = process.argv.slice(2)): Promise<void> {
   const config = configFromCommandLine("bsfg-sync", argv);
   const tracing = startTracing({ serviceName: "bsfg-sync", zone: config.zone });
+  // Before start-up: Node's default for SIGHUP ends the process (see @bsfg/boundary's main).
+  let reload: () => Promise<unknown> = async () => undefined;
+  onReloadSignal(() => reload());
   const running = await startSyncDeployable(config);
+  reload = () => running.reloadTls();
   running.log.info({ event: "tracing", enabled: tracing.enabled }, tracing.enabled ? "tracing: OTLP export on" : "tracing: off");
-  onReloadSignal(() => running.reloadTls());
   onStopSignal(async () => {
     await running.stop();
     await tracing.shutdown();

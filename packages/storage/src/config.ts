@@ -117,6 +117,14 @@ export const storageConfigSchema = z.object({
     if (consumer.subjectFilter !== undefined && !consumer.subjectFilter.startsWith(prefix)) {
       ctx.addIssue({ code: "custom", path: ["consumers", i, "subjectFilter"], message: `must start with "${prefix}"` });
     }
+    // A misspelt zone would filter silently: a target nobody has drops every fact, and the
+    // receiver then confirms past them.
+    const estate = [cfg.zone, ...cfg.zones];
+    for (const field of ["skipOrigins", "targets"] as const) {
+      (consumer[field] ?? []).forEach((zone, j) => {
+        if (!estate.includes(zone)) ctx.addIssue({ code: "custom", path: ["consumers", i, field, j], message: `"${zone}" is not a zone of this estate (${estate.join(", ")})` });
+      });
+    }
   });
 });
 

@@ -7,6 +7,7 @@ import { WireType } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError, FetchFactsResponseSchema, reasonOf } from "@bsfg/proto";
 import { factMessage, startTestZone, type TestZone } from "./test-support.js";
 import { openZoneStore } from "./zone-store.js";
+import { parseStorageConfig } from "./config.js";
 
 describe("consumers: pages after the confirmed cursor, monotonic confirms", () => {
   let zone: TestZone;
@@ -118,6 +119,11 @@ describe("consumers: pages after the confirmed cursor, monotonic confirms", () =
     const onlyPlant = await zone.store.read({ ...view, targets: ["plant-a"] }, after);
     expect(onlyPlant.facts.map((f) => f.offset)).toEqual([toPlantA!.offset]);
     expect(toIdmz!.offset).toBeGreaterThan(toEnterprise!.offset);
+  });
+
+  it("refuses a consumer whose targets or skipOrigins name a zone the estate does not have", () => {
+    const consumers = [{ name: "typo", stream: "operational", skipOrigins: ["idmz"], targets: ["enterprize"] }];
+    expect(() => parseStorageConfig({ zone: "plant-a", zones: ["idmz", "enterprise"], consumers })).toThrow(/consumers\.0\.targets\.0: "enterprize" is not a zone of this estate \(plant-a, idmz, enterprise\)/);
   });
 
   it("never moves a cursor backwards under concurrent confirms from separate connections", async () => {

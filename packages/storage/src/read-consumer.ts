@@ -21,9 +21,14 @@ const LAST_ATTEMPT_TIMEOUT_MS = 5_000;
  * under a new name (a new placement), up to CREATE_ATTEMPTS times (the last one waiting
  * longer); a consumer that was created after all is removed by its inactivity threshold.
  * An error answer (stream not found, …) is thrown at once, as nats.js would.
+ *
+ * A single server has no dead peer to avoid: there an unanswered create means a slow server,
+ * which fast retries would only load with consumers it creates late. It gets one attempt with
+ * the last attempt's timeout.
  */
 export async function addReadConsumer(substrate: Substrate, stream: string, prefix: string, config: Partial<ConsumerConfig>): Promise<ConsumerInfo> {
-  for (let attempt = 1; ; attempt++) {
+  const clustered = substrate.nc.info?.cluster !== undefined;
+  for (let attempt = clustered ? 1 : CREATE_ATTEMPTS; ; attempt++) {
     const name = `${prefix}${nuid.next()}`;
     try {
       const reply = await substrate.nc.request(

@@ -70,8 +70,10 @@ async function streamHeights(monitorPorts: readonly number[]): Promise<Map<strin
           heights.set(stream.name, { lastSeq: Math.max(known?.lastSeq ?? 0, stream.state.last_seq), peers });
         }
       }
-    } catch {
-      // A stopped peer: nothing to catch up with there.
+    } catch (err) {
+      // A stopped peer (nothing listens): nothing to catch up with there. Anything else (a
+      // peer too busy to answer in time) is not a reason to think this node caught up: ask again.
+      if (!refused(err)) throw err;
     }
   }));
   return heights;
@@ -95,4 +97,12 @@ async function jetStreamAnswers(target: ReadinessTarget): Promise<boolean> {
   } finally {
     await nc.close();
   }
+}
+
+/** fetch() failed because nothing listens on the port. */
+function refused(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    if ((e as { code?: unknown }).code === "ECONNREFUSED") return true;
+  }
+  return false;
 }
