@@ -5,7 +5,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { locateNatsServerBinary } from "./nats-binary.js";
 import { assertValidDomain } from "./nats-config.js";
-import { NatsServer, StartupError, type ClusterPlacement } from "./nats-server.js";
+import { NatsServer, StartupError, type ClusterPlacement, type NatsServerHandle } from "./nats-server.js";
 import { poll } from "./poll.js";
 import { freePort } from "./ports.js";
 import { track } from "./registry.js";
@@ -29,31 +29,18 @@ export interface NatsClusterOptions {
   maxFileStore?: string | number;
 }
 
-/** One nats-server of the cluster. */
-export interface NatsClusterNode {
+/** One nats-server of the cluster: a server handle (without dispose: the cluster owns it) plus its place in the cluster. */
+export interface NatsClusterNode extends Omit<NatsServerHandle, "dispose" | "restart"> {
   /** `server_name`: what stream info names as `cluster.leader` / `cluster.replicas[].name`. */
   readonly name: string;
-  readonly domain: string;
-  /** Client port on 127.0.0.1, and "nats://127.0.0.1:<port>". */
-  readonly port: number;
-  readonly url: string;
-  readonly monitorPort: number;
   /** Route port on 127.0.0.1 (the other nodes' `cluster.routes` name it). */
   readonly clusterPort: number;
-  readonly storeDir: string;
-  /** Current process pid, undefined while stopped. */
-  readonly pid: number | undefined;
-  /** Graceful stop (SIGTERM, SIGKILL after 5 s), waits for exit. */
-  stop(): Promise<void>;
-  /** SIGKILL, waits for exit. Its store stays. */
-  kill(): Promise<void>;
   /**
    * Start again on the same ports and store (stopping first if running); resolves when the
    * node has caught up: /healthz is 200, JetStream answers, and it holds every stream of its
    * running peers up to their last sequence at the time it started.
    */
   restart(): Promise<void>;
-  rssBytes(): Promise<number>;
 }
 
 export interface NatsClusterHandle {
