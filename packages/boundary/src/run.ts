@@ -23,8 +23,8 @@ export async function startDeployable(role: Role, config: ZoneConfig, overrides:
   const watch = highWaterWatch((stream) => store.highWater(stream), (stream, onAppend) => store.watchAppends(stream, onAppend));
   // One registry per deployable, never per module: tests run several zones in one process.
   const metrics = overrides.metrics ?? createMetrics({ zone: config.zone, service: name });
-  let unobserveCertificates = observeCertificates(metrics, { server: config.tls.cert, ca: config.tls.ca });
-  const unobserve = [observeStore(metrics, store), () => unobserveCertificates()];
+  const certificates = observeCertificates(metrics, { server: config.tls.cert, ca: config.tls.ca });
+  const unobserve = [observeStore(metrics, store), certificates.stop];
   try {
     const server = await startBoundaryServer({
       name,
@@ -45,8 +45,7 @@ export async function startDeployable(role: Role, config: ZoneConfig, overrides:
       log: server.log,
       apply(pems) {
         server.reloadTls(pems);
-        unobserveCertificates();
-        unobserveCertificates = observeCertificates(metrics, { server: pems.cert, ca: pems.ca });
+        certificates.set({ server: pems.cert, ca: pems.ca });
       },
     });
     return {

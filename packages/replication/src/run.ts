@@ -38,11 +38,9 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
   let probe: ProbeServer | undefined;
   const metrics = overrides.metrics ?? createMetrics({ zone: config.zone, service: "bsfg-sync" });
   // A registry of its own reports the zone's gauges too; a shared one has them from its owner.
-  const certificates = (pems: { ca: string; cert: string }) => overrides.metrics
-    ? observeCertificates(metrics, { "sync-client": pems.cert })
-    : observeCertificates(metrics, { "sync-client": pems.cert, ca: pems.ca });
-  let unobserveCertificates = certificates({ ca: config.tls.ca, cert: config.sync.tls.cert });
-  const unobserve = overrides.metrics ? [() => unobserveCertificates()] : [observeStore(metrics, store), () => unobserveCertificates()];
+  const watched = (pems: { ca: string; cert: string }) => (overrides.metrics ? { "sync-client": pems.cert } : { "sync-client": pems.cert, ca: pems.ca });
+  const certificates = observeCertificates(metrics, watched({ ca: config.tls.ca, cert: config.sync.tls.cert }));
+  const unobserve = overrides.metrics ? [certificates.stop] : [observeStore(metrics, store), certificates.stop];
   let tls: TlsReloader | undefined;
   try {
     probe = await startProbeServer({
@@ -66,8 +64,7 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
       log: probe.log,
       apply(pems) {
         running.reloadTls(pems);
-        unobserveCertificates();
-        unobserveCertificates = certificates(pems);
+        certificates.set(watched(pems));
       },
     });
   } catch (err) {

@@ -83,18 +83,31 @@ export function observeLinks(metrics: BsfgMetrics, status: () => readonly LinkGa
   });
 }
 
+/** The certificates an expiry gauge watches; `set` replaces them (a rotated certificate). */
+export interface CertificateGauges {
+  set(pems: Readonly<Record<string, string | Buffer | undefined>>): void;
+  stop(): void;
+}
+
 /** Seconds until each certificate expires, at every scrape; `pems` maps a name (server, ca, sync-client) to a PEM. */
-export function observeCertificates(metrics: BsfgMetrics, pems: Readonly<Record<string, string | Buffer | undefined>>): () => void {
-  const notAfter = new Map<string, number>();
-  for (const [name, pem] of Object.entries(pems)) {
-    if (pem === undefined) continue;
-    const expiry = earliestNotAfter(pem);
-    if (expiry !== undefined) notAfter.set(name, expiry);
-  }
-  return metrics.onScrape("certificates", () => {
+export function observeCertificates(metrics: BsfgMetrics, pems: Readonly<Record<string, string | Buffer | undefined>>): CertificateGauges {
+  let notAfter = new Map<string, number>();
+  const set = (next: Readonly<Record<string, string | Buffer | undefined>>) => {
+    // Parsed here, once per set of certificates, not at every scrape.
+    const parsed = new Map<string, number>();
+    for (const [name, pem] of Object.entries(next)) {
+      if (pem === undefined) continue;
+      const expiry = earliestNotAfter(pem);
+      if (expiry !== undefined) parsed.set(name, expiry);
+    }
+    notAfter = parsed;
+  };
+  set(pems);
+  const stop = metrics.onScrape("certificates", () => {
     const now = Date.now();
     for (const [certificate, at] of notAfter) metrics.certificateExpiry.set({ certificate }, (at - now) / 1000);
   });
+  return { set, stop };
 }
 
 /** The earliest notAfter (ms since the epoch) of the certificates in a PEM (a bundle's first expiry breaks it). */
