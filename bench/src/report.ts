@@ -18,6 +18,11 @@ export function benchArgs(argv: readonly string[] = process.argv.slice(2)): stri
   return argv[0] === "--" ? argv.slice(1) : [...argv];
 }
 
+/** Seconds since `started` (a performance.now() reading), for progress lines. */
+export function secondsSince(started: number): string {
+  return ((performance.now() - started) / 1000).toFixed(1);
+}
+
 /** Prints rows as an aligned table. */
 export function printTable(title: string, rows: readonly Row[]): void {
   const columns = [...new Set(rows.flatMap((r) => Object.keys(r)))];

@@ -23,7 +23,12 @@
  * message_id, from the append's acknowledgement to the fact being appended in
  * Enterprise (seen by an ordered consumer on Enterprise's stream).
  *
- *   pnpm bench:sync [-- --facts 100000 --page-limit 500 --latency-seconds 20 --rate 1000 --rounds 3 --variants in-process,child --only throughput,latency | --quick]
+ * All of it once per durability setting (--sync): every nats-server of the
+ * raw, leaf-node and BSFG cases started with that sync_interval, the estates'
+ * zones with the matching nats.sync; every ratio is against the raw rows of
+ * the same setting.
+ *
+ *   pnpm bench:sync [-- --facts 100000 --page-limit 500 --latency-seconds 20 --rate 1000 --rounds 3 --variants in-process,child --only throughput,latency --sync always,interval | --quick]
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
@@ -37,7 +42,8 @@ import { startTestEstate, threeZoneEstate, type EstateTopology, type SyncReplica
 import { AppendStatus, FactMessageSchema, type AppendResult } from "@bsfg/proto";
 import { publisher, type ZoneStore } from "@bsfg/storage";
 import { freePort, pollUntil, startNatsServer, type NatsServerHandle } from "@bsfg/testkit";
-import { benchArgs, machineBusyMs, printTable, procCpuMs, selfCpuMs, waitForQuiet, writeResults, type Row } from "./report.js";
+import { assertServerSync, parseSyncSettings, SYNC_COLUMN, syncIntervalFor, syncIntervals, syncOption, type NatsSync } from "./durability.js";
+import { benchArgs, machineBusyMs, printTable, procCpuMs, secondsSince, selfCpuMs, waitForQuiet, writeResults, type Row } from "./report.js";
 import { pipelined, sizedFact } from "./workload.js";
 
 const { values } = parseArgs({ args: benchArgs(), options: {
@@ -53,19 +59,22 @@ const { values } = parseArgs({ args: benchArgs(), options: {
   "page-limit": { type: "string" },
   // Either part alone: throughput, latency.
   only: { type: "string", default: "throughput,latency" },
-  // The machine may be shared: before each case, wait (up to this many seconds) until other work uses < 0.25 cores.
+  // The machine may be shared: before each case, wait (up to this many seconds) until other work uses < 0.25 cores; 0: never wait.
   "quiet-wait": { type: "string" },
-  // A small run to check that everything works: 10,000 facts, 5 s of latency, one round.
+  ...syncOption,
+  // A small run to check that everything works, under both settings well within two minutes:
+  // 5,000 facts (1,000 to warm up), 3 s of latency, one round, no quiet wait.
   quick: { type: "boolean", default: false },
 } });
 const quick = values.quick;
-const facts = Number(values.facts ?? (quick ? 10_000 : 100_000));
-const latencySeconds = Number(values["latency-seconds"] ?? (quick ? 5 : 20));
+const facts = Number(values.facts ?? (quick ? 5_000 : 100_000));
+const latencySeconds = Number(values["latency-seconds"] ?? (quick ? 3 : 20));
 const rate = Number(values.rate);
 const rounds = Number(values.rounds ?? (quick ? 1 : 3));
-const warmFacts = Number(values["warm-facts"] ?? Math.min(facts, 5_000));
+const warmFacts = Number(values["warm-facts"] ?? Math.min(facts, quick ? 1_000 : 5_000));
 const rawInFlight = Number(values["raw-in-flight"]);
-const quietWait = Number(values["quiet-wait"] ?? (quick ? 5 : 60));
+const quietWait = Number(values["quiet-wait"] ?? (quick ? 0 : 60));
+const settings = parseSyncSettings(values.sync);
 const variants = values.variants.split(",").map((v) => v.trim()).filter((v) => v !== "") as Variant[];
 for (const v of variants) if (v !== "in-process" && v !== "child") throw new Error(`--variants: unknown "${v}" (in-process, child)`);
 const pageLimit = values["page-limit"] === undefined ? undefined : Number(values["page-limit"]);
@@ -164,246 +173,311 @@ async function measure(count: number, timed: (begin: (atMs?: number) => void) =>
 
 /** Before a measured case (warm-up runs skip it): see --quiet-wait. */
 const settle = async (round: string) => {
-  if (round === "warm") return;
+  // waitForQuiet samples for a second at least: --quiet-wait 0 skips it (--quick).
+  if (round === "warm" || quietWait <= 0) return;
   const waited = await waitForQuiet(quietWait, oursCpuMs);
   if (waited > 2) console.error(`  (waited ${waited.toFixed(0)} s for other work on the machine to calm down)`);
 };
 
-// ---- the servers and estates ----
-const dir = mkdtempSync(join(tmpdir(), "bsfg-bench-sync-"));
-const servers: NatsServerHandle[] = [];
-const estates: TestEstate[] = [];
-const closers: Array<() => Promise<unknown>> = [];
-try {
-  // Every fact of the run, encoded once: the raw and leaf-node cases publish these bytes.
-  const payloads = parts.has("throughput") ? Array.from({ length: Math.max(facts, warmFacts) }, (_, i) => toBinary(FactMessageSchema, sizedFact("raw", i, FACT_BYTES))) : [];
+interface Case { readonly key: string; readonly name: string; run(round: string, count: number): Promise<Sample> }
 
-  // (a) Raw publish into one server.
-  const rawServer = await startNatsServer({ domain: "raw" });
-  servers.push(rawServer);
-  const rawNc = await connect({ servers: rawServer.url });
-  closers.push(() => rawNc.close());
-  const rawJsm = await jetstreamManager(rawNc, { domain: "raw" });
-  const rawLean = publisher(rawNc, 10_000);
-  closers.push(async () => rawLean.close());
+/** Everything one durability setting measured, for the tables and the JSON. */
+interface SettingResult {
+  readonly natsSync: NatsSync;
+  readonly natsServer: string | undefined;
+  readonly pageLimit: number;
+  readonly cases: readonly Case[];
+  readonly samples: ReadonlyMap<string, Sample[]>;
+  readonly latency: Readonly<Record<string, LatencyResult>>;
+}
 
-  // (b) Two domains joined by a leaf-node connection: PlantA's server is the leaf of Enterprise's hub.
-  const leafPort = await freePort();
-  const hub = await startNatsServer({ domain: "enterprise", extraConfig: `leafnodes { listen: "127.0.0.1:${leafPort}" }` });
-  servers.push(hub);
-  const leaf = await startNatsServer({ domain: "plant-a", extraConfig: `leafnodes { remotes: [{ url: "nats-leaf://127.0.0.1:${leafPort}" }] }` });
-  servers.push(leaf);
-  await pollUntil(async () => ((await (await fetch(`http://127.0.0.1:${hub.monitorPort}/leafz`)).json()) as { leafnodes: number }).leafnodes > 0,
-    { timeoutMs: 20_000, what: "the PlantA leaf node connected to the Enterprise hub" });
-  const leafNc = await connect({ servers: leaf.url });
-  closers.push(() => leafNc.close());
-  const hubNc = await connect({ servers: hub.url });
-  closers.push(() => hubNc.close());
-  const leafJsm = await jetstreamManager(leafNc, { domain: "plant-a" });
-  const hubJsm = await jetstreamManager(hubNc, { domain: "enterprise" });
-  const leafLean = publisher(leafNc, 10_000);
-  closers.push(async () => leafLean.close());
+/** Every fact of the run, encoded once: the raw and leaf-node cases publish these bytes. */
+const payloads = parts.has("throughput") ? Array.from({ length: Math.max(facts, warmFacts) }, (_, i) => toBinary(FactMessageSchema, sizedFact("raw", i, FACT_BYTES))) : [];
 
-  // BSFG: a two-zone estate (the direct link) and the three-zone line, operational facts only.
-  // Each estate's streams hold every fact of its cases (plus the latency run), under the 80 % backpressure mark.
-  const retained = (rounds + 1) * variants.length * (facts + warmFacts) + variants.length * rate * (latencySeconds + 2);
-  const operationalGiB = Math.max(1, Math.ceil((retained * 700) / 2 ** 30));
-  const estateFor = async (name: string, topology: EstateTopology) => {
-    mkdirSync(join(dir, name));
-    const estate = await startTestEstate({
-      dir: join(dir, name),
-      topology,
-      sync: false,
-      storage: { streams: { operational: { maxBytes: `${operationalGiB}GiB` }, audit: { maxBytes: "128MiB" }, documents: { maxBytes: "128MiB" } } },
-      maxFileStore: `${operationalGiB + 1}GB`,
-      ...(pageLimit === undefined ? {} : { extra: () => ({ sync: { pageLimit } }) }),
-    });
-    estates.push(estate);
-    return estate;
-  };
-  const direct = await estateFor("direct", { ...threeZoneEstate, zones: ["enterprise", "plant-a"], categories: [STREAM] });
-  const throughIdmz = await estateFor("idmz", { ...threeZoneEstate, categories: [STREAM] });
-  const consumerName = (receiver: string, sender: string) => `${receiver}-from-${sender}-${STREAM}`;
+// ---- the servers and estates of one setting ----
+/**
+ * One durability setting, start to end: the raw server, the leaf-node pair and
+ * both estates with its sync_interval (and nats.sync), every case warmed up
+ * and measured `rounds` times, the latency run, then everything stopped.
+ */
+async function runSetting(natsSync: NatsSync): Promise<SettingResult> {
+  const dir = mkdtempSync(join(tmpdir(), `bsfg-bench-sync-${natsSync}-`));
+  const servers: NatsServerHandle[] = [];
+  const estates: TestEstate[] = [];
+  const closers: Array<() => Promise<unknown>> = [];
+  try {
+    // (a) Raw publish into one server.
+    const syncInterval = syncIntervalFor(natsSync);
+    const rawServer = await startNatsServer({ domain: "raw", syncInterval });
+    servers.push(rawServer);
+    const rawNc = await connect({ servers: rawServer.url });
+    closers.push(() => rawNc.close());
+    const rawJsm = await jetstreamManager(rawNc, { domain: "raw" });
+    const rawLean = publisher(rawNc, 10_000);
+    closers.push(async () => rawLean.close());
 
-  // ---- the cases ----
-  const rawCase = async (round: string, count: number) => {
-    await rawJsm.streams.add({ name: `raw-${round}`, subjects: [`raw-${round}.>`], storage: StorageType.File });
-    await settle(round);
-    const sample = await measure(count, async (begin) => {
-      begin();
-      await pipelined(count, rawInFlight, (i) => rawLean.publish(`raw-${round}.batch.${i % 1000}`, payloads[i]!));
-    });
-    await rawJsm.streams.delete(`raw-${round}`);
-    return sample;
-  };
+    // (b) Two domains joined by a leaf-node connection: PlantA's server is the leaf of Enterprise's hub.
+    const leafPort = await freePort();
+    const hub = await startNatsServer({ domain: "enterprise", syncInterval, extraConfig: `leafnodes { listen: "127.0.0.1:${leafPort}" }` });
+    servers.push(hub);
+    const leaf = await startNatsServer({ domain: "plant-a", syncInterval, extraConfig: `leafnodes { remotes: [{ url: "nats-leaf://127.0.0.1:${leafPort}" }] }` });
+    servers.push(leaf);
+    for (const server of servers) await assertServerSync(server.monitorUrl, natsSync);
+    await pollUntil(async () => ((await (await fetch(`http://127.0.0.1:${hub.monitorPort}/leafz`)).json()) as { leafnodes: number }).leafnodes > 0,
+      { timeoutMs: 20_000, what: "the PlantA leaf node connected to the Enterprise hub" });
+    const leafNc = await connect({ servers: leaf.url });
+    closers.push(() => leafNc.close());
+    const hubNc = await connect({ servers: hub.url });
+    closers.push(() => hubNc.close());
+    const leafJsm = await jetstreamManager(leafNc, { domain: "plant-a" });
+    const hubJsm = await jetstreamManager(hubNc, { domain: "enterprise" });
+    const leafLean = publisher(leafNc, 10_000);
+    closers.push(async () => leafLean.close());
 
-  const leafCase = async (round: string, count: number) => {
-    const source = `facts-${round}`;
-    const sourced = `${source}-sourced`;
-    await leafJsm.streams.add({ name: source, subjects: [`facts-${round}.>`], storage: StorageType.File });
-    await pipelined(count, rawInFlight, (i) => leafLean.publish(`facts-${round}.batch.${i % 1000}`, payloads[i]!));
-    await settle(round);
-    const sample = await measure(count, async (begin) => {
-      begin();
-      // Sourcing starts when the stream is created: the Enterprise server creates a consumer in PlantA's domain through its API prefix.
-      await hubJsm.streams.add({ name: sourced, storage: StorageType.File, sources: [{ name: source, external: { api: "$JS.plant-a.API", deliver: "" } }] });
-      await pollUntil(async () => (await hubJsm.streams.info(sourced)).state.messages >= count,
-        { timeoutMs: caseTimeoutMs(count), intervalMs: POLL_MS, what: `${count} facts sourced into ${sourced}` });
-    });
-    const held = (await hubJsm.streams.info(sourced)).state.messages;
-    if (held !== count) throw new Error(`${sourced} holds ${held} facts, expected ${count}`);
-    await hubJsm.streams.delete(sourced);
-    await leafJsm.streams.delete(source);
-    return sample;
-  };
-
-  const bsfgCase = async (path: "direct" | "idmz", variant: Variant, round: string, count: number) => {
-    const estate = path === "direct" ? direct : throughIdmz;
-    const store = (zone: string) => estate.zones[zone]!.services.store;
-    // The hop that pulls from PlantA, and the last hop (into Enterprise), whose confirm ends the case.
-    const firstHop = path === "direct" ? "enterprise" : "idmz";
-    const lastSender = path === "direct" ? "plant-a" : "idmz";
-    const lastConsumer = consumerName("enterprise", lastSender);
-    const enterpriseBefore = await store("enterprise").highWater(STREAM);
-    // The last hop's sender log grows by exactly these facts (nothing else crosses), so its last offset is known now.
-    const target = (await store(lastSender).highWater(STREAM)) + count;
-    await prefill(store("plant-a"), `${path}-${variant}-${round}`, count);
-    await settle(round);
-
-    const replicas: SyncReplica[] = [];
-    let sample: Sample;
-    try {
-      // Through the IDMZ, Enterprise's worker waits on its (empty) link first; the clock starts with IDMZ's pull from PlantA.
-      if (path === "idmz") replicas.push((await startWorker(estate, "enterprise", "idmz", variant)).replica);
-      sample = await measure(count, async (begin) => {
-        const { replica, activeAt } = await startWorker(estate, firstHop, "plant-a", variant);
-        replicas.push(replica);
-        begin(activeAt);
-        await pollUntil(async () => (await store(lastSender).cursor(lastConsumer)) >= target,
-          { timeoutMs: caseTimeoutMs(count), intervalMs: POLL_MS, what: `${lastConsumer} confirmed up to ${target}` });
+    // BSFG: a two-zone estate (the direct link) and the three-zone line, operational facts only.
+    // Each estate's streams hold every fact of its cases (plus the latency run), under the 80 % backpressure mark.
+    const retained = (rounds + 1) * variants.length * (facts + warmFacts) + variants.length * rate * (latencySeconds + 2);
+    const operationalGiB = Math.max(1, Math.ceil((retained * 700) / 2 ** 30));
+    const estateFor = async (name: string, topology: EstateTopology) => {
+      mkdirSync(join(dir, name));
+      const estate = await startTestEstate({
+        dir: join(dir, name),
+        topology,
+        sync: false,
+        storage: { streams: { operational: { maxBytes: `${operationalGiB}GiB` }, audit: { maxBytes: "128MiB" }, documents: { maxBytes: "128MiB" } } },
+        maxFileStore: `${operationalGiB + 1}GB`,
+        // Every zone's servers with the setting's sync_interval, and its nats.sync to match.
+        natsSync,
+        ...(pageLimit === undefined ? {} : { extra: () => ({ sync: { pageLimit } }) }),
       });
-    } finally {
-      for (const replica of replicas.reverse()) await replica.stop();
-    }
-    // Nothing lost, nothing duplicated on the way.
-    const arrived = (await store("enterprise").highWater(STREAM)) - enterpriseBefore;
-    if (arrived !== count) throw new Error(`Enterprise appended ${arrived} facts, expected ${count}`);
-    return sample;
-  };
+      estates.push(estate);
+      for (const zone of Object.values(estate.zones)) await assertServerSync(zone.nats.monitorUrl, natsSync);
+      return estate;
+    };
+    const direct = await estateFor("direct", { ...threeZoneEstate, zones: ["enterprise", "plant-a"], categories: [STREAM] });
+    const throughIdmz = await estateFor("idmz", { ...threeZoneEstate, categories: [STREAM] });
+    const consumerName = (receiver: string, sender: string) => `${receiver}-from-${sender}-${STREAM}`;
 
-  interface Case { readonly key: string; readonly name: string; run(round: string, count: number): Promise<Sample> }
-  const cases: Case[] = [
-    { key: "raw-publish", name: `raw publish: lean pipelined, ${rawInFlight} in flight, one server`, run: rawCase },
-    { key: "leaf-sourcing", name: "JetStream sourcing PlantA → Enterprise over a leaf node", run: leafCase },
-  ];
-  for (const path of ["direct", "idmz"] as const) {
-    for (const variant of variants) {
-      cases.push({
-        key: `bsfg-${path}-${variant}`,
-        name: `BSFG ${path === "direct" ? "PlantA → Enterprise" : "PlantA → IDMZ → Enterprise"}, sync ${variant}`,
-        run: (round, count) => bsfgCase(path, variant, round, count),
+    // ---- the cases ----
+    const rawCase = async (round: string, count: number) => {
+      await rawJsm.streams.add({ name: `raw-${round}`, subjects: [`raw-${round}.>`], storage: StorageType.File });
+      await settle(round);
+      const sample = await measure(count, async (begin) => {
+        begin();
+        await pipelined(count, rawInFlight, (i) => rawLean.publish(`raw-${round}.batch.${i % 1000}`, payloads[i]!));
       });
-    }
-  }
+      await rawJsm.streams.delete(`raw-${round}`);
+      return sample;
+    };
 
-  const samples = new Map<string, Sample[]>(cases.map((c) => [c.key, []]));
-  if (parts.has("throughput")) {
-    const started = performance.now();
-    // Warm-up: JIT, file store blocks, HTTP/2 sessions; child workers start cold every time, as a deployed one does.
-    for (const c of cases) await c.run("warm", warmFacts);
-    console.error(`warmed up in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-    for (let round = 0; round < rounds; round++) {
-      // Odd rounds run backwards so drift hits the raw cases and ours alike.
-      const order = round % 2 === 0 ? cases : [...cases].reverse();
-      for (const c of order) {
-        const sample = await c.run(`r${round}`, facts);
-        samples.get(c.key)!.push(sample);
-        console.error(`round ${round + 1}/${rounds}  ${c.name}: ${Math.round(sample.rate).toLocaleString("en-US")} facts/s`);
+    const leafCase = async (round: string, count: number) => {
+      const source = `facts-${round}`;
+      const sourced = `${source}-sourced`;
+      await leafJsm.streams.add({ name: source, subjects: [`facts-${round}.>`], storage: StorageType.File });
+      await pipelined(count, rawInFlight, (i) => leafLean.publish(`facts-${round}.batch.${i % 1000}`, payloads[i]!));
+      await settle(round);
+      const sample = await measure(count, async (begin) => {
+        begin();
+        // Sourcing starts when the stream is created: the Enterprise server creates a consumer in PlantA's domain through its API prefix.
+        await hubJsm.streams.add({ name: sourced, storage: StorageType.File, sources: [{ name: source, external: { api: "$JS.plant-a.API", deliver: "" } }] });
+        await pollUntil(async () => (await hubJsm.streams.info(sourced)).state.messages >= count,
+          { timeoutMs: caseTimeoutMs(count), intervalMs: POLL_MS, what: `${count} facts sourced into ${sourced}` });
+      });
+      const held = (await hubJsm.streams.info(sourced)).state.messages;
+      if (held !== count) throw new Error(`${sourced} holds ${held} facts, expected ${count}`);
+      await hubJsm.streams.delete(sourced);
+      await leafJsm.streams.delete(source);
+      return sample;
+    };
+
+    const bsfgCase = async (path: "direct" | "idmz", variant: Variant, round: string, count: number) => {
+      const estate = path === "direct" ? direct : throughIdmz;
+      const store = (zone: string) => estate.zones[zone]!.services.store;
+      // The hop that pulls from PlantA, and the last hop (into Enterprise), whose confirm ends the case.
+      const firstHop = path === "direct" ? "enterprise" : "idmz";
+      const lastSender = path === "direct" ? "plant-a" : "idmz";
+      const lastConsumer = consumerName("enterprise", lastSender);
+      const enterpriseBefore = await store("enterprise").highWater(STREAM);
+      // The last hop's sender log grows by exactly these facts (nothing else crosses), so its last offset is known now.
+      const target = (await store(lastSender).highWater(STREAM)) + count;
+      await prefill(store("plant-a"), `${path}-${variant}-${round}`, count);
+      await settle(round);
+
+      const replicas: SyncReplica[] = [];
+      let sample: Sample;
+      try {
+        // Through the IDMZ, Enterprise's worker waits on its (empty) link first; the clock starts with IDMZ's pull from PlantA.
+        if (path === "idmz") replicas.push((await startWorker(estate, "enterprise", "idmz", variant)).replica);
+        sample = await measure(count, async (begin) => {
+          const { replica, activeAt } = await startWorker(estate, firstHop, "plant-a", variant);
+          replicas.push(replica);
+          begin(activeAt);
+          await pollUntil(async () => (await store(lastSender).cursor(lastConsumer)) >= target,
+            { timeoutMs: caseTimeoutMs(count), intervalMs: POLL_MS, what: `${lastConsumer} confirmed up to ${target}` });
+        });
+      } finally {
+        for (const replica of replicas.reverse()) await replica.stop();
+      }
+      // Nothing lost, nothing duplicated on the way.
+      const arrived = (await store("enterprise").highWater(STREAM)) - enterpriseBefore;
+      if (arrived !== count) throw new Error(`Enterprise appended ${arrived} facts, expected ${count}`);
+      return sample;
+    };
+
+    const cases: Case[] = [
+      { key: "raw-publish", name: `raw publish: lean pipelined, ${rawInFlight} in flight, one server`, run: rawCase },
+      { key: "leaf-sourcing", name: "JetStream sourcing PlantA → Enterprise over a leaf node", run: leafCase },
+    ];
+    for (const path of ["direct", "idmz"] as const) {
+      for (const variant of variants) {
+        cases.push({
+          key: `bsfg-${path}-${variant}`,
+          name: `BSFG ${path === "direct" ? "PlantA → Enterprise" : "PlantA → IDMZ → Enterprise"}, sync ${variant}`,
+          run: (round, count) => bsfgCase(path, variant, round, count),
+        });
       }
     }
-  }
 
-  // ---- crossing latency, direct link ----
-  const latency: Record<string, LatencyResult> = {};
-  if (parts.has("latency")) {
-    for (const variant of variants) {
-      await settle("latency");
-      const l = (latency[variant] = await crossingLatency(direct, variant));
-      console.error(`latency, sync ${variant}: p50 ${l.crossing.p50.toFixed(1)} ms, p99 ${l.crossing.p99.toFixed(1)} ms at ${Math.round(l.achievedRate)} facts/s`);
+    const samples = new Map<string, Sample[]>(cases.map((c) => [c.key, []]));
+    if (parts.has("throughput")) {
+      const started = performance.now();
+      // Warm-up: JIT, file store blocks, HTTP/2 sessions; child workers start cold every time, as a deployed one does.
+      for (const c of cases) await c.run("warm", warmFacts);
+      console.error(`nats sync ${natsSync}: warmed up in ${secondsSince(started)} s`);
+      for (let round = 0; round < rounds; round++) {
+        // Odd rounds run backwards so drift hits the raw cases and ours alike.
+        const order = round % 2 === 0 ? cases : [...cases].reverse();
+        for (const c of order) {
+          const sample = await c.run(`r${round}`, facts);
+          samples.get(c.key)!.push(sample);
+          console.error(`nats sync ${natsSync}, round ${round + 1}/${rounds}  ${c.name}: ${Math.round(sample.rate).toLocaleString("en-US")} facts/s`);
+        }
+      }
     }
-  }
 
-  // ---- report ----
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  const rateOf = (key: string) => median(samples.get(key)!.map((s) => s.rate));
-  const cpuColumns = (use: CpuUse[], child: boolean) => ({
-    "CPU ms/1k: this process": median(use.map((u) => u.cpu.self)).toFixed(0),
-    "sync child": child ? median(use.map((u) => u.cpu.sync)).toFixed(0) : "",
-    "nats-servers": median(use.map((u) => u.cpu.nats)).toFixed(0),
-    "other cores (max)": Math.max(...use.map((u) => u.otherCores ?? 0)).toFixed(2),
-  });
-  const cpuNote = `CPU ms per 1,000 facts: this process (the zones' services; the worker when in-process), the sync child(ren), all nats-servers; other cores = the most CPU anything else on the machine used meanwhile.`;
-  if (parts.has("throughput")) {
-    const rows: Row[] = cases.map((c) => ({
-      name: c.name,
-      "facts/s (median)": Math.round(rateOf(c.key)),
-      rounds: samples.get(c.key)!.map((s) => Math.round(s.rate).toLocaleString("en-US")).join(" / "),
-      "× raw publish": rateOf(c.key) / rateOf("raw-publish"),
-      "× leaf sourcing": rateOf(c.key) / rateOf("leaf-sourcing"),
-      ...cpuColumns(samples.get(c.key)!, c.key.endsWith("-child")),
-    }));
-    printTable(
-      `Replication of ${facts.toLocaleString("en-US")} facts of ${FACT_BYTES} bytes, PlantA → Enterprise, nats-server ${rawNc.info?.version}, ${rounds} round(s) (median), ${cpus().length} cores.\n` +
-        `BSFG: facts appended in PlantA first; timed from the first fetch to the last confirm; sync.pageLimit ${direct.zones.enterprise!.config.sync.pageLimit}. ` +
-        `"in-process": the sync worker in this process, which also runs every zone's services; "child": apps/sync in its own process.\n` +
-        `${cpuNote} Target: direct ≥ 0.5 × raw publish.`,
-      rows,
-    );
-  }
-  if (parts.has("latency")) {
-    const latencyRows: Row[] = Object.entries(latency).map(([variant, l]) => ({
-      name: `AppendFact in PlantA → appended in Enterprise, sync ${variant}`,
-      "facts/s": Math.round(l.achievedRate),
-      facts: l.facts,
-      "p50 ms": l.crossing.p50,
-      "p99 ms": l.crossing.p99,
-      "max ms": l.crossing.max,
-      "append ack p50 ms": l.append.p50,
-      "append ack p99 ms": l.append.p99,
-      ...cpuColumns([l], variant === "child"),
-    }));
-    printTable(
-      `Crossing latency, direct link: ${rate.toLocaleString("en-US")} facts/s for ${latencySeconds} s (batches of ${latencyBatch()} every ${latencyIntervalMs().toFixed(0)} ms, the first ${LATENCY_WARM_MS / 1000} s left out), ` +
-        `from the AppendFact acknowledgement in PlantA to the fact in Enterprise's stream (an ordered consumer). ${cpuNote} Target: p99 < 100 ms.`,
-      latencyRows,
-    );
-  }
-  if (parts.has("throughput")) {
-    for (const variant of variants) {
-      const ratio = rateOf(`bsfg-direct-${variant}`) / rateOf("raw-publish");
-      console.log(`direct, sync ${variant}: ${ratio.toFixed(3)} × raw publish (target ≥ 0.5): ${ratio >= 0.5 ? "met" : "MISSED"}`);
+    // ---- crossing latency, direct link ----
+    const latency: Record<string, LatencyResult> = {};
+    if (parts.has("latency")) {
+      for (const variant of variants) {
+        await settle("latency");
+        const l = (latency[variant] = await crossingLatency(direct, variant));
+        console.error(`nats sync ${natsSync}, latency, sync ${variant}: p50 ${l.crossing.p50.toFixed(1)} ms, p99 ${l.crossing.p99.toFixed(1)} ms at ${Math.round(l.achievedRate)} facts/s`);
+      }
     }
-  }
-  for (const [variant, l] of Object.entries(latency)) console.log(`latency, sync ${variant}: p99 ${l.crossing.p99.toFixed(1)} ms (target < 100 ms): ${l.crossing.p99 < 100 ? "met" : "MISSED"}`);
 
-  const file = writeResults("sync", {
-    facts, factBytes: FACT_BYTES, rounds, warmFacts, variants, rawInFlight, parts: [...parts],
-    pageLimit: direct.zones.enterprise!.config.sync.pageLimit,
-    natsServer: rawNc.info?.version,
-    cases: parts.has("throughput")
-      ? Object.fromEntries(cases.map((c) => [c.key, { name: c.name, factsPerSecond: samples.get(c.key)!.map((s) => s.rate), seconds: samples.get(c.key)!.map((s) => s.seconds), cpuMsPer1kFacts: samples.get(c.key)!.map((s) => s.cpu), otherCores: samples.get(c.key)!.map((s) => s.otherCores) }]))
-      : undefined,
-    ratios: parts.has("throughput") ? Object.fromEntries(cases.map((c) => [c.key, { vsRawPublish: rateOf(c.key) / rateOf("raw-publish"), vsLeafSourcing: rateOf(c.key) / rateOf("leaf-sourcing") }])) : undefined,
-    latency: parts.has("latency") ? { rate, seconds: latencySeconds, batch: latencyBatch(), warmMs: LATENCY_WARM_MS, byVariant: latency } : undefined,
-    targets: { directVsRawPublish: 0.5, crossingP99Ms: 100 },
-  });
-  console.log(`\nresults: ${file}`);
-} finally {
-  for (const close of closers.reverse()) await close().catch(() => undefined);
-  for (const estate of estates) await estate.dispose();
-  for (const server of servers) await server.dispose();
-  rmSync(dir, { recursive: true, force: true });
+    return { natsSync, natsServer: rawNc.info?.version, pageLimit: direct.zones.enterprise!.config.sync.pageLimit, cases, samples, latency };
+  } finally {
+    for (const close of closers.reverse()) await close().catch(() => undefined);
+    for (const estate of estates) await estate.dispose();
+    for (const server of servers) await server.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
+
+// ---- report ----
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const rateOf = (r: SettingResult, key: string) => median(r.samples.get(key)!.map((s) => s.rate));
+const cpuColumns = (use: CpuUse[], child: boolean) => ({
+  "CPU ms/1k: this process": median(use.map((u) => u.cpu.self)).toFixed(0),
+  "sync child": child ? median(use.map((u) => u.cpu.sync)).toFixed(0) : "",
+  "nats-servers": median(use.map((u) => u.cpu.nats)).toFixed(0),
+  "other cores (max)": Math.max(...use.map((u) => u.otherCores ?? 0)).toFixed(2),
+});
+const cpuNote = `CPU ms per 1,000 facts: this process (the zones' services; the worker when in-process), the sync child(ren), all nats-servers; other cores = the most CPU anything else on the machine used meanwhile.`;
+const syncNote = `nats sync: always = every nats-server with sync_interval always (fsync before every acknowledgement) and the zones' nats.sync always; interval = sync_interval ${syncIntervalFor("interval")} and nats.sync interval; each setting on its own servers and estates.`;
+
+/** Throughput rows of one setting; ratios against the raw publish and leaf-node sourcing of that same setting. */
+function throughputRows(r: SettingResult): Row[] {
+  return r.cases.map((c) => ({
+    name: c.name,
+    [SYNC_COLUMN]: r.natsSync,
+    "facts/s (median)": Math.round(rateOf(r, c.key)),
+    rounds: r.samples.get(c.key)!.map((s) => Math.round(s.rate).toLocaleString("en-US")).join(" / "),
+    "× raw publish": rateOf(r, c.key) / rateOf(r, "raw-publish"),
+    "× leaf sourcing": rateOf(r, c.key) / rateOf(r, "leaf-sourcing"),
+    ...cpuColumns(r.samples.get(c.key)!, c.key.endsWith("-child")),
+  }));
+}
+
+function latencyRows(r: SettingResult): Row[] {
+  return Object.entries(r.latency).map(([variant, l]) => ({
+    name: `AppendFact in PlantA → appended in Enterprise, sync ${variant}`,
+    [SYNC_COLUMN]: r.natsSync,
+    "facts/s": Math.round(l.achievedRate),
+    facts: l.facts,
+    "p50 ms": l.crossing.p50,
+    "p99 ms": l.crossing.p99,
+    "max ms": l.crossing.max,
+    "append ack p50 ms": l.append.p50,
+    "append ack p99 ms": l.append.p99,
+    ...cpuColumns([l], variant === "child"),
+  }));
+}
+
+/** The targets, per setting: under "always" they are held to the same bar, against raw figures that fsync too. */
+function printTargets(r: SettingResult): void {
+  if (parts.has("throughput")) {
+    for (const variant of variants) {
+      const ratio = rateOf(r, `bsfg-direct-${variant}`) / rateOf(r, "raw-publish");
+      console.log(`nats sync ${r.natsSync}, direct, sync ${variant}: ${ratio.toFixed(3)} × raw publish (target ≥ 0.5): ${ratio >= 0.5 ? "met" : "MISSED"}`);
+    }
+  }
+  for (const [variant, l] of Object.entries(r.latency)) {
+    console.log(`nats sync ${r.natsSync}, latency, sync ${variant}: p99 ${l.crossing.p99.toFixed(1)} ms (target < 100 ms): ${l.crossing.p99 < 100 ? "met" : "MISSED"}`);
+  }
+}
+
+/** The JSON of one setting: every case, ratio and latency figure carries the setting it ran under. */
+function settingJson(r: SettingResult) {
+  return {
+    natsSync: r.natsSync,
+    syncInterval: syncIntervalFor(r.natsSync),
+    natsServer: r.natsServer,
+    pageLimit: r.pageLimit,
+    cases: parts.has("throughput")
+      ? Object.fromEntries(r.cases.map((c) => {
+        const samples = r.samples.get(c.key)!;
+        return [c.key, { name: c.name, natsSync: r.natsSync, factsPerSecond: samples.map((s) => s.rate), seconds: samples.map((s) => s.seconds), cpuMsPer1kFacts: samples.map((s) => s.cpu), otherCores: samples.map((s) => s.otherCores) }];
+      }))
+      : undefined,
+    ratios: parts.has("throughput") ? Object.fromEntries(r.cases.map((c) => [c.key, { natsSync: r.natsSync, vsRawPublish: rateOf(r, c.key) / rateOf(r, "raw-publish"), vsLeafSourcing: rateOf(r, c.key) / rateOf(r, "leaf-sourcing") }])) : undefined,
+    latency: parts.has("latency") ? { natsSync: r.natsSync, rate, seconds: latencySeconds, batch: latencyBatch(), warmMs: LATENCY_WARM_MS, byVariant: r.latency } : undefined,
+  };
+}
+
+const started = performance.now();
+const results: SettingResult[] = [];
+for (const natsSync of settings) {
+  const t0 = performance.now();
+  results.push(await runSetting(natsSync));
+  console.error(`nats sync ${natsSync}: ${secondsSince(t0)} s`);
+}
+if (parts.has("throughput")) {
+  printTable(
+    `Replication of ${facts.toLocaleString("en-US")} facts of ${FACT_BYTES} bytes, PlantA → Enterprise, nats-server ${results[0]?.natsServer}, ${rounds} round(s) (median), ${cpus().length} cores.\n` +
+      `BSFG: facts appended in PlantA first; timed from the first fetch to the last confirm; sync.pageLimit ${results[0]?.pageLimit}. ` +
+      `"in-process": the sync worker in this process, which also runs every zone's services; "child": apps/sync in its own process.\n` +
+      `${syncNote} Ratios against the raw rows of the same nats sync.\n` +
+      `${cpuNote} Target: direct ≥ 0.5 × raw publish.`,
+    results.flatMap(throughputRows),
+  );
+}
+if (parts.has("latency")) {
+  printTable(
+    `Crossing latency, direct link: ${rate.toLocaleString("en-US")} facts/s for ${latencySeconds} s (batches of ${latencyBatch()} every ${latencyIntervalMs().toFixed(0)} ms, the first ${LATENCY_WARM_MS / 1000} s left out), ` +
+      `from the AppendFact acknowledgement in PlantA to the fact in Enterprise's stream (an ordered consumer).\n${syncNote}\n${cpuNote} Target: p99 < 100 ms.`,
+    results.flatMap(latencyRows),
+  );
+}
+for (const r of results) printTargets(r);
+const file = writeResults("sync", {
+  facts, factBytes: FACT_BYTES, rounds, warmFacts, variants, rawInFlight, parts: [...parts],
+  natsSync: settings, syncIntervals,
+  runs: results.map(settingJson),
+  targets: { directVsRawPublish: 0.5, crossingP99Ms: 100 },
+  elapsedSeconds: (performance.now() - started) / 1000,
+});
+console.log(`\nresults: ${file}`);
 
 /** Generous: a stalled case fails instead of hanging the run. */
 function caseTimeoutMs(count: number): number {

@@ -17,10 +17,12 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { loadZoneConfig } from "@bsfg/config";
+import { locateNatsServerBinary } from "@bsfg/testkit";
 import {
   dependsOn, dockerfileOf, environmentOf, mountsOf, networksOf, portsOf, readCompose, readDockerfile, repoPath, repoRoot,
   type ComposeService,
 } from "./docker-support.js";
+import { pinnedToolchain } from "./toolchain.js";
 
 const run = promisify(execFile);
 const compose = readCompose();
@@ -50,7 +52,7 @@ interface BsfgService {
 }
 interface ZoneDocument {
   zone: string;
-  nats: { servers: string[] };
+  nats: { servers: string[]; sync?: string; monitor?: string[] };
   storage: { replicas?: number; zones: string[] };
   tls: { ca: string; cert: string; key: string };
   listen: Record<string, string>;
@@ -260,7 +262,7 @@ describe("each zone's NATS", () => {
     }
   });
 
-  it.each(zones)("%s: the configuration's servers are that zone's NATS containers, with its JetStream domain", (zone) => {
+  it.each(zones)("%s: the configuration's servers are that zone's NATS containers, with its JetStream domain, fsyncing every write as the zone requires", (zone) => {
     const members = bsfg.filter((s) => s.zone === zone);
     const servers = members[0]!.config.nats.servers;
     for (const s of members) expect(s.config.nats.servers).toEqual(servers);
@@ -271,20 +273,26 @@ describe("each zone's NATS", () => {
       const conf = natsConfOf(name);
       expect(conf.listen, url).toBe(`0.0.0.0:${new URL(url).port}`);
       expect(conf.domain).toBe(zone);
+      expect(conf.syncInterval, name).toBe("always");
+      // The tests run this very server version: what compose ships is what was tested.
+      expect(services[name]!.image, name).toBe(`nats:${pinnedToolchain().natsServer}-alpine`);
     }
+    // An acknowledged fact is fsynced: the zone says so and reads every server's /varz to check.
+    for (const s of members) expect(s.config.nats.sync ?? "always").toBe("always");
+    const monitors = members[0]!.config.nats.monitor ?? [];
+    expect(monitors.map((url) => new URL(url).hostname).sort()).toEqual(zoneNats.sort());
+    for (const url of monitors) expect(`0.0.0.0:${new URL(url).port}`).toBe(natsConfOf(new URL(url).hostname).http);
     // HA zone: a three-node cluster and replicas 3; otherwise one server and replicas 1.
     const replicas = members[0]!.config.storage.replicas ?? 1;
     expect(zoneNats).toHaveLength(replicas === 3 ? 3 : 1);
     if (replicas === 3) {
       const routes = natsConfOf(zoneNats[0]!).routes.map((r) => new URL(r).hostname).sort();
       expect(routes).toEqual([...zoneNats].sort());
-      // Replicated streams need nats-server ≥ 2.10.19 (docs/storage.md, "Replicated streams").
-      for (const name of zoneNats) expect(versionAtLeast(services[name]!.image!.split(":")[1]!, [2, 10, 19]), services[name]!.image).toBe(true);
     }
   });
 
   it("every NATS configuration is valid for nats-server (-t), with the environment compose gives it", () => {
-    const binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"].find((p) => existsSync(p)) ?? "nats-server";
+    const binary = locateNatsServerBinary();
     for (const name of nats) {
       const file = natsConfFile(name);
       const check = spawnSync(binary, ["-t", "-c", repoPath(file)], { encoding: "utf8", env: { ...process.env, ...environmentOf(services[name]!) } });
@@ -301,24 +309,19 @@ function natsConfFile(name: string): string {
 }
 
 /** The few settings of a nats-server configuration this suite compares (environment substituted). */
-function natsConfOf(name: string): { listen: string; domain: string; routes: string[] } {
+function natsConfOf(name: string): { listen: string; http: string; domain: string; syncInterval: string | undefined; routes: string[] } {
   const env = environmentOf(services[name]!);
   const text = readFileSync(repoPath(natsConfFile(name)), "utf8").replace(/^\s*#.*$/gm, "").replace(/\$(\w+)/g, (_, v: string) => env[v] ?? "");
   const routes = /routes\s*[:=]?\s*\[([^\]]*)\]/.exec(text)?.[1]?.split(/[\s,]+/).filter(Boolean) ?? [];
   return {
     listen: /^\s*listen\s*[:=]\s*(\S+)/m.exec(text)![1]!,
+    http: /^\s*http\s*[:=]\s*(\S+)/m.exec(text)![1]!,
     domain: /jetstream\s*\{[^}]*domain\s*[:=]\s*(\S+)/.exec(text)![1]!,
+    syncInterval: /jetstream\s*\{[^}]*sync_interval\s*[:=]\s*(\S+)/.exec(text)?.[1],
     routes,
   };
 }
 
-function versionAtLeast(tag: string, min: number[]): boolean {
-  const parts = tag.split("-")[0]!.split(".").map(Number);
-  for (let i = 0; i < min.length; i++) {
-    if ((parts[i] ?? 0) !== min[i]) return (parts[i] ?? 0) > min[i]!;
-  }
-  return true;
-}
 
 describe("the pki service", () => {
   let dir: string;

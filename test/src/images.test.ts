@@ -17,6 +17,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, startNatsServer, type NatsServerHandle } from "@bsfg/testkit";
 import { readDockerfile, repoPath, repoRoot, workspaceClosure } from "./docker-support.js";
+import { pinnedToolchain } from "./toolchain.js";
 
 const run = promisify(execFile);
 
@@ -57,10 +58,13 @@ function storePackages(dir: string): string[] {
     });
 }
 
+/** Regular files under `dir`, not following symlinks (Node 26's recursive readdir descends into linked directories). */
 function filesUnder(dir: string): string[] {
-  return readdirSync(dir, { recursive: true, withFileTypes: true })
-    .filter((e) => e.isFile())
-    .map((e) => join(e.parentPath, e.name));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) return filesUnder(path);
+    return e.isFile() ? [path] : [];
+  });
 }
 
 let out: string;
@@ -79,8 +83,8 @@ afterAll(async () => {
 describe.each(images)("the $name image", (image) => {
   const dockerfile = readDockerfile(image.dockerfile);
 
-  it("is multi-stage on a pinned Node 22 LTS slim base, built with the workspace's pnpm, and runs as a non-root user", () => {
-    expect(dockerfile.globalArgs.NODE_IMAGE).toMatch(/^node:22(\.\d+){0,2}-bookworm-slim$/);
+  it("is multi-stage on the Node LTS the suite runs on (slim base), built with the workspace's pnpm, and runs as a non-root user", () => {
+    expect(dockerfile.globalArgs.NODE_IMAGE).toMatch(new RegExp(`^node:${pinnedToolchain().nodeMajor}(\\.\\d+){0,2}-bookworm-slim$`));
     expect(dockerfile.bases.length).toBeGreaterThanOrEqual(2);
     for (const base of dockerfile.bases) expect(base).toBe(dockerfile.globalArgs.NODE_IMAGE);
     const pnpm = (JSON.parse(readFileSync(repoPath("package.json"), "utf8")) as { packageManager: string }).packageManager;
@@ -166,7 +170,7 @@ describe("the deployables run from their deploy output against a real zone", () 
     const config = join(dir, `${role}.yaml`);
     await writeFile(config, [
       "zone: plant-a",
-      `nats: { servers: ["${nats.url}"] }`,
+      `nats: { servers: ["${nats.url}"], monitor: ["${nats.monitorUrl}"] }`,
       "storage:",
       "  zones: [idmz, enterprise]",
       "  streams: { operational: { maxBytes: 64MiB }, audit: { maxBytes: 64MiB }, documents: { maxBytes: 64MiB } }",

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SpanKind } from "@opentelemetry/api";
-import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace-node";
+import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace";
 import { startTestEstate, type TestEstate } from "@bsfg/estate-kit";
 import { clientTracing, startTracing, tracer, type Tracing } from "@bsfg/telemetry";
 import { pollUntil } from "@bsfg/testkit";
@@ -16,7 +16,7 @@ describe("one trace across zones", () => {
   const exporter = new InMemorySpanExporter();
   beforeAll(async () => {
     // Every zone of the estate runs in this process: one provider collects all their spans.
-    tracing = startTracing({ serviceName: "bsfg-e2e", zone: "estate", spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    tracing = startTracing({ serviceName: "bsfg-e2e", zone: "estate", spanProcessors: [new SimpleSpanProcessor({ exporter })] });
     dir = await mkdtemp(join(tmpdir(), "bsfg-e2e-"));
     estate = await startTestEstate({ dir });
   });

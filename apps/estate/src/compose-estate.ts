@@ -31,11 +31,14 @@ export const natsServices = (zone: string): string[] =>
 export const mounts = { config: "/etc/bsfg/zone.yaml", pki: "/etc/bsfg/pki" } as const;
 
 const everywhere = (port: number) => `0.0.0.0:${port}`;
+/** `http:` of every nats-server in deploy/compose/nats/*.conf: the zone reads /varz there. */
+const natsMonitorPort = 8222;
 
 function endpoints(zone: string): ZoneEndpoints {
   const { listen, health } = containerPorts;
   return {
-    nats: `nats://${natsServices(zone)[0]}:${containerPorts.nats}`,
+    nats: natsServices(zone).map((host) => `nats://${host}:${containerPorts.nats}`),
+    natsMonitor: natsServices(zone).map((host) => `http://${host}:${natsMonitorPort}`),
     listen: { zone: everywhere(listen.zone), ingest: everywhere(listen.ingest), egress: everywhere(listen.egress), ledger: everywhere(listen.ledger) },
     health: {
       zone: everywhere(health.zone), ingest: everywhere(health.ingest), egress: everywhere(health.egress),
@@ -59,7 +62,6 @@ export function composeDocuments(topology: EstateTopology): Record<string, Recor
     }),
     pki: { caCert: "pki/ca.crt", files },
     storage: estateStorage,
-    extra: (zone) => ({ nats: { servers: natsServices(zone).map((host) => `nats://${host}:${containerPorts.nats}`) } }),
   });
   for (const zone of clusteredZones) {
     const document = documents[zone]!;

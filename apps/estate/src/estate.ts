@@ -43,6 +43,7 @@ export function endpointsOf(zone: ZonePorts): ZoneEndpoints {
   const { listen, health } = zone;
   return {
     nats: `nats://127.0.0.1:${zone.natsPort}`,
+    natsMonitor: `http://127.0.0.1:${zone.monitorPort}`,
     listen: { zone: local(listen.zone), ingest: local(listen.ingest), egress: local(listen.egress), ledger: local(listen.ledger) },
     health: { zone: local(health.zone), ingest: local(health.ingest), egress: local(health.egress), ledger: local(health.ledger), sync: local(health.sync) },
   };

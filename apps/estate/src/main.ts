@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // bsfg-estate [--data .bsfg] [--split]: brings up the reference estate (enterprise, idmz, and
 // plant-a and plant-b behind it) with its peer links, and keeps it running until Ctrl-C.
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -15,7 +15,8 @@ const repo = resolve(fileURLToPath(import.meta.url), "../../../..");
 const { values } = parseArgs({ options: { data: { type: "string", default: join(repo, ".bsfg") }, split: { type: "boolean", default: false } } });
 const data = resolve(values.data!);
 const split = values.split!;
-const natsBin = ["/usr/sbin/nats-server", "/usr/bin/nats-server"].find((p) => existsSync(p)) ?? "nats-server";
+// scripts/run.sh (its bootstrap) names the pinned nats-server; otherwise the one on PATH.
+const natsBin = process.env.NATS_SERVER_BIN || "nats-server";
 
 const topology = referenceEstate;
 const zones = zonePorts(topology);
@@ -64,7 +65,8 @@ function writeNatsConfig(zone: ZonePorts): string {
     `server_name: ${zone.name}`,
     `listen: 127.0.0.1:${zone.natsPort}`,
     `http: 127.0.0.1:${zone.monitorPort}`,
-    `jetstream { store_dir: "${join(dir, "jetstream")}", domain: ${zone.name} }`,
+    // Every zone generated here says nats.sync: always; its server fsyncs each write to match.
+    `jetstream { store_dir: "${join(dir, "jetstream")}", domain: ${zone.name}, sync_interval: always }`,
     "",
   ].join("\n"));
   return file;

@@ -1,5 +1,5 @@
 import { configFromCommandLine, createPolicy, printableConfig, type ZoneConfig } from "@bsfg/config";
-import { startBoundaryServer, startTlsReloader, onReloadSignal, onStopSignal, type BoundaryServer, type TlsCheckOutcome } from "@bsfg/service-kit";
+import { startBoundaryServer, startTlsReloader, onReloadSignal, onStopSignal, watchDurability, type BoundaryServer, type DurabilityWatch, type TlsCheckOutcome } from "@bsfg/service-kit";
 import { startTracing } from "@bsfg/telemetry";
 import { createMetrics, observeCertificates, observeStore, type BsfgMetrics } from "@bsfg/telemetry";
 import { openZoneStore, type ZoneStore } from "@bsfg/storage";
@@ -25,6 +25,7 @@ export async function startDeployable(role: Role, config: ZoneConfig, overrides:
   const metrics = overrides.metrics ?? createMetrics({ zone: config.zone, service: name });
   const certificates = observeCertificates(metrics, { server: config.tls.cert, ca: config.tls.ca });
   const unobserve = [observeStore(metrics, store), certificates.stop];
+  let durability: DurabilityWatch | undefined;
   try {
     const server = await startBoundaryServer({
       name,
@@ -32,11 +33,13 @@ export async function startDeployable(role: Role, config: ZoneConfig, overrides:
       listen: overrides.listen ?? config.listen[role],
       healthListen: overrides.healthListen ?? config.health[role],
       routes: routesFor(role, { config, store, policy: createPolicy(config.policy), watch }),
-      ready: () => store.ready(),
+      notReady: async () => durability === undefined ? "checking how the zone's nats-servers sync" : durability.problem() ?? (await store.ready() ? undefined : "JetStream does not answer"),
       metrics,
       ...(overrides.logStream ? { logStream: overrides.logStream } : {}),
     });
     server.log.info({ event: "configuration", config: printableConfig(config), topology: store.topologyReport }, "started");
+    durability = await watchDurability(config.nats, server.log);
+    const durable = durability;
     const tls = startTlsReloader({
       name: "server",
       paths: config.tls.paths,
@@ -55,6 +58,7 @@ export async function startDeployable(role: Role, config: ZoneConfig, overrides:
       reloadTls: () => tls.check("signal"),
       async stop() {
         tls.close();
+        durable.close();
         // Long polls answer now (with what they have) instead of holding the drain up.
         watch.close();
         await server.shutdown();

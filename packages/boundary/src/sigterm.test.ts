@@ -95,7 +95,7 @@ describe("SIGTERM to the ingest deployable during a stream of appends", () => {
     expect(existsSync(ingestMain), `${ingestMain} is missing: build apps/ingest first (pnpm exec turbo run build)`).toBe(true);
     const port = await freePort();
     const healthPort = await freePort();
-    const configPath = await writeTestZoneFiles(pki, dir, nats.url, {
+    const configPath = await writeTestZoneFiles(pki, dir, nats, {
       listen: { ingest: `127.0.0.1:${port}` },
       health: { ingest: `127.0.0.1:${healthPort}` },
     });

@@ -25,17 +25,23 @@ export async function createTestPki(): Promise<TestPki> {
   return { ca, certs };
 }
 
+/** The zone's nats-server as its configuration names it (a NatsServerHandle is one). */
+export interface ZoneNats {
+  readonly url: string;
+  readonly monitorUrl: string;
+}
+
 /** Zone "plant-a" with a producer, a peer bound to one consumer, and buckets. */
-export function testZoneConfig(pki: TestPki, natsUrl: string, overrides: Record<string, unknown> = {}): ZoneConfig {
+export function testZoneConfig(pki: TestPki, nats: ZoneNats, overrides: Record<string, unknown> = {}): ZoneConfig {
   const files: Record<string, string> = { "/pki/ca.crt": pki.ca.certPem, "/pki/zone.crt": pki.certs["plant-a-bsfg"].certPem, "/pki/zone.key": pki.certs["plant-a-bsfg"].keyPem };
-  return parseZoneConfig(testZoneDocument(natsUrl, overrides), { baseDir: "/pki", readFile: (path) => files[path] ?? (() => { throw new Error(`no test file ${path}`); })() });
+  return parseZoneConfig(testZoneDocument(nats, overrides), { baseDir: "/pki", readFile: (path) => files[path] ?? (() => { throw new Error(`no test file ${path}`); })() });
 }
 
 /** The configuration document behind testZoneConfig; TLS paths ca.crt, zone.crt, zone.key are relative. */
-export function testZoneDocument(natsUrl: string, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+export function testZoneDocument(nats: ZoneNats, overrides: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     zone: "plant-a",
-    nats: { servers: [natsUrl] },
+    nats: { servers: [nats.url], monitor: [nats.monitorUrl] },
     storage: {
       zones: ["idmz", "enterprise"],
       streams: { operational: { maxBytes: "512MiB" }, audit: { maxBytes: "64MiB" }, documents: { maxBytes: "64MiB" } },
@@ -57,13 +63,13 @@ export function testZoneDocument(natsUrl: string, overrides: Record<string, unkn
  * Writes the zone's CA, certificate and key next to a zone.yaml (testZoneDocument
  * with `overrides`) into `dir`, as a deployable's `--config` reads them; returns the file's path.
  */
-export async function writeTestZoneFiles(pki: TestPki, dir: string, natsUrl: string, overrides: Record<string, unknown> = {}): Promise<string> {
+export async function writeTestZoneFiles(pki: TestPki, dir: string, nats: ZoneNats, overrides: Record<string, unknown> = {}): Promise<string> {
   await writeFile(join(dir, "ca.crt"), pki.ca.certPem);
   await writeFile(join(dir, "zone.crt"), pki.certs["plant-a-bsfg"].certPem);
   await writeFile(join(dir, "zone.key"), pki.certs["plant-a-bsfg"].keyPem, { mode: 0o600 });
   const path = join(dir, "zone.yaml");
   // JSON is YAML.
-  await writeFile(path, JSON.stringify(testZoneDocument(natsUrl, overrides), null, 2));
+  await writeFile(path, JSON.stringify(testZoneDocument(nats, overrides), null, 2));
   return path;
 }
 
@@ -108,7 +114,7 @@ export interface TestZoneServices {
 export async function startTestZoneServices(role: Role = "zone", overrides: Record<string, unknown> = {}): Promise<TestZoneServices> {
   const nats = await startNatsServer({ domain: "plant-a" });
   const pki = await createTestPki();
-  const config = testZoneConfig(pki, nats.url, overrides);
+  const config = testZoneConfig(pki, nats, overrides);
   const { stream, lines } = logCollector();
   const deployable = await startDeployable(role, config, { listen: "127.0.0.1:0", healthListen: "127.0.0.1:0", logStream: stream });
   const clients: BsfgClient[] = [];

@@ -14,7 +14,7 @@ const readFile = (path: string) => {
 
 const valid = {
   zone: "plant-a",
-  nats: { servers: ["nats://127.0.0.1:4222"] },
+  nats: { servers: ["nats://127.0.0.1:4222"], monitor: ["http://127.0.0.1:8222"] },
   storage: {
     zones: ["idmz", "enterprise"],
     consumers: [{ name: "idmz-from-plant-a", stream: "operational", skipOrigins: ["idmz"] }],
@@ -43,6 +43,15 @@ describe("zone configuration", () => {
     const withCheck = (reloadCheck?: unknown) => parseZoneConfig({ ...valid, tls: { ...valid.tls, ...(reloadCheck === undefined ? {} : { reloadCheck }) } }, { baseDir: "/pki", readFile }).tls.reloadCheckMs;
     expect([withCheck(), withCheck("5s"), withCheck("off")]).toEqual([60_000, 5_000, 0]);
     expect(() => withCheck("soon")).toThrow(/tls\.reloadCheck/);
+  });
+
+  it("makes an acknowledgement mean fsynced unless told otherwise, and then needs the servers' monitoring endpoints to check it", () => {
+    const parse = (nats: Record<string, unknown>) => parseZoneConfig({ ...valid, nats }, { baseDir: "/pki", readFile });
+    expect(parse({ servers: ["nats://127.0.0.1:4222"], monitor: ["http://127.0.0.1:8222"] }).nats).toMatchObject({ sync: "always", monitor: ["http://127.0.0.1:8222"] });
+    expect(() => parse({ servers: ["nats://127.0.0.1:4222"] })).toThrow(/nats\.monitor: give every server's monitoring endpoint .* or set nats\.sync: interval/);
+    expect(parse({ servers: ["nats://127.0.0.1:4222"], sync: "interval" }).nats).toMatchObject({ sync: "interval", monitor: [] });
+    expect(() => parse({ sync: "sometimes", monitor: ["http://127.0.0.1:8222"] })).toThrow(/nats\.sync/);
+    expect(() => parse({ monitor: ["nats://127.0.0.1:8222"] })).toThrow(/nats\.monitor/);
   });
 
   it("lists every problem with its path in one error", () => {
@@ -85,6 +94,7 @@ describe("zone configuration", () => {
     for (const [name, content] of [["ca.crt", pem("ca")], ["plant-a.crt", pem("cert")], ["plant-a.key", pem("key")]] as const) writeFileSync(join(dir, name), content);
     writeFileSync(join(dir, "zone.yaml"), [
       "zone: plant-a",
+      "nats: { monitor: [http://127.0.0.1:8222] }",
       "tls: { ca: ca.crt, cert: plant-a.crt, key: plant-a.key }",
       "policy:",
       "  mes-producer: { assertFromZones: [plant-a], targetZones: [plant-a] }",

@@ -19,6 +19,7 @@ export const identityPolicySchema = z.object({
 }).strict();
 
 const httpsUrl = z.url({ protocol: /^https$/, error: 'write an endpoint as "https://host:port"' });
+const httpUrl = z.url({ protocol: /^https?$/, error: 'write a monitoring endpoint as "http://host:8222"' });
 /** One endpoint, or the endpoints of a service's replicas (tried in turn: a failing one hands over to the next). */
 const endpoints = z.union([httpsUrl, z.array(httpsUrl).min(1)]);
 
@@ -63,7 +64,21 @@ export const zoneConfigSchema = z.object({
     servers: z.array(z.string().min(1)).min(1).default(["nats://127.0.0.1:4222"]),
     /** JetStream domain; default: the zone name. */
     domain: z.string().regex(/^[A-Za-z0-9_-]+$/).optional(),
-  }).strict().default({ servers: ["nats://127.0.0.1:4222"] }),
+    /**
+     * When an acknowledged fact is on disk. "always" (default): the server fsyncs every write
+     * before it acknowledges (nats-server `jetstream { sync_interval: always }`), so an
+     * acknowledged fact survives power loss; the zone reads each server's /varz and is not
+     * ready until every one says so. "interval": the server flushes on its own timer (2 min by
+     * default); a power loss or kernel crash loses what was acknowledged since the last flush.
+     */
+    sync: z.enum(["always", "interval"]).default("always"),
+    /** Each server's monitoring endpoint ("http://host:8222"), where the zone reads /varz. */
+    monitor: z.array(httpUrl).default([]),
+  }).strict().default({ servers: ["nats://127.0.0.1:4222"], sync: "always", monitor: [] })
+    .refine((nats) => nats.sync === "interval" || nats.monitor.length > 0, {
+      path: ["monitor"],
+      message: "give every server's monitoring endpoint (e.g. [\"http://127.0.0.1:8222\"]): with nats.sync: always the zone checks there that the server fsyncs each write; or set nats.sync: interval to accept the server's periodic flush",
+    }),
   /** Everything about the zone's log: see @bsfg/storage (zones, streams, routing, consumers, buckets, …). */
   storage: z.record(z.string(), z.unknown()).default({}),
   tls: z.object({

@@ -21,7 +21,14 @@ export interface PeerLink {
 /** A zone's validated configuration: storage, transport, policy. */
 export interface ZoneConfig {
   readonly zone: string;
-  readonly nats: { readonly servers: string[]; readonly domain: string };
+  readonly nats: {
+    readonly servers: string[];
+    readonly domain: string;
+    /** "always": an acknowledgement means fsynced; checked against every server's /varz. */
+    readonly sync: "always" | "interval";
+    /** The servers' monitoring endpoints (/varz). */
+    readonly monitor: readonly string[];
+  };
   readonly storage: StorageConfig;
   /** PEM contents, read at start-up. */
   readonly tls: {
@@ -147,7 +154,7 @@ export function parseZoneConfig(document: unknown, opts: { source?: string; base
   if (problems.length > 0 || !storage.success) throw new ConfigError(source, problems);
   return {
     zone: cfg.zone,
-    nats: { servers: cfg.nats.servers, domain: cfg.nats.domain ?? cfg.zone },
+    nats: { servers: cfg.nats.servers, domain: cfg.nats.domain ?? cfg.zone, sync: cfg.nats.sync, monitor: cfg.nats.monitor },
     storage: storage.data,
     tls: { ca: pem["tls.ca"]!, cert: pem["tls.cert"]!, key: pem["tls.key"]!, paths, reloadCheckMs: cfg.tls.reloadCheck === "off" ? 0 : cfg.tls.reloadCheck },
     listen: cfg.listen,

@@ -7,6 +7,8 @@ export type Endpoints = string | readonly string[];
 export interface ZoneEndpoints {
   /** The zone's NATS server, or every node of its JetStream cluster. */
   readonly nats: string | readonly string[];
+  /** Their monitoring endpoints (http://host:8222), where the zone checks how they sync. */
+  readonly natsMonitor: string | readonly string[];
   readonly listen: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string };
   readonly health: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string; readonly sync: string };
 }
@@ -22,11 +24,18 @@ export interface DocumentOptions {
   readonly peerUrl: (receiver: string, sender: string) => Endpoints | { readonly egress: Endpoints; readonly ledger: Endpoints };
   /** TLS file paths: the CA and each identity's certificate and key. */
   readonly pki: { readonly caCert: string; readonly files: Readonly<Record<string, { readonly cert: string; readonly key: string }>> };
+  /**
+   * What an acknowledgement means in every zone (`nats.sync`): "always" (default), fsynced by
+   * a server run with `sync_interval: always`; "interval", flushed on the server's timer.
+   */
+  readonly natsSync?: "always" | "interval";
   /** Stream capacities etc.; merged into every zone's storage section. */
   readonly storage?: Readonly<Record<string, unknown>>;
   /** Anything else, per zone (e.g. logLevel); a `sync` entry is merged into the generated one (links stay). */
   readonly extra?: (zone: string) => Record<string, unknown>;
 }
+
+const list = (value: string | readonly string[]): string[] => (typeof value === "string" ? [value] : [...value]);
 
 /** Each zone's configuration document (what zone.yaml holds), by zone name. */
 export function estateDocuments(opts: DocumentOptions): Record<string, Record<string, unknown>> {
@@ -56,7 +65,7 @@ export function estateDocuments(opts: DocumentOptions): Record<string, Record<st
     const identity = opts.pki.files[zoneIdentity(zone)]!;
     documents[zone] = {
       zone,
-      nats: { servers: typeof endpoints.nats === "string" ? [endpoints.nats] : [...endpoints.nats] },
+      nats: { servers: list(endpoints.nats), monitor: list(endpoints.natsMonitor), sync: opts.natsSync ?? "always" },
       storage: {
         zones: topology.zones.filter((z) => z !== zone),
         streams: { operational: {}, audit: {}, documents: {} },

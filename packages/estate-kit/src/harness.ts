@@ -27,6 +27,8 @@ export interface TestEstateOptions {
   readonly extra?: (zone: string) => Record<string, unknown>;
   /** nats-server file store limit per zone (JetStream reserves each stream's max_bytes from it). */
   readonly maxFileStore?: string;
+  /** Every zone's `nats.sync`, and its servers' `sync_interval` to match (default "always"). */
+  readonly natsSync?: "always" | "interval";
   /**
    * Run one zone highly available: on a JetStream cluster (streams and KV at replicas 3)
    * with replicas of every boundary service and of the sync worker (see `HaZoneOptions`).
@@ -152,6 +154,9 @@ export interface TestEstate {
 export async function startTestEstate(opts: TestEstateOptions): Promise<TestEstate> {
   const topology = opts.topology ?? threeZoneEstate;
   const haZone = opts.ha?.zone;
+  const natsSync = opts.natsSync ?? "always";
+  // What the zones promise and what their servers do, set together.
+  const syncInterval = natsSync === "always" ? "always" : "2m";
   if (haZone !== undefined && !topology.zones.includes(haZone)) throw new Error(`ha.zone "${haZone}" is not a zone of the topology (${topology.zones.join(", ")})`);
   const pki = await ensureDevPki(join(opts.dir, "pki"), { identities: estateIdentities(topology) });
   const nats: Record<string, NatsServerHandle> = {};
@@ -183,7 +188,7 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
   try {
     for (const zone of topology.zones) {
       if (zone === haZone) {
-        cluster = await startNatsCluster({ domain: zone, nodes: opts.ha!.nodes ?? 3, maxFileStore: opts.ha!.maxFileStore ?? opts.maxFileStore ?? "4GB" });
+        cluster = await startNatsCluster({ domain: zone, nodes: opts.ha!.nodes ?? 3, maxFileStore: opts.ha!.maxFileStore ?? opts.maxFileStore ?? "4GB", syncInterval });
         const replicas = opts.ha!.serviceReplicas ?? 2;
         for (const role of ["ingest", "egress", "ledger"] as const) {
           for (let i = 1; i <= replicas; i++) {
@@ -195,17 +200,19 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
         const first = (role: string) => haReplicas.find((r) => r.role === role)!;
         endpoints[zone] = {
           nats: cluster.urls,
+          natsMonitor: cluster.monitorUrls,
           // The replicas' own addresses are passed to each at start; the document names the first ones.
           listen: { zone: first("ingest").listen, ingest: first("ingest").listen, egress: first("egress").listen, ledger: first("ledger").listen },
           health: { zone: first("ingest").health, ingest: first("ingest").health, egress: first("egress").health, ledger: first("ledger").health, sync: "127.0.0.1:0" },
         };
         continue;
       }
-      nats[zone] = await startNatsServer({ domain: zone, maxFileStore: opts.maxFileStore ?? "4GB" });
+      nats[zone] = await startNatsServer({ domain: zone, maxFileStore: opts.maxFileStore ?? "4GB", syncInterval });
       const port = await freePort();
       const address = `127.0.0.1:${port}`;
       endpoints[zone] = {
         nats: nats[zone].url,
+        natsMonitor: nats[zone].monitorUrl,
         // The all-in-one service serves every verb; the split addresses are not started.
         listen: { zone: address, ingest: address, egress: address, ledger: address },
         health: { zone: `127.0.0.1:${await freePort()}`, ingest: address, egress: address, ledger: address, sync: "127.0.0.1:0" },
@@ -225,7 +232,7 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
       return `https://localhost:${proxy ? proxy.port : endpoints[sender]!.listen.zone.split(":")[1]}`;
     };
     const documents = estateDocuments({
-      topology, endpoints, peerUrl, pki: { caCert: pki.caCert, files: pki.files },
+      topology, endpoints, peerUrl, pki: { caCert: pki.caCert, files: pki.files }, natsSync,
       // JetStream reserves each stream's max_bytes from the file store limit.
       storage: { streams: { operational: { maxBytes: "1GiB" }, audit: { maxBytes: "128MiB" }, documents: { maxBytes: "512MiB" } }, ...opts.storage },
       extra: (zone) => ({ shutdownGrace: "3s", logLevel: process.env.BSFG_TEST_LOG_LEVEL ?? "warn", ...opts.extra?.(zone) }),

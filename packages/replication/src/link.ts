@@ -28,6 +28,8 @@ export interface LinkContext {
   /** This worker replica's name in the link's lease. */
   readonly holder: string;
   readonly log: Logger;
+  /** Why appends here are not durable yet (see SyncWorkerOptions.notDurable); the link waits. */
+  readonly notDurable?: () => string | undefined;
 }
 
 export interface RunningLink {
@@ -232,6 +234,8 @@ export function startLink(ctx: LinkContext): RunningLink {
       try {
         // Trying again is being active; "backing_off" is only the wait in between.
         setState("active");
+        const notDurable = ctx.notDurable?.();
+        if (notDurable !== undefined) throw rejection(Code.Unavailable, Reason.StoreUnavailable, `this zone cannot promise durable appends: ${notDurable}`);
         await pullPage();
         retry.reset();
         failing = false;

@@ -1,5 +1,5 @@
 import { configFromCommandLine, printableConfig, type ZoneConfig } from "@bsfg/config";
-import { onReloadSignal, onStopSignal, startProbeServer, startTlsReloader, type ProbeServer, type TlsCheckOutcome, type TlsReloader } from "@bsfg/service-kit";
+import { onReloadSignal, onStopSignal, startProbeServer, startTlsReloader, watchDurability, type DurabilityWatch, type ProbeServer, type TlsCheckOutcome, type TlsReloader } from "@bsfg/service-kit";
 import { openZoneStore, type ZoneStore } from "@bsfg/storage";
 import { createMetrics, observeCertificates, observeLinks, observeStore, startTracing, type BsfgMetrics } from "@bsfg/telemetry";
 import type { Logger } from "./logger.js";
@@ -42,18 +42,21 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
   const certificates = observeCertificates(metrics, watched({ ca: config.tls.ca, cert: config.sync.tls.cert }));
   const unobserve = overrides.metrics ? [certificates.stop] : [observeStore(metrics, store), certificates.stop];
   let tls: TlsReloader | undefined;
+  let durability: DurabilityWatch | undefined;
+  const notDurable = () => durability === undefined ? "checking how the zone's nats-servers sync" : durability.problem();
   try {
     probe = await startProbeServer({
       name: "bsfg-sync",
       config,
       listen: overrides.healthListen ?? config.health.sync,
-      ready: () => store.ready(),
+      notReady: async () => notDurable() ?? (await store.ready() ? undefined : "JetStream does not answer"),
       routes: (app) => app.get("/links", async () => ({ zone: config.zone, links: worker?.status() ?? [] })),
       metrics: overrides.metrics ? undefined : metrics,
       ...(overrides.logStream ? { logStream: overrides.logStream } : {}),
     });
     if (!overrides.store) probe.log.info({ event: "configuration", config: printableConfig(config), topology: store.topologyReport }, "started");
-    worker = startSyncWorker(config, { store, log: probe.log, ...(overrides.holder ? { holder: overrides.holder } : {}) });
+    durability = await watchDurability(config.nats, probe.log);
+    worker = startSyncWorker(config, { store, log: probe.log, notDurable, ...(overrides.holder ? { holder: overrides.holder } : {}) });
     const running = worker;
     unobserve.push(observeLinks(metrics, () => running.status()));
     tls = startTlsReloader({
@@ -69,11 +72,12 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
     });
   } catch (err) {
     for (const stop of unobserve) stop();
+    durability?.close();
     await probe?.close();
     if (!overrides.store) await store.close();
     throw err;
   }
-  const started = { worker, probe, tls: tls! };
+  const started = { worker, probe, tls: tls!, durability: durability! };
   return {
     worker,
     store,
@@ -83,6 +87,7 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
     reloadTls: () => started.tls.check("signal"),
     async stop() {
       started.tls.close();
+      started.durability.close();
       await started.worker.stop();
       await started.probe.close();
       for (const stop of unobserve) stop();

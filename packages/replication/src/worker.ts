@@ -19,6 +19,12 @@ export interface SyncWorker {
 export interface SyncWorkerOptions {
   readonly store: ZoneStore;
   readonly log: Logger;
+  /**
+   * Why this zone cannot promise that an appended fact is on disk (its servers do not fsync
+   * each write while nats.sync is always), or undefined. While it says so, links confirm
+   * nothing to peers: a peer may drop what we confirmed.
+   */
+  readonly notDurable?: () => string | undefined;
   /** This replica's name in link leases; default: host, pid and a random suffix. */
   readonly holder?: string;
 }
@@ -56,6 +62,7 @@ export function startSyncWorker(config: ZoneConfig, options: SyncWorkerOptions):
     options: { pageLimit: config.sync.pageLimit, maxWait: config.sync.maxWait, backoff: config.sync.backoff },
     holder,
     log: options.log,
+    ...(options.notDurable ? { notDurable: options.notDurable } : {}),
   }));
   options.log.info({ event: "sync_started", holder, links: config.sync.links.map((l) => l.name) }, `sync worker: ${links.length} link(s)`);
   return {

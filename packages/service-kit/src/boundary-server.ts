@@ -7,7 +7,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { createPolicy, type ZoneConfig } from "@bsfg/config";
 import { createMetrics, serverTracing, tlsFailureCode, type BsfgMetrics } from "@bsfg/telemetry";
 import { metricsInterceptor } from "./metrics-interceptor.js";
-import { healthRoutes } from "./health.js";
+import { healthRoutes, type NotReady } from "./health.js";
 import { knownIdentityOnly, refuseWhileDraining, rejectionLogger } from "./interceptors.js";
 import { parseListen, urlFor } from "./listen-address.js";
 import { identityOfSocket, peerIdentityKey } from "./peer-identity.js";
@@ -23,8 +23,8 @@ export interface BoundaryServerOptions {
   readonly healthListen?: string | undefined;
   /** Registers the services this deployable serves. */
   readonly routes: (router: ConnectRouter) => void;
-  /** True when the zone's JetStream answers. */
-  readonly ready: () => Promise<boolean>;
+  /** Why the deployable is not ready (JetStream silent, servers not durable), or undefined. */
+  readonly notReady: NotReady;
   /** Where JSON logs go (default: stdout). */
   readonly logStream?: NodeJS.WritableStream;
   /** The deployable's metrics, served as /metrics on the probe port (default: a registry of its own). */
@@ -122,8 +122,8 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
     contextValues: (req) => createContextValues().set(peerIdentityKey, identityOfSocket(tlsSocketOf(req.raw))),
     readMaxBytes: maxMessageBytes,
   });
-  const ready = async () => !draining && await opts.ready().catch(() => false);
-  await app.register(healthRoutes(ready));
+  const notReady: NotReady = async () => (draining ? "draining" : await opts.notReady());
+  await app.register(healthRoutes(notReady));
 
   const { host, port } = parseListen(opts.listen);
   await app.listen({ host, port });
@@ -134,7 +134,7 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
   if (opts.healthListen) {
     health = Fastify({ logger: false });
     // /metrics only here: the mTLS port answers identities of the policy, and scrapers have none.
-    await health.register(healthRoutes(ready, metrics));
+    await health.register(healthRoutes(notReady, metrics));
     const h = parseListen(opts.healthListen);
     await health.listen({ host: h.host, port: h.port });
     healthUrl = urlFor("http", h.host, (health.server.address() as AddressInfo).port);

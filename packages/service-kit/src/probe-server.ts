@@ -1,7 +1,7 @@
 import type { AddressInfo } from "node:net";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { ZoneConfig } from "@bsfg/config";
-import { healthRoutes, type MetricsEndpoint } from "./health.js";
+import { healthRoutes, type MetricsEndpoint, type NotReady } from "./health.js";
 import { parseListen, urlFor } from "./listen-address.js";
 
 export interface ProbeServerOptions {
@@ -10,7 +10,8 @@ export interface ProbeServerOptions {
   readonly config: ZoneConfig;
   /** Plain-HTTP "host:port" for /healthz, /readyz and `routes`; none: logging only. */
   readonly listen?: string | undefined;
-  readonly ready: () => Promise<boolean>;
+  /** Why the deployable is not ready, or undefined. */
+  readonly notReady: NotReady;
   /** More read-only routes, e.g. a status page. */
   readonly routes?: (app: FastifyInstance) => void;
   readonly logStream?: NodeJS.WritableStream;
@@ -29,7 +30,7 @@ export interface ProbeServer {
 export async function startProbeServer(opts: ProbeServerOptions): Promise<ProbeServer> {
   const logger = { level: opts.config.logLevel, base: { service: opts.name, zone: opts.config.zone }, ...(opts.logStream ? { stream: opts.logStream } : {}) };
   const app = Fastify({ logger, logController: new LogController({ disableRequestLogging: true }) });
-  await app.register(healthRoutes(() => opts.ready().catch(() => false), opts.metrics));
+  await app.register(healthRoutes(opts.notReady, opts.metrics));
   opts.routes?.(app);
   let url: string | undefined;
   if (opts.listen) {

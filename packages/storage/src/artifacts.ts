@@ -4,8 +4,8 @@ import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import type { ObjectInfo, ObjectStore } from "@nats-io/obj";
 import { Code, ObjectRefSchema, Reason, rejection, type ObjectRef } from "@bsfg/proto";
-import { pullOnce } from "./pull.js";
-import { apiCode, ApiCode, substrateRejection } from "./substrate-errors.js";
+import { pullFromNewConsumer, pullOnce } from "./pull.js";
+import { isWrongLastSequence, substrateRejection } from "./substrate-errors.js";
 import { addReadConsumer } from "./read-consumer.js";
 import type { Substrate } from "./substrate.js";
 import { nanos } from "./units.js";
@@ -128,7 +128,7 @@ export function artifacts(substrate: Substrate, buckets: ReadonlyMap<string, Obj
         if (ref.digest !== digest) throw rejection(Code.DataLoss, Reason.ObjectCorrupted, `object ${header.bucket}/${header.key}: stored digest ${ref.digest} differs from ours ${digest}`);
         return ref;
       } catch (err) {
-        if (apiCode(err) === ApiCode.WrongLastSequence) {
+        if (isWrongLastSequence(err)) {
           // Someone stored the same key while we were uploading.
           const winner = await currentInfo(store, header.key);
           if (winner && await chunksIntact(winner)) return sameOrConflict(winner, digest, size);
@@ -233,9 +233,9 @@ async function* verifiedChunks(substrate: Substrate, info: ObjectInfo, digest: s
     });
     try {
       let remaining = consumer.num_pending;
-      while (remaining > 0) {
+      for (let pull = pullFromNewConsumer; remaining > 0; pull = pullOnce) {
         // Pull the next few chunks only when the reader asked for more: bounded memory.
-        const { messages: batch } = await pullOnce(substrate, stream, consumer.name, { batch: Math.min(CHUNKS_PER_PULL, remaining) });
+        const { messages: batch } = await pull(substrate, stream, consumer.name, { batch: Math.min(CHUNKS_PER_PULL, remaining) });
         if (batch.length === 0) throw corrupted("chunks stopped arriving");
         for (const m of batch) {
           remaining = m.pending;

@@ -47,5 +47,5 @@ export function cursors(kv: KV): Cursors {
 }
 
 function isWrongRevision(err: unknown): boolean {
-  return err instanceof Error && ((err as { code?: number }).code === 10071 || /wrong last sequence/i.test(err.message));
+  return err instanceof Error && ([10071, 10164].includes((err as { code?: number }).code ?? 0) || /wrong last sequence/i.test(err.message));
 }

@@ -1,4 +1,4 @@
-import { apiCode, ApiCode } from "./substrate-errors.js";
+import { isWrongLastSequence } from "./substrate-errors.js";
 import type { Substrate } from "./substrate.js";
 import { DEDUPE_STREAM } from "./topology.js";
 
@@ -65,7 +65,7 @@ export function dedupeIndex({ jsm, publisher }: Substrate): DedupeIndex {
       });
       return ack.seq;
     } catch (err) {
-      if (apiCode(err) === ApiCode.WrongLastSequence) return undefined;
+      if (isWrongLastSequence(err)) return undefined;
       throw err;
     }
   }

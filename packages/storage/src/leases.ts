@@ -59,5 +59,5 @@ export function leases(kv: KV, ttlMs: number): Leases {
 }
 
 function isConflict(err: unknown): boolean {
-  return err instanceof Error && ((err as { code?: number }).code === 10071 || /wrong last sequence|key exists/i.test(err.message));
+  return err instanceof Error && ([10071, 10164].includes((err as { code?: number }).code ?? 0) || /wrong last sequence|key exists/i.test(err.message));
 }

@@ -1,5 +1,5 @@
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
-import { pullOnce, PullRefusedError, PullUnansweredError, type RawMessage } from "./pull.js";
+import { pullFromNewConsumer, pullOnce, PullRefusedError, PullUnansweredError, type RawMessage } from "./pull.js";
 import { addReadConsumer } from "./read-consumer.js";
 import type { Substrate } from "./substrate.js";
 import { nanos } from "./units.js";
@@ -105,7 +105,10 @@ export function pageReaders(substrate: Substrate): PageReaders {
       return { page: { messages: [], complete: true, lastOffset: Math.max(query.afterOffset, query.highWater ?? 0), pendingAfter: 0 }, positioned: true };
     }
     const timeout = pending === undefined ? { timeoutMs: REUSED_PULL_TIMEOUT_MS } : {};
-    const pulled = await pullOnce(substrate, reader.stream, reader.name, { batch: query.limit, maxBytes: query.maxBytes, ...timeout });
+    const request = { batch: query.limit, maxBytes: query.maxBytes, ...timeout };
+    const pulled = pending === undefined
+      ? await pullOnce(substrate, reader.stream, reader.name, request)
+      : await pullFromNewConsumer(substrate, reader.stream, reader.name, request);
     const last = pulled.messages.at(-1);
     // The pending count delivered with the last message says whether anything matching was left.
     const complete = pulled.end === "no_messages" || last?.pending === 0;

@@ -78,6 +78,27 @@ export async function pullOnce(substrate: Substrate, stream: string, consumer: s
   return { messages, end };
 }
 
+/** How long a just-created consumer may take to become reachable across a cluster. */
+const NEW_CONSUMER_DEADLINE_MS = 2_000;
+
+/**
+ * The first pull from a consumer just created. In a clustered zone the create
+ * is answered before every server has learned where the consumer listens, so a
+ * pull can briefly meet "503 no responders"; that alone is retried, with a
+ * short backoff, until NEW_CONSUMER_DEADLINE_MS.
+ */
+export async function pullFromNewConsumer(substrate: Substrate, stream: string, consumer: string, request: PullRequest): Promise<Pulled> {
+  const deadline = performance.now() + NEW_CONSUMER_DEADLINE_MS;
+  for (let wait = 5; ; wait = Math.min(wait * 2, 100)) {
+    try {
+      return await pullOnce(substrate, stream, consumer, request);
+    } catch (err) {
+      if (!(err instanceof PullRefusedError && err.status === 503) || performance.now() + wait > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+}
+
 /** No answer in time: the consumer may be gone (a pull to a missing consumer is not answered through a domain's API) or JetStream is slow. */
 export class PullUnansweredError extends Error {
   constructor(message: string) {

@@ -1,5 +1,5 @@
 import { AckPolicy, DeliverPolicy, type ConsumerConfig } from "@nats-io/jetstream";
-import { pullOnce, type RawMessage } from "./pull.js";
+import { pullFromNewConsumer, pullOnce, type RawMessage } from "./pull.js";
 import { addReadConsumer } from "./read-consumer.js";
 import type { Substrate } from "./substrate.js";
 import { nanos } from "./units.js";
@@ -85,7 +85,8 @@ export async function openRange(substrate: Substrate, stream: string, query: Omi
         positioned = true;
       }
       if (pending === 0) return { messages: [], complete: true };
-      const pulled = await pullOnce(substrate, stream, info.name, { batch: limit, maxBytes });
+      const pull = pending === undefined ? pullOnce : pullFromNewConsumer;
+      const pulled = await pull(substrate, stream, info.name, { batch: limit, maxBytes });
       pending = undefined;
       const last = pulled.messages.at(-1);
       lastSeq = last?.seq ?? lastSeq;

@@ -9,20 +9,14 @@ import { factMessage } from "./test-support.js";
 import { openZoneStore, type ZoneStore } from "./zone-store.js";
 
 /**
- * A zone store at replicas 3 on a three-node JetStream cluster, and what the server does
- * with the conditional publishes the store relies on. nats-server before 2.10.19 checks
- * "expected last subject sequence" > 0 only before proposing a message to the stream's
- * Raft group (nats-server#4320, fixed in 2.9.21; #5794 for the value 0, fixed in 2.10.19),
- * so concurrent compare-and-sets can all be accepted. The tests measure it on the server
- * at hand and report what they saw (docs/storage.md, "Replicated streams").
+ * A zone store at replicas 3 on a three-node JetStream cluster, and the conditional publishes
+ * the store relies on, raced on the server the project ships. Before 2.10.19 nats-server
+ * checked "expected last subject sequence" only before proposing a message to the stream's
+ * Raft group (nats-server#4320, #5794), so concurrent compare-and-sets could all be accepted
+ * and a cursor could step back; the store now refuses servers older than 2.12.
  */
 const ROUNDS = 100;
 const RACERS = 9;
-
-function atLeast(version: string, [major, minor, patch]: [number, number, number]): boolean {
-  const [a = 0, b = 0, c = 0] = version.split(/[.-]/).map(Number);
-  return a !== major ? a > major : b !== minor ? b > minor : c >= patch;
-}
 
 describe("a zone store at replicas 3 on a three-node cluster", () => {
   let cluster: NatsClusterHandle;
@@ -50,15 +44,12 @@ describe("a zone store at replicas 3 on a three-node cluster", () => {
     await cluster?.dispose();
   });
 
-  it("creates every stream and bucket at replicas 3, and warns about conditional publishes on servers before 2.10.19", async () => {
+  it("creates every stream and bucket at replicas 3", async () => {
     const jsm = await jetstream(store.connection, { domain: "plant-a" }).jetstreamManager();
     for (const name of ["facts-operational", "facts-audit", "facts-documents", "bsfg-dedupe", "KV_bsfg-cursors", "KV_bsfg-consumers", "KV_bsfg-leases"]) {
       const info = await jsm.streams.info(name);
       expect({ name, replicas: info.config.num_replicas, peers: 1 + (info.cluster?.replicas?.length ?? 0) }).toEqual({ name, replicas: 3, peers: 3 });
     }
-    const warning = store.topologyReport.find((line) => line.startsWith("warning:"));
-    if (atLeast(version, [2, 10, 19])) expect(warning).toBeUndefined();
-    else expect(warning).toMatch(/does not enforce conditional publishes atomically on replicated streams/);
   });
 
   it("stores a message_id once when 50 appends of it race on connections to every node (claims are put-if-absent: expected sequence 0)", async () => {
@@ -72,7 +63,7 @@ describe("a zone store at replicas 3 on a three-node cluster", () => {
     }
   });
 
-  it("measures the server: put-if-absent and Nats-Msg-Id hold under races; compare-and-set (expected sequence > 0) holds only from 2.10.19", async () => {
+  it("holds put-if-absent, Nats-Msg-Id and KV compare-and-set to one winner when writers race on every node", async () => {
     const jsm = await clients[0]!.jetstreamManager();
     await jsm.streams.add({ name: "PROBE", subjects: ["probe.>"], num_replicas: 3, duplicate_window: 60_000_000_000 });
     let putIfAbsent = 0;
@@ -97,10 +88,10 @@ describe("a zone store at replicas 3 on a three-node cluster", () => {
       + `put-if-absent (expected sequence 0): ${putIfAbsent}; Nats-Msg-Id (not exactly one stored): ${msgId}; KV compare-and-set (expected revision): ${compareAndSet}`);
     expect(putIfAbsent).toBe(0);
     expect(msgId).toBe(0);
-    if (atLeast(version, [2, 10, 19])) expect(compareAndSet).toBe(0);
+    expect(compareAndSet).toBe(0);
   });
 
-  it("reports whether racing confirms move a cursor backwards (they must not from 2.10.19 on)", async () => {
+  it("never moves a cursor backwards when confirms race on connections to every node", async () => {
     const confirmers = await Promise.all(Array.from({ length: 8 }, (_, i) => openZoneStore(config, { servers: cluster.nodes[i % 3]!.url })));
     stores.push(...confirmers);
     const kv = await new Kvm(clients[0]!).open("bsfg-cursors");
@@ -123,10 +114,9 @@ describe("a zone store at replicas 3 on a three-node cluster", () => {
     const backwards = seen.filter((value, i) => i > 0 && value < seen[i - 1]!).length;
     console.info(`nats-server ${version}, R3: 10 rounds of 40 confirms racing on 8 connections: the cursor took ${seen.length} values, moved backwards ${backwards} time(s), `
       + `ended ${endedBelowMax} round(s) below the highest confirmed offset`);
-    if (atLeast(version, [2, 10, 19])) {
-      expect(backwards).toBe(0);
-      expect(endedBelowMax).toBe(0);
-    }
+    expect(seen.length).toBeGreaterThan(10);
+    expect(backwards).toBe(0);
+    expect(endedBelowMax).toBe(0);
   });
 
   it("reads while a node is down: read consumers placed on the dead node are created again elsewhere", async () => {

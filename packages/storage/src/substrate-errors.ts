@@ -7,6 +7,8 @@ export const ApiCode = {
   StreamNotFound: 10059,
   NoMessageFound: 10037,
   WrongLastSequence: 10071,
+  /** "wrong last sequence" without the sequence: a replicated stream (2.12+) refusing a conditional write. */
+  WrongLastSequenceConstant: 10164,
   StoreFailed: 10077,
   ConsumerNotFound: 10014,
 } as const;
@@ -15,6 +17,12 @@ export function apiCode(err: unknown): number | undefined {
   if (err instanceof JetStreamApiError) return err.code;
   if (err instanceof PublishError) return err.apiCode;
   return undefined;
+}
+
+/** A conditional write (expected last subject sequence) lost to another writer. */
+export function isWrongLastSequence(err: unknown): boolean {
+  const code = apiCode(err);
+  return code === ApiCode.WrongLastSequence || code === ApiCode.WrongLastSequenceConstant;
 }
 
 /** The server refused a write because the stream reached max_bytes (discard: new). */

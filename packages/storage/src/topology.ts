@@ -27,6 +27,9 @@ export function desiredStreams(cfg: StorageConfig): StreamConfig[] {
     discard: DiscardPolicy.New,
     num_replicas: s.replicas ?? cfg.replicas,
     duplicate_window: nanos(cfg.dedupe.inflightWindow),
+    // Up to 1,000 messages committed all-or-nothing (nats-server 2.12+): a relayed page and
+    // its origin position land together or not at all.
+    allow_atomic: true,
   }));
   const dedupe = streamConfig({
     name: DEDUPE_STREAM,
@@ -60,9 +63,14 @@ function streamConfig(partial: Pick<StreamConfig, "name" | "subjects" | "max_age
 }
 
 /** The fields we set and therefore verify; everything else is the server's business. */
-const checkedFields = ["subjects", "max_age", "max_bytes", "discard", "num_replicas", "max_msgs_per_subject", "storage", "retention", "allow_direct", "duplicate_window"] as const;
+const checkedFields = ["subjects", "max_age", "max_bytes", "discard", "num_replicas", "max_msgs_per_subject", "storage", "retention", "allow_direct", "duplicate_window", "allow_atomic"] as const;
 /** Fields JetStream lets us change on an existing stream. */
-const mutableFields = new Set<string>(["max_age", "max_bytes", "discard", "num_replicas", "max_msgs_per_subject", "allow_direct", "duplicate_window", "subjects"]);
+const mutableFields = new Set<string>(["max_age", "max_bytes", "discard", "num_replicas", "max_msgs_per_subject", "allow_direct", "duplicate_window", "subjects", "allow_atomic"]);
+/**
+ * Capabilities turned on for a stream that an older gateway created: they change no retention
+ * or capacity, so they are applied without reconcileTopology.
+ */
+const capabilityFields = new Set<string>(["allow_atomic"]);
 
 export function configDiff(desired: Partial<StreamConfig>, actual: Partial<StreamConfig>, fields: readonly string[] = checkedFields): string[] {
   const diffs: string[] = [];
@@ -78,7 +86,7 @@ export function configDiff(desired: Partial<StreamConfig>, actual: Partial<Strea
 /**
  * Creates a stream, or checks an existing one against configuration. A
  * difference is an error unless `reconcile` allows updating it; every result
- * is read back, because nats-server 2.9 silently ignores options it does not know.
+ * is read back, because a server silently ignores options it does not know.
  */
 export async function ensureStream(jsm: JetStreamManager, desired: StreamConfig, reconcile: boolean): Promise<"created" | "updated" | "unchanged"> {
   let existing: StreamConfig | undefined;
@@ -94,8 +102,10 @@ export async function ensureStream(jsm: JetStreamManager, desired: StreamConfig,
   }
   const diffs = configDiff(desired, existing);
   if (diffs.length === 0) return "unchanged";
-  const immutable = checkedFields.filter((f) => !mutableFields.has(f) && configDiff(desired, existing!, [f]).length > 0);
-  if (!reconcile || immutable.length > 0) {
+  const differing = checkedFields.filter((f) => configDiff(desired, existing!, [f]).length > 0);
+  const immutable = differing.filter((f) => !mutableFields.has(f));
+  const capabilitiesOnly = differing.every((f) => capabilityFields.has(f));
+  if ((!reconcile && !capabilitiesOnly) || immutable.length > 0) {
     throw mismatch(desired.name, diffs, reconcile ? `${immutable.join(", ")} cannot be changed on an existing stream` : "set reconcileTopology: true to apply the configuration");
   }
   const updated = await jsm.streams.update(desired.name, desired);

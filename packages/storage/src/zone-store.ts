@@ -86,6 +86,8 @@ export interface OpenOptions {
 }
 
 const PUBLISH_TIMEOUT_MS = 5_000;
+/** Atomic batch publish (allow_atomic) arrived in 2.12; everything is tested on 2.15. */
+const MIN_SERVER_VERSION: [number, number, number] = [2, 12, 0];
 const CONSUMER_CACHE_MS = 5_000;
 const DEFAULT_PAGE: PageLimits = { limit: 500, maxBytes: 4 * 2 ** 20 };
 
@@ -221,12 +223,11 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
 }
 
 async function ensureTopology(cfg: StorageConfig, js: JetStreamClient, jsm: JetStreamManager, report: string[], serverVersion: string) {
-  const replicated = cfg.replicas > 1 || Object.values(cfg.streams).some((s) => (s.replicas ?? 0) > 1);
-  if (replicated && olderThan(serverVersion, [2, 10, 19])) {
-    // nats-server#4320 and #5794: before these fixes a clustered stream checks
-    // "expected last subject sequence" only before proposing, so two racing
-    // claims (or cursor updates) can both be accepted.
-    report.push(`warning: nats-server ${serverVersion} does not enforce conditional publishes atomically on replicated streams; concurrent appends of one message_id or concurrent confirms of one consumer can race. Use nats-server ≥ 2.10.19 for replicas > 1.`);
+  if (olderThan(serverVersion, MIN_SERVER_VERSION)) {
+    // Older servers accept stream options they do not know and drop them, and before 2.10.19
+    // a replicated stream checked "expected last subject sequence" only before proposing, so
+    // two racing claims or cursor updates could both win (nats-server#4320, #5794).
+    throw rejection(Code.FailedPrecondition, Reason.TopologyMismatch, `nats-server ${serverVersion} is older than ${MIN_SERVER_VERSION.join(".")}, the oldest this gateway runs on (atomic compare-and-set on replicated streams, atomic batch publish); it is built and tested on 2.15`);
   }
   for (const stream of desiredStreams(cfg)) {
     report.push(`stream ${stream.name}: ${await ensureStream(jsm, stream, cfg.reconcileTopology)}`);

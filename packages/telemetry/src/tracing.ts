@@ -1,7 +1,9 @@
-import { trace, type Tracer } from "@opentelemetry/api";
+import { context, propagation, trace, type Tracer } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
-import { BatchSpanProcessor, NodeTracerProvider, type SpanProcessor } from "@opentelemetry/sdk-trace-node";
+import { BatchSpanProcessor, TracerProvider, type SpanProcessor } from "@opentelemetry/sdk-trace";
 
 /** The tracer every BSFG span comes from; spans carry the zone as `bsfg.zone`. */
 export const tracer = (): Tracer => trace.getTracer("bsfg");
@@ -46,18 +48,24 @@ export function startTracing(opts: TracingOptions): Tracing {
   if (installed) return installed;
   const env = opts.env ?? process.env;
   if (!opts.spanProcessors && !tracingRequested(env)) return { enabled: false, shutdown: async () => undefined };
-  const provider = new NodeTracerProvider({
+  const provider = new TracerProvider({
     resource: resourceFromAttributes({ "service.name": env.OTEL_SERVICE_NAME ?? opts.serviceName, "bsfg.zone": opts.zone }),
     // The exporter reads OTEL_EXPORTER_OTLP_* (endpoint, headers, timeout) itself.
-    spanProcessors: opts.spanProcessors ?? [new BatchSpanProcessor(new OTLPTraceExporter())],
+    spanProcessors: opts.spanProcessors ?? [new BatchSpanProcessor({ exporter: new OTLPTraceExporter() })],
   });
-  provider.register();
+  // What NodeTracerProvider.register() did before SDK 3: the provider, async context across
+  // awaits, and W3C trace context + baggage for the Connect interceptors and stored facts.
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  propagation.setGlobalPropagator(new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }));
+  trace.setGlobalTracerProvider(provider);
   installed = {
     enabled: true,
     async shutdown() {
       installed = undefined;
       await provider.shutdown();
       trace.disable();
+      propagation.disable();
+      context.disable();
     },
   };
   return installed;

@@ -7,3 +7,4 @@ export type { TcpProxyOptions, TcpProxy, ProxyDirection } from "./tcp-proxy.js";
 export { disposeAll } from "./dispose.js";
 export { pollUntil } from "./poll.js";
 export { freePort } from "./ports.js";
+export { locateNatsServerBinary } from "./nats-binary.js";

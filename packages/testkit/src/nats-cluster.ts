@@ -19,6 +19,8 @@ export interface NatsClusterOptions {
   name?: string;
   /** Extra lines appended verbatim to every node's config file. */
   extraConfig?: string;
+  /** `sync_interval` of every node: "always" (default) or a duration such as "2m". */
+  syncInterval?: string;
   /** JetStream memory store limit per node; default "1GB". */
   maxMemoryStore?: string | number;
   /**
@@ -50,6 +52,8 @@ export interface NatsClusterHandle {
   readonly nodes: readonly NatsClusterNode[];
   /** Every node's client URL: what a zone's `nats.servers` lists. */
   readonly urls: string[];
+  /** Every node's monitoring URL: what a zone's `nats.monitor` lists. */
+  readonly monitorUrls: string[];
   /** The node with this `server_name`. */
   node(name: string): NatsClusterNode;
   /** The nodes that are running now. */
@@ -140,6 +144,10 @@ class NatsCluster implements NatsClusterHandle {
 
   get urls(): string[] {
     return this.servers.map((s) => s.url);
+  }
+
+  get monitorUrls(): string[] {
+    return this.servers.map((s) => s.monitorUrl);
   }
 
   node(name: string): NatsClusterNode {

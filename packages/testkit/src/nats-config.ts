@@ -7,6 +7,8 @@ export interface NatsConfigInput {
   maxMemoryStore: string | number;
   maxFileStore: string | number;
   extraConfig?: string | undefined;
+  /** `jetstream { sync_interval }`: "always" (fsync before every acknowledgement) or a duration such as "2m"; default "always". */
+  syncInterval?: string | undefined;
   /** A node of a JetStream cluster: its route listener on 127.0.0.1 and the other nodes' route ports. */
   cluster?: { name: string; port: number; routes: readonly number[] } | undefined;
 }
@@ -41,10 +43,17 @@ export function renderNatsConfig(input: NatsConfigInput): string {
     `  domain: ${JSON.stringify(input.domain)}`,
     `  max_memory_store: ${sizeValue(input.maxMemoryStore)}`,
     `  max_file_store: ${sizeValue(input.maxFileStore)}`,
+    `  sync_interval: ${syncIntervalValue(input.syncInterval ?? "always")}`,
     `}`,
   ];
   if (input.extraConfig !== undefined && input.extraConfig !== "") lines.push(input.extraConfig);
   return `${lines.join("\n")}\n`;
+}
+
+function syncIntervalValue(value: string): string {
+  if (value !== "always" && !/^\d+(ms|s|m|h)$/.test(value)) throw new Error(`Invalid sync_interval ${JSON.stringify(value)}: "always" or a duration like "2m"`);
+  // Quoted: nats-server reads a bare "2m" as the number 2,000,000 (a size suffix), not two minutes.
+  return value === "always" ? value : JSON.stringify(value);
 }
 
 function sizeValue(value: string | number): string {

@@ -26,6 +26,11 @@ export interface NatsServerOptions {
   maxMemoryStore?: string | number;
   /** JetStream file store limit, bytes or a size like "2GB"; default "10GB". */
   maxFileStore?: string | number;
+  /**
+   * `sync_interval`: "always" (default: fsync before every acknowledgement, what every zone
+   * the project generates runs) or a duration such as "2m" (the server's own default).
+   */
+  syncInterval?: string;
 }
 
 export interface NatsServerHandle {
@@ -36,6 +41,8 @@ export interface NatsServerHandle {
   readonly url: string;
   /** HTTP monitoring port (for /varz, /jsz). */
   readonly monitorPort: number;
+  /** "http://127.0.0.1:<monitorPort>": what a zone's `nats.monitor` lists. */
+  readonly monitorUrl: string;
   readonly storeDir: string;
   /** Current process pid, undefined while stopped. */
   readonly pid: number | undefined;
@@ -132,6 +139,10 @@ export class NatsServer implements NatsServerHandle {
 
   get port(): number {
     return this.ports.port;
+  }
+
+  get monitorUrl(): string {
+    return `http://127.0.0.1:${this.ports.monitorPort}`;
   }
 
   get monitorPort(): number {
@@ -236,6 +247,7 @@ export class NatsServer implements NatsServerHandle {
       maxMemoryStore: this.opts.maxMemoryStore ?? "1GB",
       maxFileStore: this.opts.maxFileStore ?? "10GB",
       extraConfig: this.opts.extraConfig,
+      syncInterval: this.opts.syncInterval,
       cluster: this.placement?.cluster,
     });
   }

@@ -1,0 +1,70 @@
+import type { FastifyBaseLogger } from "fastify";
+import type { ZoneConfig } from "@bsfg/config";
+
+/**
+ * Whether the zone's nats-servers write to disk the way the zone promises: with
+ * `nats.sync: always`, every server must fsync each write before acknowledging it
+ * (`sync_interval: always`), or an acknowledged fact can be lost to a power cut.
+ */
+export interface DurabilityWatch {
+  /** Why the zone must not be ready (one line per server), or undefined when it may. */
+  problem(): string | undefined;
+  /** Reads every server's /varz again now. */
+  check(): Promise<string | undefined>;
+  close(): void;
+}
+
+export interface DurabilityOptions {
+  /** How often /varz is read again (a server may be restarted with another configuration). */
+  readonly intervalMs?: number;
+  readonly timeoutMs?: number;
+}
+
+interface Varz {
+  readonly server_name?: string;
+  readonly jetstream?: { readonly config?: { readonly sync_always?: boolean; readonly sync_interval?: number; readonly domain?: string } };
+}
+
+/** Checks at once, then every `intervalMs`; logs each change of verdict. */
+export async function watchDurability(nats: ZoneConfig["nats"], log: Pick<FastifyBaseLogger, "info" | "warn" | "error">, opts: DurabilityOptions = {}): Promise<DurabilityWatch> {
+  if (nats.sync === "interval") {
+    log.warn({ event: "durability", sync: "interval" }, "nats.sync is interval: an acknowledged fact is on disk only after the server's next flush; a power loss can lose it");
+    return { problem: () => undefined, check: async () => undefined, close: () => undefined };
+  }
+  let problem: string | undefined = "durability not checked yet";
+  const check = async () => {
+    const problems = (await Promise.all(nats.monitor.map((url) => checkServer(url, nats.domain, opts.timeoutMs ?? 3_000)))).filter((p) => p !== undefined);
+    const next = problems.length > 0 ? problems.join("; ") : undefined;
+    if (next !== problem) {
+      if (next === undefined) log.info({ event: "durability", sync: "always", servers: nats.monitor }, "every nats-server fsyncs each write before acknowledging it");
+      else log.error({ event: "durability", sync: "always", problem: next }, `not ready: ${next}`);
+    }
+    problem = next;
+    return problem;
+  };
+  await check();
+  const timer = setInterval(() => void check(), opts.intervalMs ?? 30_000);
+  timer.unref();
+  return { problem: () => problem, check, close: () => clearInterval(timer) };
+}
+
+async function checkServer(monitorUrl: string, domain: string, timeoutMs: number): Promise<string | undefined> {
+  const url = new URL("/varz", monitorUrl).toString();
+  let varz: Varz;
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    if (!response.ok) return `${url} answered HTTP ${response.status}, so the zone cannot tell whether the server fsyncs each write`;
+    varz = (await response.json()) as Varz;
+  } catch (err) {
+    return `cannot read ${url} (${(err as Error).message}), so the zone cannot tell whether the server fsyncs each write`;
+  }
+  const config = varz.jetstream?.config;
+  const server = varz.server_name ? `nats-server ${varz.server_name} (${monitorUrl})` : `the nats-server at ${monitorUrl}`;
+  if (config === undefined) return `${server} has no JetStream`;
+  if (config.domain !== undefined && config.domain !== domain) return `${server} serves JetStream domain "${config.domain}", not this zone's "${domain}": nats.monitor names the wrong server`;
+  if (config.sync_always !== true) {
+    const every = config.sync_interval ? ` (it flushes every ${Math.round(config.sync_interval / 1e9)} s)` : "";
+    return `${server} does not fsync each write${every} while nats.sync is always: set "sync_interval: always" in its jetstream block, or nats.sync: interval to accept losing acknowledged facts on power loss`;
+  }
+  return undefined;
+}
