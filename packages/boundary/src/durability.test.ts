@@ -3,10 +3,12 @@
  * default) is not ready while its nats-server flushes on a timer instead of fsyncing each write.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createBsfgClient } from "@bsfg/client";
+import { Code, Reason, reasonOf } from "@bsfg/proto";
 import { watchDurability } from "@bsfg/service-kit";
 import { startNatsServer, type NatsServerHandle } from "@bsfg/testkit";
 import { startDeployable, type RunningDeployable } from "./run.js";
-import { createTestPki, logCollector, testZoneConfig, type TestPki } from "./test-support.js";
+import { createTestPki, logCollector, producedFact, rejectionOf, testZoneConfig, type TestPki } from "./test-support.js";
 
 interface Readyz {
   status: string;
@@ -34,7 +36,7 @@ describe("durability of acknowledged facts", () => {
     await fsyncing?.dispose();
   });
 
-  it("refuses readiness, naming the setting, when the zone asks for fsync and its server does not", async () => {
+  it("refuses readiness and appends, naming the setting, when the zone asks for fsync and its server does not", async () => {
     const { stream, lines } = logCollector();
     const running = await startDeployable("zone", testZoneConfig(pki, flushing), { listen: "127.0.0.1:0", healthListen: "127.0.0.1:0", logStream: stream });
     try {
@@ -43,6 +45,19 @@ describe("durability of acknowledged facts", () => {
       expect(body.status).toBe("not ready");
       expect(body.reason).toMatch(/does not fsync each write \(it flushes every 120 s\) while nats\.sync is always: set "sync_interval: always"/);
       expect(lines.find((l) => l.event === "durability")).toMatchObject({ level: 50, sync: "always", problem: body.reason });
+
+      // A producer that calls anyway is refused, and nothing is stored that could be lost.
+      const producer = createBsfgClient({ url: running.server.url, tls: { ca: pki.ca.certPem, cert: pki.certs["mes-producer"].certPem, key: pki.certs["mes-producer"].keyPem }, retry: { attempts: 1 } });
+      try {
+        const err = await rejectionOf(producer.appendFact(producedFact(1)));
+        expect(err.code).toBe(Code.Unavailable);
+        expect(reasonOf(err)).toBe(Reason.NotDurable);
+        expect(err.rawMessage).toContain("this zone cannot promise durable writes");
+      } finally {
+        producer.close();
+      }
+      expect((await running.store.read({ stream: "operational", skipOrigins: [] }, 0)).facts).toEqual([]);
+      expect(lines.some((l) => l.reason === Reason.NotDurable)).toBe(true);
     } finally {
       await running.stop();
     }

@@ -5,10 +5,16 @@ import { traceContextOf, withSpan } from "@bsfg/telemetry";
 import type { BoundaryDeps } from "./deps.js";
 
 /** AppendFact and PutObject: writes into the local zone. */
-export function ingestHandlers({ store, policy, config }: BoundaryDeps): Pick<ServiceImpl<typeof BoundaryService>, "appendFact" | "putObject"> {
+export function ingestHandlers({ store, policy, config, notDurable }: BoundaryDeps): Pick<ServiceImpl<typeof BoundaryService>, "appendFact" | "putObject"> {
+  // An acknowledgement promises the write is on disk; refuse rather than promise what the servers do not keep.
+  const refuseUnlessDurable = () => {
+    const problem = notDurable?.();
+    if (problem !== undefined) throw rejection(Code.Unavailable, Reason.NotDurable, `this zone cannot promise durable writes: ${problem}`);
+  };
   return {
     async appendFact(req, ctx) {
       const peer = peerOf(ctx);
+      refuseUnlessDurable();
       req.messages.forEach((message, index) => {
         const envelope = message.envelope;
         // Missing zones are the validator's to report (invalid_argument), not the policy's.
@@ -32,6 +38,7 @@ export function ingestHandlers({ store, policy, config }: BoundaryDeps): Pick<Se
       }
       const header = first.value.part.value;
       authorize(policy.mayWriteBucket(peer.names, header.bucket), { bucket: header.bucket, key: header.key });
+      refuseUnlessDurable();
       return {
         object: await store.putObject({
           bucket: header.bucket,

@@ -52,6 +52,9 @@ describe("a large artifact through PutObject and FetchObject", () => {
       clearInterval(sampler);
     }
     console.log(`${size / MiB} MiB round trip: RSS grew ${((peak - baseline) / MiB).toFixed(1)} MiB`);
-    expect((peak - baseline) / MiB).toBeLessThan(128);
+    // Bounded, not proportional: holding the object on either side would grow RSS by ≥ 256 MiB.
+    // The plateau is buffers awaiting collection: on Node 26 it measured 100–131 MiB at 256 MiB
+    // and 110 MiB at 768 MiB (Node 20: 84–86 MiB).
+    expect((peak - baseline) / MiB).toBeLessThan(160);
   });
 });

@@ -26,14 +26,15 @@ export async function startDeployable(role: Role, config: ZoneConfig, overrides:
   const certificates = observeCertificates(metrics, { server: config.tls.cert, ca: config.tls.ca });
   const unobserve = [observeStore(metrics, store), certificates.stop];
   let durability: DurabilityWatch | undefined;
+  const notDurable = () => durability === undefined ? "checking how the zone's nats-servers sync" : durability.problem();
   try {
     const server = await startBoundaryServer({
       name,
       config,
       listen: overrides.listen ?? config.listen[role],
       healthListen: overrides.healthListen ?? config.health[role],
-      routes: routesFor(role, { config, store, policy: createPolicy(config.policy), watch }),
-      notReady: async () => durability === undefined ? "checking how the zone's nats-servers sync" : durability.problem() ?? (await store.ready() ? undefined : "JetStream does not answer"),
+      routes: routesFor(role, { config, store, policy: createPolicy(config.policy), watch, notDurable }),
+      notReady: async () => notDurable() ?? (await store.ready() ? undefined : "JetStream does not answer"),
       metrics,
       ...(overrides.logStream ? { logStream: overrides.logStream } : {}),
     });

@@ -42,6 +42,7 @@ export const Reason = {
   StoreFull: "store_full",
   // unavailable (retry-safe)
   StoreUnavailable: "store_unavailable",
+  NotDurable: "not_durable",
   AppendPending: "append_pending",
   ShuttingDown: "shutting_down",
   // data_loss

@@ -235,7 +235,7 @@ export function startLink(ctx: LinkContext): RunningLink {
         // Trying again is being active; "backing_off" is only the wait in between.
         setState("active");
         const notDurable = ctx.notDurable?.();
-        if (notDurable !== undefined) throw rejection(Code.Unavailable, Reason.StoreUnavailable, `this zone cannot promise durable appends: ${notDurable}`);
+        if (notDurable !== undefined) throw rejection(Code.Unavailable, Reason.NotDurable, `this zone cannot promise durable appends: ${notDurable}`);
         await pullPage();
         retry.reset();
         failing = false;

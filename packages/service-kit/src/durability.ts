@@ -17,6 +17,8 @@ export interface DurabilityWatch {
 export interface DurabilityOptions {
   /** How often /varz is read again (a server may be restarted with another configuration). */
   readonly intervalMs?: number;
+  /** … and how soon while a server fails the check, so a blip refuses writes only briefly. */
+  readonly retryMs?: number;
   readonly timeoutMs?: number;
 }
 
@@ -25,7 +27,7 @@ interface Varz {
   readonly jetstream?: { readonly config?: { readonly sync_always?: boolean; readonly sync_interval?: number; readonly domain?: string } };
 }
 
-/** Checks at once, then every `intervalMs`; logs each change of verdict. */
+/** Checks at once, then every `intervalMs` (every `retryMs` while a check fails); logs each change of verdict. */
 export async function watchDurability(nats: ZoneConfig["nats"], log: Pick<FastifyBaseLogger, "info" | "warn" | "error">, opts: DurabilityOptions = {}): Promise<DurabilityWatch> {
   if (nats.sync === "interval") {
     log.warn({ event: "durability", sync: "interval" }, "nats.sync is interval: an acknowledged fact is on disk only after the server's next flush; a power loss can lose it");
@@ -42,10 +44,23 @@ export async function watchDurability(nats: ZoneConfig["nats"], log: Pick<Fastif
     problem = next;
     return problem;
   };
+  let timer: NodeJS.Timeout | undefined;
+  let closed = false;
+  const schedule = () => {
+    if (closed) return;
+    timer = setTimeout(() => void check().finally(schedule), problem === undefined ? opts.intervalMs ?? 30_000 : opts.retryMs ?? 2_000);
+    timer.unref();
+  };
   await check();
-  const timer = setInterval(() => void check(), opts.intervalMs ?? 30_000);
-  timer.unref();
-  return { problem: () => problem, check, close: () => clearInterval(timer) };
+  schedule();
+  return {
+    problem: () => problem,
+    check,
+    close: () => {
+      closed = true;
+      clearTimeout(timer);
+    },
+  };
 }
 
 async function checkServer(monitorUrl: string, domain: string, timeoutMs: number): Promise<string | undefined> {

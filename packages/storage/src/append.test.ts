@@ -140,6 +140,34 @@ describe("append: idempotency beyond JetStream's duplicate window", () => {
     const back = await openZoneStore({ ...zone.store.config, reconcileTopology: true }, { servers: zone.server.url });
     await back.close();
   });
+
+  it("runs on streams whose info carries every option the store relies on, as the server reports them", async () => {
+    // A server drops options it does not know; what counts is what it reports back.
+    const jsm = await jetstreamManager(zone.store.connection, { domain: "plant-a" });
+    for (const name of ["facts-operational", "facts-audit", "facts-documents"]) {
+      const { config } = await jsm.streams.info(name);
+      expect({ name, discard: config.discard, allow_atomic: config.allow_atomic, allow_direct: config.allow_direct, storage: config.storage })
+        .toEqual({ name, discard: "new", allow_atomic: true, allow_direct: true, storage: "file" });
+      expect(config.duplicate_window).toBe(zone.store.config.dedupe.inflightWindow * 1_000_000);
+    }
+    const dedupe = (await jsm.streams.info("bsfg-dedupe")).config;
+    expect({ discard: dedupe.discard, max_msgs_per_subject: dedupe.max_msgs_per_subject, allow_direct: dedupe.allow_direct })
+      .toEqual({ discard: "old", max_msgs_per_subject: 1, allow_direct: true });
+  });
+
+  it("turns atomic batch publish on for a fact stream an older gateway created without it, without reconcileTopology", async () => {
+    const jsm = await jetstreamManager(zone.store.connection, { domain: "plant-a" });
+    const { config } = await jsm.streams.info("facts-audit");
+    await jsm.streams.update("facts-audit", { ...config, allow_atomic: false });
+    expect((await jsm.streams.info("facts-audit")).config.allow_atomic).toBeFalsy();
+    const reopened = await openZoneStore(zone.store.config, { servers: zone.server.url });
+    try {
+      expect(reopened.topologyReport).toContain("stream facts-audit: updated");
+      expect((await jsm.streams.info("facts-audit")).config.allow_atomic).toBe(true);
+    } finally {
+      await reopened.close();
+    }
+  });
 });
 
 /** Retries while the client reconnects after a server restart (the store answers `unavailable`, which is retry-safe). */
