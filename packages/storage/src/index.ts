@@ -13,6 +13,19 @@ export type { FactPage, PageLimits } from "./read-facts.js";
 export type { ObjectHeaderInput, ObjectReader } from "./artifacts.js";
 export type { Leases, LeaseGrant } from "./leases.js";
 export { factStreamName, factSubject } from "./routing.js";
+export {
+  readLinkPosition,
+  shipPage,
+  linkMarkerSubject,
+  isLinkMarker,
+  LinkFenced,
+  ShipmentRefused,
+  MAX_FACTS_PER_SHIPMENT,
+  type LinkPosition,
+  type ShippedFact,
+  type ShipRequest,
+} from "./shipping.js";
+export type { Substrate } from "./substrate.js";
 export { canonicalize, canonicalizeJsonText, CanonicalJsonError } from "./canonical-json.js";
 export { payloadIdentity } from "./identity.js";
 export { publisher, type Publisher, type Ack } from "./publisher.js";

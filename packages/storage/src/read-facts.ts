@@ -4,6 +4,7 @@ import type { ConsumerDefinition } from "./config.js";
 import type { PageReaders } from "./page-readers.js";
 import type { RawMessage } from "./pull.js";
 import { factStreamName } from "./routing.js";
+import { isLinkMarker } from "./shipping.js";
 import { encodeStoredFacts, routeOf } from "./stored-fact-wire.js";
 import type { Substrate } from "./substrate.js";
 
@@ -51,7 +52,10 @@ export async function readFacts(substrate: Substrate, readers: PageReaders, cons
   const page = await readers.read(consumer.name, { stream, filter: consumer.subjectFilter, afterOffset, limit: limits.limit, maxBytes: limits.maxBytes, highWater });
   const skip = new Set(consumer.skipOrigins);
   const targets = consumer.targets === undefined ? undefined : new Set(consumer.targets);
-  const visible = skip.size === 0 && targets === undefined ? page.messages : page.messages.filter((m) => {
+  const visible = page.messages.filter((m) => {
+    // A link's position markers share the stream with the facts; they are not facts.
+    if (isLinkMarker(m.subject)) return false;
+    if (skip.size === 0 && targets === undefined) return true;
     const route = routeOf(m.data);
     return !skip.has(route.from) && (targets === undefined || targets.has(route.to));
   });

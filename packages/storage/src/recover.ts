@@ -3,6 +3,7 @@ import { FactMessageSchema } from "@bsfg/proto";
 import type { Claim } from "./dedupe-index.js";
 import { openRange } from "./read-range.js";
 import { factStreamName } from "./routing.js";
+import { isLinkMarker } from "./shipping.js";
 import type { Substrate } from "./substrate.js";
 
 const PAGE = 1_000;
@@ -36,6 +37,7 @@ export function recovery(substrate: Substrate, windowMs: number): Recovery {
         const range = await reader.next(PAGE, PAGE_BYTES);
         for (const m of range.messages) {
           if (m.storedAtMs > until) return found;
+          if (isLinkMarker(m.subject)) continue;
           const id = fromBinary(FactMessageSchema, m.data).envelope?.messageId;
           if (id !== undefined && !found.has(id)) found.set(id, m.seq);
         }

@@ -29,6 +29,8 @@ import { nanos } from "./units.js";
 export interface ZoneStore {
   readonly config: StorageConfig;
   readonly connection: NatsConnection;
+  /** The zone's JetStream for paths that do not go through the producer's append (log shipping). */
+  readonly substrate: Substrate;
   /** Validates and appends a batch; see docs/storage.md for the guarantees. */
   append(messages: readonly FactMessage[], options?: AppendOptions): Promise<AppendResult[]>;
   /** Facts after `afterOffset` as `consumer` sees them. */
@@ -176,6 +178,7 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
   return {
     config: cfg,
     connection: nc,
+    substrate,
     async append(messages, options = {}) {
       const { traceContext } = options;
       const prepared = traceContext ? prepareBatch(cfg, messages).map((p, i) => ({ ...p, traceContext: traceContext(i) })) : prepareBatch(cfg, messages);
