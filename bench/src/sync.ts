@@ -40,7 +40,7 @@ import { DeliverPolicy, StorageType, jetstream, jetstreamManager, type JetStream
 import { connect } from "@nats-io/transport-node";
 import { startTestEstate, threeZoneEstate, type EstateTopology, type SyncReplica, type TestEstate } from "@bsfg/estate-kit";
 import { AppendStatus, FactMessageSchema, type AppendResult } from "@bsfg/proto";
-import { publisher, type ZoneStore } from "@bsfg/storage";
+import { factStreamName, isLinkMarker, linkMarkerSubject, publisher, type ZoneStore } from "@bsfg/storage";
 import { freePort, pollUntil, startNatsServer, type NatsServerHandle } from "@bsfg/testkit";
 import { assertServerSync, parseSyncSettings, SYNC_COLUMN, syncIntervalFor, syncIntervals, syncOption, type NatsSync } from "./durability.js";
 import { benchArgs, machineBusyMs, printTable, procCpuMs, secondsSince, selfCpuMs, waitForQuiet, writeResults, type Row } from "./report.js";
@@ -90,6 +90,17 @@ const PREFILL_BATCH = 1_000;
 const LATENCY_WARM_MS = 1_000;
 /** How often the end of a case (cursor, stream count) is checked: the resolution of the timings. */
 const POLL_MS = 5;
+
+/**
+ * Facts in a zone's log so far: its last offset minus the links' position markers, which a
+ * relaying zone writes into the same stream (one per shipped page).
+ */
+async function factsIn(store: ZoneStore, stream: string): Promise<number> {
+  const markers = linkMarkerSubject(stream, ">");
+  const info = await store.substrate.jsm.streams.info(factStreamName(stream), { subjects_filter: markers });
+  const markerCount = Object.values(info.state.subjects ?? {}).reduce((sum, n) => sum + n, 0);
+  return info.state.last_seq - markerCount;
+}
 const STREAM = "operational";
 
 // ---- CPU accounting: this process, and its children by kind (nats-server, the sync children) ----
@@ -297,9 +308,9 @@ async function runSetting(natsSync: NatsSync): Promise<SettingResult> {
       const firstHop = path === "direct" ? "enterprise" : "idmz";
       const lastSender = path === "direct" ? "plant-a" : "idmz";
       const lastConsumer = consumerName("enterprise", lastSender);
-      const enterpriseBefore = await store("enterprise").highWater(STREAM);
-      // The last hop's sender log grows by exactly these facts (nothing else crosses), so its last offset is known now.
-      const target = (await store(lastSender).highWater(STREAM)) + count;
+      const enterpriseBefore = await factsIn(store("enterprise"), STREAM);
+      // The last hop's sender log grows by exactly these facts (nothing else crosses), plus its links' position markers.
+      const senderTarget = (await factsIn(store(lastSender), STREAM)) + count;
       await prefill(store("plant-a"), `${path}-${variant}-${round}`, count);
       await settle(round);
 
@@ -312,14 +323,14 @@ async function runSetting(natsSync: NatsSync): Promise<SettingResult> {
           const { replica, activeAt } = await startWorker(estate, firstHop, "plant-a", variant);
           replicas.push(replica);
           begin(activeAt);
-          await pollUntil(async () => (await store(lastSender).cursor(lastConsumer)) >= target,
-            { timeoutMs: caseTimeoutMs(count), intervalMs: POLL_MS, what: `${lastConsumer} confirmed up to ${target}` });
+          await pollUntil(async () => (await factsIn(store(lastSender), STREAM)) >= senderTarget && (await store(lastSender).cursor(lastConsumer)) >= (await store(lastSender).highWater(STREAM)),
+            { timeoutMs: caseTimeoutMs(count), intervalMs: POLL_MS, what: `${lastConsumer} confirmed all ${count} facts` });
         });
       } finally {
         for (const replica of replicas.reverse()) await replica.stop();
       }
       // Nothing lost, nothing duplicated on the way.
-      const arrived = (await store("enterprise").highWater(STREAM)) - enterpriseBefore;
+      const arrived = (await factsIn(store("enterprise"), STREAM)) - enterpriseBefore;
       if (arrived !== count) throw new Error(`Enterprise appended ${arrived} facts, expected ${count}`);
       return sample;
     };
@@ -558,7 +569,10 @@ async function crossingLatency(estate: TestEstate, variant: Variant): Promise<La
     const arrivals = new Map<string, number>();
     const messages = await consumer.consume();
     const watching = (async () => {
-      for await (const m of messages) arrivals.set(fromBinary(FactMessageSchema, m.data).envelope!.messageId, performance.now());
+      for await (const m of messages) {
+        if (isLinkMarker(m.subject)) continue;
+        arrivals.set(fromBinary(FactMessageSchema, m.data).envelope!.messageId, performance.now());
+      }
     })();
 
     const producer = estate.client("plant-a", "mes-producer");

@@ -36,6 +36,24 @@ describe.each(["connect", "grpc"] as const)("the zone's boundary over %s, HTTP/2
     await peer.confirmReceipt("enterprise-from-plant-a", next.lastOffset);
   });
 
+  it("reads ahead of the cursor with after_offset, never behind it, and not past the log", async () => {
+    const producer = zone.client("mes-producer", { protocol });
+    const peer = zone.client("enterprise-bsfg", { protocol });
+    const results = await producer.appendFacts([producedFact(11), producedFact(12), producedFact(13)]);
+    const cursor = (await peer.fetchFacts("enterprise-from-plant-a", { limit: 1 })).cursor;
+    // The next page while the first is still unconfirmed: a puller's prefetch.
+    const ahead = await peer.fetchFacts("enterprise-from-plant-a", { limit: 10, afterOffset: results[0]!.offset });
+    expect(ahead.cursor).toBe(cursor);
+    expect(ahead.facts.map((f) => f.offset)).toEqual([results[1]!.offset, results[2]!.offset]);
+    // Below the cursor means "after the cursor": nothing confirmed is served again.
+    await peer.confirmReceipt("enterprise-from-plant-a", results[1]!.offset);
+    const behind = await peer.fetchFacts("enterprise-from-plant-a", { limit: 10, afterOffset: 1 });
+    expect(behind.facts.map((f) => f.offset)).toEqual([results[2]!.offset]);
+    const beyond = await rejectionOf(peer.fetchFacts("enterprise-from-plant-a", { afterOffset: ahead.highWater + 100n }));
+    expect([beyond.code, reasonOf(beyond)]).toEqual([Code.FailedPrecondition, "cursor_beyond_log"]);
+    await peer.confirmReceipt("enterprise-from-plant-a", results[2]!.offset);
+  });
+
   it("throws already_exists for a conflicting duplicate from appendFact", async () => {
     const producer = zone.client("mes-producer", { protocol });
     const original = await producer.appendFact(producedFact(10));

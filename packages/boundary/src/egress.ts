@@ -27,9 +27,10 @@ export function egressHandlers({ store, policy, config, watch }: BoundaryDeps): 
       };
       const deadline = Date.now() + Math.min(req.maxWaitMs, config.fetch.maxWait);
       for (;;) {
-        const page = await store.readNext(consumer.name, limits);
+        const page = await store.readNext(consumer.name, limits, req.afterOffset === undefined ? undefined : Number(req.afterOffset));
+        const startedAfter = Math.max(page.cursor, req.afterOffset === undefined ? 0 : Number(req.afterOffset));
         // Facts, or only skipped ones (last_offset moved): answer now so they can be confirmed.
-        if (page.count > 0 || page.lastOffset > page.cursor || Date.now() >= deadline) return response(page);
+        if (page.count > 0 || page.lastOffset > startedAfter || Date.now() >= deadline) return response(page);
         if (!await watch.waitBeyond(consumer.stream, page.highWater, deadline, ctx.signal)) return response(page);
       }
     },

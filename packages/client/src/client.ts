@@ -72,7 +72,8 @@ export interface BsfgClient {
   appendFact(message: FactMessageInit): Promise<AppendResult>;
   /** Appends a batch; one result per message, conflicts included (not thrown). */
   appendFacts(messages: readonly FactMessageInit[]): Promise<AppendResult[]>;
-  fetchFacts(consumer: string, options?: { limit?: number; maxWaitMs?: number; signal?: AbortSignal }): Promise<FetchFactsResponse>;
+  /** The page after the consumer's cursor, or after `afterOffset` when that is higher (reading ahead of confirms). */
+  fetchFacts(consumer: string, options?: { limit?: number; maxWaitMs?: number; afterOffset?: bigint | number; signal?: AbortSignal }): Promise<FetchFactsResponse>;
   confirmReceipt(consumer: string, offset: bigint | number): Promise<bigint>;
   /** Uploads an artifact from a file (`{ file }`), a buffer or a stream (a stream is not retried). */
   putObject(header: ObjectHeaderInit, content: ObjectContent): Promise<ObjectRef>;
@@ -157,8 +158,9 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
       }
       return result!;
     },
-    fetchFacts(consumer, { limit = 0, maxWaitMs = 0, signal } = {}) {
-      return attempt("egress", (url) => boundary(url).fetchFacts({ consumerName: consumer, limit, maxWaitMs }, { timeoutMs: timeoutMs + maxWaitMs, ...(signal ? { signal } : {}) }), signal);
+    fetchFacts(consumer, { limit = 0, maxWaitMs = 0, afterOffset, signal } = {}) {
+      const request = { consumerName: consumer, limit, maxWaitMs, ...(afterOffset === undefined ? {} : { afterOffset: BigInt(afterOffset) }) };
+      return attempt("egress", (url) => boundary(url).fetchFacts(request, { timeoutMs: timeoutMs + maxWaitMs, ...(signal ? { signal } : {}) }), signal);
     },
     async confirmReceipt(consumer, offset) {
       const response = await attempt("ledger", (url) => boundary(url).confirmReceipt({ consumerName: consumer, offset: BigInt(offset) }, { timeoutMs }));

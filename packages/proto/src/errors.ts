@@ -26,6 +26,7 @@ export const Reason = {
   // not_found
   UnknownConsumer: "unknown_consumer",
   UnknownBucket: "unknown_bucket",
+  UnknownStream: "unknown_stream",
   ObjectNotFound: "object_not_found",
   // permission_denied
   UnknownIdentity: "unknown_identity",

@@ -22,14 +22,19 @@ export interface LinkStatus {
   readonly highWater: number;
   /** Offsets between cursor and high water (facts the consumer filters out included). */
   readonly lagFacts: number;
+  /** Offsets shipped here whose confirm has not reached the peer yet: at most about a page. */
+  readonly confirmLag: number;
   /** Age of the oldest fact fetched and not yet confirmed, by the peer's clock; 0 when caught up. */
   readonly lagSeconds: number;
   readonly lastError: LinkError | undefined;
   /** Totals since this worker started. */
   readonly appended: number;
+  /** Facts fetched again that the link's position shows are already here (after a crash or a lost confirm). */
   readonly duplicates: number;
-  /** Facts whose message_id this zone already holds with another payload: reported, not appended. */
+  /** Kept for the metric's label set; log shipping compares positions, not payloads, so it stays 0. */
   readonly conflicts: number;
+  /** Shipments refused because another replica moved the link's position first (this one then gave the link up). */
+  readonly fenced: number;
   readonly artifactsCopied: number;
   readonly pages: number;
 }

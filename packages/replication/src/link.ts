@@ -1,14 +1,16 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { BsfgClient } from "@bsfg/client";
 import type { PeerLink, Policy } from "@bsfg/config";
-import { AppendStatus, Reason, reasonOf, rejection, type FetchFactsResponse, type StoredFact } from "@bsfg/proto";
-import type { LeaseGrant, ZoneStore } from "@bsfg/storage";
+import { Reason, reasonOf, rejection, type FetchFactsResponse, type StoredFact } from "@bsfg/proto";
+import { LinkFenced, type LeaseGrant, type ZoneStore } from "@bsfg/storage";
 import { artifactRefOf, ensureArtifact } from "./artifact-copy.js";
-import { withSpan } from "@bsfg/telemetry";
+import { openSpan, withSpan, type OpenSpan } from "@bsfg/telemetry";
+import { context } from "@opentelemetry/api";
 import { backoff, pause } from "./backoff.js";
 import type { LinkState, LinkStatus } from "./link-status.js";
 import type { Logger } from "./logger.js";
 import { relayTrace } from "./relay-trace.js";
+import { shipper } from "./shipper.js";
 
 export interface LinkOptions {
   readonly pageLimit: number;
@@ -43,11 +45,13 @@ class LeaseLost extends Error {}
 
 /**
  * One peer link: fetch a page from the peer → copy the artifacts its facts
- * reference → append the facts here (original envelopes, idempotent) → confirm
- * the page to the peer. A confirm is sent only after the local append was
- * acknowledged, so a crash anywhere repeats at most the last page, and the
- * idempotent append turns that repeat into duplicates nobody sees. One replica
- * per link is active, by a lease in JetStream KV.
+ * reference → ship the facts here (the peer's bytes, with the link's position,
+ * in one fenced atomic batch) → confirm the page to the peer. A confirm is sent
+ * only after the shipment committed, so a crash anywhere repeats at most the
+ * last page, and the link's position (read back from the log) passes over
+ * what is already here. One replica per link is active, by a lease in
+ * JetStream KV; the position marker's fence refuses a second writer even when
+ * leases overlap.
  */
 export function startLink(ctx: LinkContext): RunningLink {
   const { link, store, peer, log } = ctx;
@@ -59,7 +63,8 @@ export function startLink(ctx: LinkContext): RunningLink {
   let validUntil = 0;
   let renewal: NodeJS.Timeout | undefined;
 
-  const totals = { appended: 0, duplicates: 0, conflicts: 0, artifactsCopied: 0, pages: 0 };
+  const ship = shipper(store.substrate, { categories: Object.keys(store.config.streams), link: link.name, peer: link.peer });
+  const totals = { appended: 0, duplicates: 0, conflicts: 0, artifactsCopied: 0, pages: 0, fenced: 0 };
   let state: LinkState = "starting";
   let cursor = 0;
   let highWater = 0;
@@ -110,6 +115,9 @@ export function startLink(ctx: LinkContext): RunningLink {
     }
   }
   function dropLease() {
+    // Whoever holds the link next may have moved its position.
+    ship.forget();
+    resetPipeline();
     clearInterval(renewal);
     renewal = undefined;
     grant = undefined;
@@ -117,38 +125,88 @@ export function startLink(ctx: LinkContext): RunningLink {
   }
 
   // ---- one page ----
+  // ---- the pipeline: the next page is fetched while this one is shipped; confirms trail by at most a page ----
+  /** The highest peer offset fetched and handled in this tenure; the next fetch reads after it. */
+  let readThrough: number | undefined;
+  /** Each page has its own span, from its fetch to its confirm; pages overlap. */
+  let prefetched: { page: Promise<FetchFactsResponse>; span: OpenSpan } | undefined;
+  const linkContext = context.active();
+  /** The confirm of the last shipped page, in flight; awaited before the next one is sent. */
+  let confirming: Promise<void> = Promise.resolve();
+  /** The highest peer offset shipped here (a confirm never goes past it). */
+  let shippedThrough = 0;
+
+  const fetchAfter = (afterOffset: number | undefined) => {
+    const span = openSpan("sync page", { "bsfg.zone": ctx.zone, "bsfg.link": link.name }, linkContext);
+    const page = span.run(() => peer.fetchFacts(link.consumer, { limit: ctx.options.pageLimit, maxWaitMs: ctx.options.maxWait, signal, ...(afterOffset === undefined ? {} : { afterOffset }) }));
+    page.catch(() => undefined);
+    return { page, span };
+  };
+
+  /** After a failure or a lease change: start again from the peer's confirmed cursor. */
+  function resetPipeline() {
+    prefetched?.span.end();
+    prefetched = undefined;
+    readThrough = undefined;
+    confirming.catch(() => undefined);
+    confirming = Promise.resolve();
+  }
+
   async function pullPage(): Promise<void> {
-    await withSpan("sync page", { "bsfg.zone": ctx.zone, "bsfg.link": link.name }, async (pageSpan) => {
-      const page = await peer.fetchFacts(link.consumer, { limit: ctx.options.pageLimit, maxWaitMs: ctx.options.maxWait, signal });
-      observe(page);
-      pageSpan.setAttributes({ "bsfg.facts": page.facts.length, "bsfg.last_offset": Number(page.lastOffset) });
-      const facts = admissible(page);
-      for (const fact of facts) {
-        const ref = artifactRefOf(fact.message!);
-        if (!ref) continue;
-        requireLease();
-        const outcome = await withSpan("artifact copy", { "bsfg.bucket": ref.bucket, "bsfg.key": ref.key, "bsfg.size": ref.size }, () => ensureArtifact(store, peer, ref, signal));
-        if (outcome === "copied") {
-          totals.artifactsCopied++;
-          log.info({ event: "artifact_copied", ...fields, bucket: ref.bucket, key: ref.key, size: ref.size, digest: ref.digest }, "artifact copied");
+    const fetched = prefetched ?? fetchAfter(readThrough);
+    prefetched = undefined;
+    let confirmed: Promise<void> | undefined;
+    try {
+      await fetched.span.run(async () => {
+        const page = await fetched.page;
+        observe(page);
+        const lastOffset = Number(page.lastOffset);
+        const moved = lastOffset > (readThrough ?? cursor);
+        fetched.span.span.setAttributes({ "bsfg.facts": page.facts.length, "bsfg.last_offset": lastOffset });
+        const facts = admissible(page);
+        // Read ahead while this page is stored (not after an empty long poll: the link is idle then).
+        if (moved) prefetched = fetchAfter(lastOffset);
+        for (const fact of facts) {
+          const ref = artifactRefOf(fact.message!);
+          if (!ref) continue;
+          requireLease();
+          const outcome = await withSpan("artifact copy", { "bsfg.bucket": ref.bucket, "bsfg.key": ref.key, "bsfg.size": ref.size }, () => ensureArtifact(store, peer, ref, signal));
+          if (outcome === "copied") {
+            totals.artifactsCopied++;
+            log.info({ event: "artifact_copied", ...fields, bucket: ref.bucket, key: ref.key, size: ref.size, digest: ref.digest }, "artifact copied");
+          }
         }
-      }
-      if (facts.length > 0) {
-        requireLease();
-        await withSpan("append", { "bsfg.zone": ctx.zone, "bsfg.facts": facts.length }, () => appendAll(facts));
-      }
-      const lastOffset = Number(page.lastOffset);
-      if (lastOffset > cursor) {
-        requireLease();
-        cursor = Number(await peer.confirmReceipt(link.consumer, lastOffset));
-      }
-      totals.pages++;
-      if (cursor >= highWater) oldestUnconfirmedMs = undefined;
-    });
+        if (facts.length > 0) {
+          requireLease();
+          await withSpan("append", { "bsfg.zone": ctx.zone, "bsfg.facts": facts.length }, () => shipAll(facts, lastOffset));
+        }
+        readThrough = Math.max(readThrough ?? 0, lastOffset);
+        shippedThrough = Math.max(shippedThrough, lastOffset);
+        // The previous page's confirm must have landed before this one's is sent: the lag stays one page.
+        await confirming;
+        if (lastOffset > cursor) {
+          requireLease();
+          confirmed = peer.confirmReceipt(link.consumer, lastOffset).then((advancedTo) => {
+            cursor = Math.max(cursor, Number(advancedTo));
+            if (cursor >= highWater) oldestUnconfirmedMs = undefined;
+          });
+          confirming = confirmed;
+          // An idle link confirms before its next long poll; a busy one confirms while it fetches and ships.
+          if (prefetched === undefined) await confirmed;
+        }
+        totals.pages++;
+        if (cursor >= highWater) oldestUnconfirmedMs = undefined;
+      });
+    } catch (err) {
+      fetched.span.end(err);
+      throw err;
+    }
+    if (confirmed) confirmed.then(() => fetched.span.end(), (err: unknown) => fetched.span.end(err));
+    else fetched.span.end();
   }
 
   function observe(page: FetchFactsResponse) {
-    cursor = Number(page.cursor);
+    cursor = Math.max(cursor, Number(page.cursor));
     highWater = Math.max(highWater, Number(page.highWater));
     const first = page.facts[0];
     oldestUnconfirmedMs = first ? Number(first.storedAtUnixMs) : cursor >= highWater ? undefined : oldestUnconfirmedMs;
@@ -175,34 +233,25 @@ export function startLink(ctx: LinkContext): RunningLink {
     return facts;
   }
 
-  async function appendAll(facts: readonly StoredFact[]): Promise<void> {
-    const max = store.config.limits.maxBatchMessages;
-    for (let i = 0; i < facts.length; i += max) await appendChunk(facts.slice(i, i + max));
-  }
-  async function appendChunk(facts: readonly StoredFact[]): Promise<void> {
-    let results;
-    const relay = relayTrace(ctx.zone, link.name, facts);
-    try {
-      results = await store.append(facts.map((f) => f.message!), { traceContext: relay.traceContext });
-      relay.end();
-    } catch (err) {
-      relay.end(err);
-      // This zone's batch byte limit may be smaller than the peer's page: halve and go on.
-      if (reasonOf(err) === Reason.BatchTooLarge && facts.length > 1) {
-        const half = Math.ceil(facts.length / 2);
-        await appendChunk(facts.slice(0, half));
-        await appendChunk(facts.slice(half));
-        return;
-      }
-      throw err;
-    }
-    for (const result of results) {
-      if (result.status === AppendStatus.APPENDED) totals.appended++;
-      else if (result.status === AppendStatus.DUPLICATE) totals.duplicates++;
-      else {
-        totals.conflicts++;
-        log.error({ event: "conflicting_duplicate", ...fields, message_id: result.messageId, offset: String(result.offset) },
-          "this zone holds the message_id with another payload; the peer's fact is not appended");
+  /** Ships the page's facts, grouped by the stream they were read from (a consumer reads one). */
+  async function shipAll(facts: readonly StoredFact[], lastOffset: number): Promise<void> {
+    const byStream = Map.groupBy(facts, (fact) => fact.stream);
+    for (const [category, group] of byStream) {
+      const relay = relayTrace(ctx.zone, link.name, group);
+      try {
+        const { shipped, alreadyHere } = await ship.ship(category, group, lastOffset, relay.traceContext);
+        relay.end();
+        totals.appended += shipped;
+        totals.duplicates += alreadyHere;
+      } catch (err) {
+        relay.end(err);
+        if (err instanceof LinkFenced) {
+          totals.fenced++;
+          log.warn({ event: "link_fenced", ...fields, fence: err.fence }, `link ${link.name}: another replica shipped first; this one stops writing and gives the link up`);
+          dropLease();
+          throw new LeaseLost(err.message);
+        }
+        throw err;
       }
     }
   }
@@ -242,6 +291,7 @@ export function startLink(ctx: LinkContext): RunningLink {
         if (cursor >= highWater) caughtUpAtMs = Date.now();
       } catch (err) {
         if (signal.aborted) break;
+        resetPipeline();
         if (err instanceof LeaseLost) continue;
         recordError(err);
         const delay = retry.next();
@@ -262,6 +312,7 @@ export function startLink(ctx: LinkContext): RunningLink {
       cursor,
       highWater,
       lagFacts: Math.max(0, highWater - cursor),
+      confirmLag: Math.max(0, shippedThrough - cursor),
       // The oldest unconfirmed fact's age; while failing, at least the time since the link was last caught up.
       lagSeconds: Math.max(0, Date.now() - Math.min(oldestUnconfirmedMs ?? Infinity, failing ? caughtUpAtMs : Infinity)) / 1000,
       lastError,
@@ -270,6 +321,8 @@ export function startLink(ctx: LinkContext): RunningLink {
     async stop() {
       controller.abort();
       await running;
+      // A confirm still in flight is sent before the lease is given up (the next holder would only re-read the page).
+      await confirming.catch(() => undefined);
       clearInterval(renewal);
       if (grant) await store.leases.release(grant).catch(() => undefined);
       grant = undefined;

@@ -39,8 +39,11 @@ export interface ZoneStore {
   consumer(name: string): Promise<ConsumerDefinition>;
   /** A consumer's confirmed cursor. */
   cursor(name: string): Promise<number>;
-  /** The page right after a consumer's confirmed cursor. */
-  readNext(name: string, limits?: Partial<PageLimits>): Promise<FactPage & { cursor: number }>;
+  /**
+   * The page right after a consumer's confirmed cursor, or after `afterOffset` when that is
+   * higher (a puller reading ahead of its confirms); failed_precondition beyond the log.
+   */
+  readNext(name: string, limits?: Partial<PageLimits>, afterOffset?: number): Promise<FactPage & { cursor: number }>;
   /** Confirms receipt up to `offset`; monotonic; failed_precondition beyond the log. */
   confirm(name: string, offset: number): Promise<number>;
   readonly consumers: ConsumerRegistry;
@@ -187,10 +190,15 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
     read,
     consumer,
     cursor,
-    async readNext(name, limits) {
+    async readNext(name, limits, afterOffset) {
       const def = await consumer(name);
       const at = await cursor(name);
-      return { ...(await read(def, at, limits)), cursor: at };
+      if (afterOffset === undefined || afterOffset <= at) return { ...(await read(def, at, limits)), cursor: at };
+      const last = afterOffset <= (seenHighWater.get(def.stream) ?? 0) ? afterOffset : await highWater(def.stream);
+      if (afterOffset > last) {
+        throw rejection(Code.FailedPrecondition, Reason.CursorBeyondLog, `after_offset ${afterOffset} is beyond the last offset ${last} of stream ${def.stream}`, { consumer: name, offset: String(afterOffset), high_water: String(last) });
+      }
+      return { ...(await read(def, afterOffset, limits)), cursor: at };
     },
     async confirm(name, offset) {
       const def = await consumer(name);

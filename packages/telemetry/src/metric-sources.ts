@@ -63,6 +63,7 @@ export interface LinkGaugeSource {
   readonly appended: number;
   readonly duplicates: number;
   readonly conflicts: number;
+  readonly fenced?: number;
   readonly artifactsCopied: number;
 }
 
@@ -79,6 +80,7 @@ export function observeLinks(metrics: BsfgMetrics, status: () => readonly LinkGa
       setCounter(metrics.replicationFacts, { ...labels, result: "duplicate" }, link.duplicates);
       setCounter(metrics.replicationFacts, { ...labels, result: "conflicting_duplicate" }, link.conflicts);
       setCounter(metrics.artifactsCopied, labels, link.artifactsCopied);
+      setCounter(metrics.linkFenced, labels, link.fenced ?? 0);
     }
   });
 }

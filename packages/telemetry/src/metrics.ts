@@ -82,6 +82,7 @@ export interface BsfgMetrics {
   readonly linkState: Gauge<"link" | "state">;
   /** Facts a link brought into this zone by result, since its worker started. */
   readonly replicationFacts: Counter<"link" | "result">;
+  readonly linkFenced: Counter<"link">;
   readonly artifactsCopied: Counter<"link">;
   /** Collectors that failed or timed out during a scrape. */
   readonly collectErrors: Counter<"source">;
@@ -133,6 +134,7 @@ export function createMetrics(opts: MetricsOptions): BsfgMetrics {
     linkLagSeconds: new Gauge({ name: "bsfg_replication_lag_seconds", help: "Age of the oldest fact of a peer link not yet confirmed; while the link fails, at least the time since it was last known caught up", labelNames: ["link"] as const, registers }),
     linkState: new Gauge({ name: "bsfg_link_state", help: "A peer link's state: 1 for the current one (starting, active, standby, backing_off, stopped)", labelNames: ["link", "state"] as const, registers }),
     replicationFacts: new Counter({ name: "bsfg_replication_facts_total", help: "Facts a peer link brought into this zone, by result (appended, duplicate, conflicting_duplicate), since its worker started", labelNames: ["link", "result"] as const, registers }),
+    linkFenced: new Counter({ name: "bsfg_replication_fenced_total", help: "Pages a peer link's replica could not ship because another replica moved the link's position first (it then gave the link up)", labelNames: ["link"] as const, registers }),
     artifactsCopied: new Counter({ name: "bsfg_replication_artifacts_copied_total", help: "Artifacts a peer link copied into this zone since its worker started", labelNames: ["link"] as const, registers }),
     collectErrors,
 
