@@ -65,6 +65,10 @@ export interface SyncReplica {
   kill(): Promise<void>;
   /** Child replicas only: start the process again after it ended; resolves when it is ready. */
   restart(): Promise<void>;
+  /** Child replicas only: SIGSTOP (a process that stalls: a long GC pause, a frozen VM). */
+  pause(): void;
+  /** Child replicas only: SIGCONT after pause(). */
+  resume(): void;
   /** Child replicas only: its JSON log lines so far. */
   readonly logLines: Array<Record<string, unknown>>;
   /**
@@ -375,6 +379,12 @@ async function inProcessSync(zone: SyncHost, holder: string, sharedMetrics: Runn
     status: async () => running.worker.status(),
     stop: () => running.stop(),
     kill: () => Promise.reject(new Error("an in-process replica cannot be killed; start it with child")),
+    pause: () => {
+      throw new Error("an in-process replica cannot be paused; start it with child");
+    },
+    resume: () => {
+      throw new Error("an in-process replica cannot be paused; start it with child");
+    },
     restart: () => Promise.reject(new Error("an in-process replica cannot be restarted; start another")),
     logLines: [],
     reloadTls: () => running.reloadTls(),
@@ -423,6 +433,8 @@ async function childSync(zone: SyncHost, holder: string, syncBin: string, dir: s
     stop: () => signal("SIGTERM"),
     kill: () => signal("SIGKILL"),
     restart: startReady,
+    pause: () => void process_?.kill("SIGSTOP"),
+    resume: () => void process_?.kill("SIGCONT"),
     logLines,
     async reloadTls() {
       process_?.kill("SIGHUP");

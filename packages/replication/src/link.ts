@@ -40,8 +40,12 @@ export interface RunningLink {
   stop(): Promise<void>;
 }
 
-/** Thrown when the lease ran out mid-page: the page is left for whoever holds it now. */
-class LeaseLost extends Error {}
+/** Thrown when the lease ran out mid-page (or a shipment was fenced): the page is left for whoever holds it now. */
+class LeaseLost extends Error {
+  constructor(message: string, readonly fenced = false) {
+    super(message);
+  }
+}
 
 /**
  * One peer link: fetch a page from the peer → copy the artifacts its facts
@@ -248,8 +252,11 @@ export function startLink(ctx: LinkContext): RunningLink {
         if (err instanceof LinkFenced) {
           totals.fenced++;
           log.warn({ event: "link_fenced", ...fields, fence: err.fence }, `link ${link.name}: another replica shipped first; this one stops writing and gives the link up`);
+          // Give the lease up in the bucket too, so whoever wrote can hold the link without waiting for the TTL.
+          const given = grant;
           dropLease();
-          throw new LeaseLost(err.message);
+          if (given) await store.leases.release(given).catch(() => undefined);
+          throw new LeaseLost(err.message, true);
         }
         throw err;
       }
@@ -292,7 +299,15 @@ export function startLink(ctx: LinkContext): RunningLink {
       } catch (err) {
         if (signal.aborted) break;
         resetPipeline();
-        if (err instanceof LeaseLost) continue;
+        if (err instanceof LeaseLost) {
+          // Fenced: another replica is writing. Stand by a round before trying again, so the
+          // one whose lease is stale learns it at its next renewal instead of trading pages.
+          if (err.fenced) {
+            setState("standby");
+            await pause(ttl / 4, signal);
+          }
+          continue;
+        }
         recordError(err);
         const delay = retry.next();
         setState("backing_off", { retryInMs: Math.round(delay), failures: retry.failures });

@@ -1,0 +1,90 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { startTestEstate, type SyncReplica, type TestEstate } from "@bsfg/estate-kit";
+import type { LinkStatus } from "@bsfg/replication";
+import { pollUntil } from "@bsfg/testkit";
+import { checkCrossed, logOf, produce, syncBin, withPrefix } from "./estate-support.js";
+
+/**
+ * Two sync replicas writing one link at once: the lease is meant to prevent it, the position
+ * marker's fence makes sure of it. Each test makes the lease fail on purpose and checks that
+ * the receiving log still holds every fact exactly once, in order.
+ */
+const LINK = "plant-a/idmz-from-plant-a-operational";
+const linkOf = async (replica: SyncReplica): Promise<LinkStatus | undefined> => (await replica.status()).find((s) => s.link === LINK);
+
+async function expectExactlyOnce(estate: TestEstate, prefix: string, count: number) {
+  await pollUntil(async () => withPrefix(await logOf(estate, "idmz"), prefix).length >= count, { timeoutMs: 120_000, intervalMs: 250, what: `${count} ${prefix} facts in idmz` });
+  const crossed = checkCrossed(withPrefix(await logOf(estate, "plant-a"), prefix), withPrefix(await logOf(estate, "idmz"), prefix));
+  expect({ missing: crossed.missing.length, duplicated: crossed.duplicated.length, altered: crossed.altered.length, outOfOrder: crossed.outOfOrder.length })
+    .toEqual({ missing: 0, duplicated: 0, altered: 0, outOfOrder: 0 });
+}
+
+describe("two writers on one peer link", () => {
+  let dir: string;
+  let estate: TestEstate | undefined;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "bsfg-fence-"));
+  });
+  afterEach(async () => {
+    await estate?.dispose();
+    estate = undefined;
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("fences one of them when the lease is broken on purpose; the log has no duplicate", async () => {
+    // A long lease: the first replica renews every 10 s, so it goes on shipping for seconds
+    // after its lease is gone, while the second already ships too.
+    estate = await startTestEstate({ dir, sync: false, storage: { leaseTtl: "30s" }, extra: () => ({ sync: { pageLimit: 100 } }) });
+    const total = 30_000;
+    await produce(estate.client("plant-a", "mes-producer"), "plant-a", "enterprise", total, "fence", { batch: 500 });
+    const first = await estate.startSync("idmz", { child: { syncBin } });
+    await pollUntil(async () => withPrefix(await logOf(estate!, "idmz"), "fence").length > 1_000, { timeoutMs: 30_000, what: "the first replica shipping" });
+
+    // Break the lease: delete it while the first replica holds it, and start a second replica,
+    // which takes it at once. Until the first one's next renewal fails, both believe they hold it.
+    // A KV delete is a message with KV-Operation: DEL on the key's subject.
+    await estate.zones.idmz!.services.store.substrate.publisher.publish(`$KV.bsfg-leases.${LINK}`, new Uint8Array(), { headers: { "KV-Operation": "DEL" } });
+    const second = await estate.startSync("idmz", { child: { syncBin } });
+    await pollUntil(async () => (await linkOf(second))?.state === "active", { timeoutMs: 10_000, what: "the second replica active" });
+
+    await expectExactlyOnce(estate, "fence", total);
+    await pollUntil(async () => [await linkOf(first), await linkOf(second)].filter((s) => s?.state === "active").length === 1, { timeoutMs: 60_000, what: "one replica active" });
+    const statuses = [await linkOf(first), await linkOf(second)];
+    const fenced = statuses.reduce((sum, s) => sum + (s?.fenced ?? 0), 0);
+    const fencedLines = [...first.logLines, ...second.logLines].filter((l) => l.event === "link_fenced");
+    console.info(`lease broken mid-transfer: ${fenced} shipment(s) fenced; states ${statuses.map((s) => s?.state).join(" / ")}`);
+    // The loser tried to ship a page the winner had moved past, and the server refused it whole.
+    expect(fenced).toBeGreaterThanOrEqual(1);
+    expect(fencedLines.length).toBe(fenced);
+  }, 180_000);
+
+  it("a worker stalled (SIGSTOP) past its lease writes nothing when it wakes; the standby has taken over", async () => {
+    estate = await startTestEstate({ dir, sync: false, storage: { leaseTtl: "1500ms" }, extra: () => ({ sync: { pageLimit: 100 } }) });
+    const total = 30_000;
+    await produce(estate.client("plant-a", "mes-producer"), "plant-a", "enterprise", total, "stall", { batch: 500 });
+    const stalled = await estate.startSync("idmz", { child: { syncBin } });
+    await pollUntil(async () => withPrefix(await logOf(estate!, "idmz"), "stall").length > 1_000, { timeoutMs: 30_000, what: "the first replica shipping" });
+    const standby = await estate.startSync("idmz", { child: { syncBin } });
+    await pollUntil(async () => (await linkOf(standby))?.state === "standby", { what: "the second replica standing by" });
+
+    // The fault lands on the lease holder while facts are moving.
+    expect((await linkOf(stalled))?.state).toBe("active");
+    const before = withPrefix(await logOf(estate, "idmz"), "stall").length;
+    stalled.pause();
+    try {
+      await pollUntil(async () => (await linkOf(standby))?.state === "active", { timeoutMs: 15_000, what: "the standby taking over" });
+      await pollUntil(async () => ((await linkOf(standby))?.appended ?? 0) > 0, { timeoutMs: 15_000, what: "the standby shipping" });
+    } finally {
+      stalled.resume();
+    }
+    expect(before).toBeLessThan(total);
+
+    await expectExactlyOnce(estate, "stall", total);
+    // Awake again, it found its lease gone (or was fenced) and stands by.
+    await pollUntil(async () => (await linkOf(stalled))?.state === "standby", { timeoutMs: 15_000, what: "the stalled replica standing by" });
+    expect((await linkOf(standby))?.state).toBe("active");
+  }, 180_000);
+});
