@@ -100,6 +100,23 @@ describe("replication under failure", () => {
     await expectCrossed(estate, "plant-a", "enterprise", "restart", 8_000);
   });
 
+  it("loses and duplicates nothing when the receiving zone's nats-server is killed (SIGKILL) mid-transfer and restarted on its store", async () => {
+    estate = await startTestEstate({ dir, extra: () => ({ sync: { backoff: { initial: "100ms", max: "1s" } } }) });
+    const total = 8_000;
+    const producing = produce(estate.client("plant-a", "mes-producer"), "plant-a", "enterprise", total, "sigkill");
+    await pollUntil(async () => withPrefix(await logOf(estate!, "enterprise"), "sigkill").length > 500, { timeoutMs: 60_000, intervalMs: 50, what: "the transfer under way" });
+    const nats = estate.zones.enterprise!.nats;
+    // The kill lands mid-transfer: Enterprise holds some of the facts, not all.
+    const before = withPrefix(await logOf(estate, "enterprise"), "sigkill").length;
+    const killedPid = nats.pid;
+    await nats.kill();
+    expect(before).toBeLessThan(total);
+    await nats.restart();
+    expect(nats.pid).not.toBe(killedPid);
+    await producing;
+    await expectCrossed(estate, "plant-a", "enterprise", "sigkill", total);
+  });
+
   it("carries facts both ways once, never echoing them back", async () => {
     estate = await startTestEstate({ dir });
     await Promise.all([
