@@ -128,7 +128,6 @@ export function startLink(ctx: LinkContext): RunningLink {
     validUntil = 0;
   }
 
-  // ---- one page ----
   // ---- the pipeline: the next page is fetched while this one is shipped; confirms trail by at most a page ----
   /** The highest peer offset fetched and handled in this tenure; the next fetch reads after it. */
   let readThrough: number | undefined;
