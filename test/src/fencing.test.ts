@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startTestEstate, type SyncReplica, type TestEstate } from "@bsfg/estate-kit";
 import type { LinkStatus } from "@bsfg/replication";
+import { readLinkPosition } from "@bsfg/storage";
 import { pollUntil } from "@bsfg/testkit";
 import { checkCrossed, logOf, produce, syncBin, withPrefix } from "./estate-support.js";
 
@@ -59,6 +60,43 @@ describe("two writers on one peer link", () => {
     // The loser tried to ship a page the winner had moved past, and the server refused it whole.
     expect(fenced).toBeGreaterThanOrEqual(1);
     expect(fencedLines.length).toBe(fenced);
+  }, 180_000);
+
+  it("loses and duplicates nothing when the worker is killed between a committed shipment and its confirm", async () => {
+    estate = await startTestEstate({ dir, sync: false, storage: { leaseTtl: "1500ms" }, extra: () => ({ sync: { pageLimit: 100 } }) });
+    const total = 30_000;
+    await produce(estate.client("plant-a", "mes-producer"), "plant-a", "enterprise", total, "phase", { batch: 500 });
+    const worker = await estate.startSync("idmz", { child: { syncBin } });
+    const idmz = estate.zones.idmz!.services.store;
+    const plantA = estate.zones["plant-a"]!.services.store;
+    // Freeze the worker, look at where it stands, and kill it only in the phase under test:
+    // its last shipment committed here (the position marker) but the peer's cursor is behind it.
+    let landed = 0;
+    let looks = 0;
+    let killedAtFence = 0;
+    const deadline = Date.now() + 90_000;
+    while (landed < 5 && Date.now() < deadline) {
+      // Only the lease holder doing the work counts: active, and it shipped since it started.
+      await pollUntil(async () => {
+        const status = await linkOf(worker);
+        return status?.state === "active" && status.appended > 0;
+      }, { timeoutMs: 30_000, intervalMs: 10, what: "the worker active and shipping" });
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 30));
+      worker.pause();
+      looks++;
+      const [position, cursor] = await Promise.all([readLinkPosition(idmz.substrate, "operational", LINK), plantA.cursor("idmz-from-plant-a-operational")]);
+      if (position.fence > killedAtFence && position.peerOffset > cursor && withPrefix(await logOf(estate, "idmz"), "phase").length < total) {
+        await worker.kill();
+        landed++;
+        killedAtFence = position.fence;
+        await worker.restart();
+      } else {
+        worker.resume();
+      }
+    }
+    console.info(`${landed} SIGKILLs after a committed shipment and before its confirm (${looks} looks)`);
+    expect(landed).toBe(5);
+    await expectExactlyOnce(estate, "phase", total);
   }, 180_000);
 
   it("a worker stalled (SIGSTOP) past its lease writes nothing when it wakes; the standby has taken over", async () => {
