@@ -14,7 +14,7 @@ import { connect } from "@nats-io/transport-node";
 import { FactMessageSchema } from "@bsfg/proto";
 import { openZoneStore, parseStorageConfig, publisher } from "@bsfg/storage";
 import { pollUntil, startNatsServer, type NatsServerHandle } from "@bsfg/testkit";
-import { assertServerSync, parseSyncSettings, SYNC_COLUMN, syncIntervalFor, syncIntervals, syncOption, type NatsSync } from "./durability.js";
+import { assertServerSync, eachSetting, parseSyncSettings, SYNC_COLUMN, syncIntervalFor, syncIntervals, syncOption, type NatsSync } from "./durability.js";
 import { printTable, secondsSince, writeResults, benchArgs, type Row } from "./report.js";
 import { pipelined, sizedFact } from "./workload.js";
 
@@ -154,12 +154,7 @@ function tableRows(r: SettingResult): Row[] {
 }
 
 const started = performance.now();
-const results: SettingResult[] = [];
-for (const natsSync of settings) {
-  const t0 = performance.now();
-  results.push({ natsSync, bsfg: await measureBsfg(natsSync), plain: await measurePlain(natsSync) });
-  console.error(`nats sync ${natsSync}: ${secondsSince(t0)} s`);
-}
+const results: SettingResult[] = await eachSetting(settings, async (natsSync) => ({ natsSync, bsfg: await measureBsfg(natsSync), plain: await measurePlain(natsSync) }));
 printTable(
   `nats-server ${results[0]?.plain.natsServer} resident memory for ${facts.toLocaleString("en-US")} retained ${FACT_BYTES}-byte facts (horizon ${horizon}). ` +
     `nats sync: always = sync_interval always (fsync before every acknowledgement), interval = sync_interval ${syncIntervalFor("interval")}; every server with the row's setting. ` +

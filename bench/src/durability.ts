@@ -11,6 +11,8 @@
  * Raw substrate and BSFG are always compared under the same setting: fsync
  * costs both, and a ratio across settings would measure the disk, not BSFG.
  */
+
+import { secondsSince } from "./report.js";
 export type NatsSync = "always" | "interval";
 
 /** The table column (and JSON field) that names the setting of a row. */
@@ -55,4 +57,18 @@ export async function assertServerSync(monitorUrl: string, sync: NatsSync): Prom
   if (always !== (sync === "always")) {
     throw new Error(`${monitorUrl}: jetstream.config.sync_always is ${always}, but this part of the run is nats sync "${sync}"`);
   }
+}
+
+/**
+ * Runs a benchmark's part for each setting, one after the other (each on its own servers),
+ * and reports on stderr how long each took.
+ */
+export async function eachSetting<T>(settings: readonly NatsSync[], run: (natsSync: NatsSync) => Promise<T>): Promise<T[]> {
+  const results: T[] = [];
+  for (const natsSync of settings) {
+    const started = performance.now();
+    results.push(await run(natsSync));
+    console.error(`nats sync ${natsSync}: ${secondsSince(started)} s`);
+  }
+  return results;
 }

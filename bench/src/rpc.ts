@@ -41,7 +41,7 @@ import { createCertificateAuthority, issueCertificate, type CertificateAuthority
 import { AppendStatus, FactMessageSchema, type AppendResult, type FactMessage } from "@bsfg/proto";
 import { publisher } from "@bsfg/storage";
 import { freePort, startNatsServer } from "@bsfg/testkit";
-import { assertServerSync, parseSyncSettings, SYNC_COLUMN, syncIntervalFor, syncIntervals, syncOption, type NatsSync } from "./durability.js";
+import { assertServerSync, eachSetting, parseSyncSettings, SYNC_COLUMN, syncIntervalFor, syncIntervals, syncOption, type NatsSync } from "./durability.js";
 import { machineBusyMs, printTable, procCpuMs, secondsSince, selfCpuMs, waitForQuiet, writeResults, type Row, benchArgs } from "./report.js";
 import { pipelined, sizedFact } from "./workload.js";
 
@@ -497,12 +497,7 @@ function settingJson(r: SettingResult) {
 
 const started = performance.now();
 const pki = await createPki();
-const results: SettingResult[] = [];
-for (const natsSync of settings) {
-  const t0 = performance.now();
-  results.push(await runSetting(natsSync, pki));
-  console.error(`nats sync ${natsSync}: ${secondsSince(t0)} s`);
-}
+const results: SettingResult[] = await eachSetting(settings, (natsSync) => runSetting(natsSync, pki));
 printTable(
   `BSFG over RPC (HTTP/2 + mTLS 1.3 + Connect binary) vs raw JetStream, ${FACT_BYTES}-byte facts, nats-server ${results[0]?.natsServer}, ${rounds} round(s) (median), ` +
     `append ${facts.toLocaleString("en-US")} facts per case (batch 1: ${factsBatch1.toLocaleString("en-US")}) × ${concurrency} concurrent calls over ${connections} HTTP/2 connection(s), read ${readFacts.toLocaleString("en-US")} facts.\n` +

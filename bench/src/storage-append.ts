@@ -21,7 +21,7 @@ import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
 import { FactMessageSchema } from "@bsfg/proto";
 import { openZoneStore, parseStorageConfig, publisher, type Publisher, type ZoneStore } from "@bsfg/storage";
 import { startNatsServer } from "@bsfg/testkit";
-import { assertServerSync, parseSyncSettings, SYNC_COLUMN, syncIntervalFor, syncIntervals, syncOption, type NatsSync } from "./durability.js";
+import { assertServerSync, eachSetting, parseSyncSettings, SYNC_COLUMN, syncIntervalFor, syncIntervals, syncOption, type NatsSync } from "./durability.js";
 import { printTable, secondsSince, writeResults, benchArgs, type Row } from "./report.js";
 import { pipelined, sizedFact } from "./workload.js";
 
@@ -202,12 +202,7 @@ function tableRows(results: readonly SettingResult[]): Row[] {
 }
 
 const started = performance.now();
-const results: SettingResult[] = [];
-for (const natsSync of settings) {
-  const t0 = performance.now();
-  results.push(await runSetting(natsSync));
-  console.error(`nats sync ${natsSync}: ${secondsSince(t0)} s`);
-}
+const results: SettingResult[] = await eachSetting(settings, runSetting);
 const rows = tableRows(results);
 printTable(
   `Append of ${FACT_BYTES}-byte facts, ${facts.toLocaleString("en-US")} per round (fsync amortization cases: ${amortizeFacts.toLocaleString("en-US")}), nats-server ${results[0]?.natsServer}, ${rounds} round(s) (median).\n` +

@@ -42,7 +42,7 @@ import { startTestEstate, threeZoneEstate, type EstateTopology, type SyncReplica
 import { AppendStatus, FactMessageSchema, type AppendResult } from "@bsfg/proto";
 import { factStreamName, isLinkMarker, linkMarkerSubject, publisher, type ZoneStore } from "@bsfg/storage";
 import { freePort, pollUntil, startNatsServer, type NatsServerHandle } from "@bsfg/testkit";
-import { assertServerSync, parseSyncSettings, SYNC_COLUMN, syncIntervalFor, syncIntervals, syncOption, type NatsSync } from "./durability.js";
+import { assertServerSync, eachSetting, parseSyncSettings, SYNC_COLUMN, syncIntervalFor, syncIntervals, syncOption, type NatsSync } from "./durability.js";
 import { benchArgs, machineBusyMs, printTable, procCpuMs, secondsSince, selfCpuMs, waitForQuiet, writeResults, type Row } from "./report.js";
 import { pipelined, sizedFact } from "./workload.js";
 
@@ -457,12 +457,7 @@ function settingJson(r: SettingResult) {
 }
 
 const started = performance.now();
-const results: SettingResult[] = [];
-for (const natsSync of settings) {
-  const t0 = performance.now();
-  results.push(await runSetting(natsSync));
-  console.error(`nats sync ${natsSync}: ${secondsSince(t0)} s`);
-}
+const results: SettingResult[] = await eachSetting(settings, runSetting);
 if (parts.has("throughput")) {
   printTable(
     `Replication of ${facts.toLocaleString("en-US")} facts of ${FACT_BYTES} bytes, PlantA → Enterprise, nats-server ${results[0]?.natsServer}, ${rounds} round(s) (median), ${cpus().length} cores.\n` +

@@ -23,6 +23,16 @@ async function expectExactlyOnce(estate: TestEstate, prefix: string, count: numb
     .toEqual({ missing: 0, duplicated: 0, altered: 0, outOfOrder: 0 });
 }
 
+/** Facts every test moves PlantA → IDMZ: enough that the faults below land while the link works. */
+const TOTAL = 30_000;
+
+/** An estate without sync workers, TOTAL facts waiting in PlantA, and IDMZ's first worker started (in a child process). */
+async function transferUnderWay(dir: string, prefix: string, leaseTtl: string): Promise<{ estate: TestEstate; worker: SyncReplica }> {
+  const estate = await startTestEstate({ dir, sync: false, storage: { leaseTtl }, extra: () => ({ sync: { pageLimit: 100 } }) });
+  await produce(estate.client("plant-a", "mes-producer"), "plant-a", "enterprise", TOTAL, prefix, { batch: 500 });
+  return { estate, worker: await estate.startSync("idmz", { child: { syncBin } }) };
+}
+
 describe("two writers on one peer link", () => {
   let dir: string;
   let estate: TestEstate | undefined;
@@ -38,10 +48,8 @@ describe("two writers on one peer link", () => {
   it("fences one of them when the lease is broken on purpose; the log has no duplicate", async () => {
     // A long lease: the first replica renews every 10 s, so it goes on shipping for seconds
     // after its lease is gone, while the second already ships too.
-    estate = await startTestEstate({ dir, sync: false, storage: { leaseTtl: "30s" }, extra: () => ({ sync: { pageLimit: 100 } }) });
-    const total = 30_000;
-    await produce(estate.client("plant-a", "mes-producer"), "plant-a", "enterprise", total, "fence", { batch: 500 });
-    const first = await estate.startSync("idmz", { child: { syncBin } });
+    let first: SyncReplica;
+    ({ estate, worker: first } = await transferUnderWay(dir, "fence", "30s"));
     await pollUntil(async () => withPrefix(await logOf(estate!, "idmz"), "fence").length > 1_000, { timeoutMs: 30_000, what: "the first replica shipping" });
 
     // Break the lease: delete it while the first replica holds it, and start a second replica,
@@ -51,7 +59,7 @@ describe("two writers on one peer link", () => {
     const second = await estate.startSync("idmz", { child: { syncBin } });
     await pollUntil(async () => (await linkOf(second))?.state === "active", { timeoutMs: 10_000, what: "the second replica active" });
 
-    await expectExactlyOnce(estate, "fence", total);
+    await expectExactlyOnce(estate, "fence", TOTAL);
     await pollUntil(async () => [await linkOf(first), await linkOf(second)].filter((s) => s?.state === "active").length === 1, { timeoutMs: 60_000, what: "one replica active" });
     const statuses = [await linkOf(first), await linkOf(second)];
     const fenced = statuses.reduce((sum, s) => sum + (s?.fenced ?? 0), 0);
@@ -63,10 +71,8 @@ describe("two writers on one peer link", () => {
   }, 180_000);
 
   it("loses and duplicates nothing when the worker is killed between a committed shipment and its confirm", async () => {
-    estate = await startTestEstate({ dir, sync: false, storage: { leaseTtl: "1500ms" }, extra: () => ({ sync: { pageLimit: 100 } }) });
-    const total = 30_000;
-    await produce(estate.client("plant-a", "mes-producer"), "plant-a", "enterprise", total, "phase", { batch: 500 });
-    const worker = await estate.startSync("idmz", { child: { syncBin } });
+    let worker: SyncReplica;
+    ({ estate, worker } = await transferUnderWay(dir, "phase", "1500ms"));
     const idmz = estate.zones.idmz!.services.store;
     const plantA = estate.zones["plant-a"]!.services.store;
     // Freeze the worker, look at where it stands, and kill it only in the phase under test:
@@ -85,7 +91,7 @@ describe("two writers on one peer link", () => {
       worker.pause();
       looks++;
       const [position, cursor] = await Promise.all([readLinkPosition(idmz.substrate, "operational", LINK), plantA.cursor("idmz-from-plant-a-operational")]);
-      if (position.fence > killedAtFence && position.peerOffset > cursor && withPrefix(await logOf(estate, "idmz"), "phase").length < total) {
+      if (position.fence > killedAtFence && position.peerOffset > cursor && withPrefix(await logOf(estate, "idmz"), "phase").length < TOTAL) {
         await worker.kill();
         landed++;
         killedAtFence = position.fence;
@@ -96,14 +102,12 @@ describe("two writers on one peer link", () => {
     }
     console.info(`${landed} SIGKILLs after a committed shipment and before its confirm (${looks} looks)`);
     expect(landed).toBe(5);
-    await expectExactlyOnce(estate, "phase", total);
+    await expectExactlyOnce(estate, "phase", TOTAL);
   }, 180_000);
 
   it("a worker stalled (SIGSTOP) past its lease writes nothing when it wakes; the standby has taken over", async () => {
-    estate = await startTestEstate({ dir, sync: false, storage: { leaseTtl: "1500ms" }, extra: () => ({ sync: { pageLimit: 100 } }) });
-    const total = 30_000;
-    await produce(estate.client("plant-a", "mes-producer"), "plant-a", "enterprise", total, "stall", { batch: 500 });
-    const stalled = await estate.startSync("idmz", { child: { syncBin } });
+    let stalled: SyncReplica;
+    ({ estate, worker: stalled } = await transferUnderWay(dir, "stall", "1500ms"));
     await pollUntil(async () => withPrefix(await logOf(estate!, "idmz"), "stall").length > 1_000, { timeoutMs: 30_000, what: "the first replica shipping" });
     const standby = await estate.startSync("idmz", { child: { syncBin } });
     await pollUntil(async () => (await linkOf(standby))?.state === "standby", { what: "the second replica standing by" });
@@ -118,9 +122,9 @@ describe("two writers on one peer link", () => {
     } finally {
       stalled.resume();
     }
-    expect(before).toBeLessThan(total);
+    expect(before).toBeLessThan(TOTAL);
 
-    await expectExactlyOnce(estate, "stall", total);
+    await expectExactlyOnce(estate, "stall", TOTAL);
     // Awake again, it found its lease gone (or was fenced) and stands by.
     await pollUntil(async () => (await linkOf(stalled))?.state === "standby", { timeoutMs: 15_000, what: "the stalled replica standing by" });
     expect((await linkOf(standby))?.state).toBe("active");

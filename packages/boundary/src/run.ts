@@ -1,5 +1,5 @@
 import { configFromCommandLine, createPolicy, printableConfig, type ZoneConfig } from "@bsfg/config";
-import { startBoundaryServer, startTlsReloader, onReloadSignal, onStopSignal, watchDurability, type BoundaryServer, type DurabilityWatch, type TlsCheckOutcome } from "@bsfg/service-kit";
+import { startBoundaryServer, startTlsReloader, onReloadSignal, onStopSignal, readiness, watchDurability, type BoundaryServer, type DurabilityWatch, type TlsCheckOutcome } from "@bsfg/service-kit";
 import { startTracing } from "@bsfg/telemetry";
 import { createMetrics, observeCertificates, observeStore, type BsfgMetrics } from "@bsfg/telemetry";
 import { openZoneStore, type ZoneStore } from "@bsfg/storage";
@@ -26,7 +26,7 @@ export async function startDeployable(role: Role, config: ZoneConfig, overrides:
   const certificates = observeCertificates(metrics, { server: config.tls.cert, ca: config.tls.ca });
   const unobserve = [observeStore(metrics, store), certificates.stop];
   let durability: DurabilityWatch | undefined;
-  const notDurable = () => durability === undefined ? "checking how the zone's nats-servers sync" : durability.problem();
+  const { notDurable, notReady } = readiness(store, () => durability);
   try {
     const server = await startBoundaryServer({
       name,
@@ -34,7 +34,7 @@ export async function startDeployable(role: Role, config: ZoneConfig, overrides:
       listen: overrides.listen ?? config.listen[role],
       healthListen: overrides.healthListen ?? config.health[role],
       routes: routesFor(role, { config, store, policy: createPolicy(config.policy), watch, notDurable }),
-      notReady: async () => notDurable() ?? (await store.ready() ? undefined : "JetStream does not answer"),
+      notReady,
       metrics,
       ...(overrides.logStream ? { logStream: overrides.logStream } : {}),
     });

@@ -1,5 +1,5 @@
 import { configFromCommandLine, printableConfig, type ZoneConfig } from "@bsfg/config";
-import { onReloadSignal, onStopSignal, startProbeServer, startTlsReloader, watchDurability, type DurabilityWatch, type ProbeServer, type TlsCheckOutcome, type TlsReloader } from "@bsfg/service-kit";
+import { onReloadSignal, onStopSignal, readiness, startProbeServer, startTlsReloader, watchDurability, type DurabilityWatch, type ProbeServer, type TlsCheckOutcome, type TlsReloader } from "@bsfg/service-kit";
 import { openZoneStore, type ZoneStore } from "@bsfg/storage";
 import { createMetrics, observeCertificates, observeLinks, observeStore, startTracing, type BsfgMetrics } from "@bsfg/telemetry";
 import type { Logger } from "./logger.js";
@@ -43,13 +43,13 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
   const unobserve = overrides.metrics ? [certificates.stop] : [observeStore(metrics, store), certificates.stop];
   let tls: TlsReloader | undefined;
   let durability: DurabilityWatch | undefined;
-  const notDurable = () => durability === undefined ? "checking how the zone's nats-servers sync" : durability.problem();
+  const { notDurable, notReady } = readiness(store, () => durability);
   try {
     probe = await startProbeServer({
       name: "bsfg-sync",
       config,
       listen: overrides.healthListen ?? config.health.sync,
-      notReady: async () => notDurable() ?? (await store.ready() ? undefined : "JetStream does not answer"),
+      notReady,
       routes: (app) => app.get("/links", async () => ({ zone: config.zone, links: worker?.status() ?? [] })),
       metrics: overrides.metrics ? undefined : metrics,
       ...(overrides.logStream ? { logStream: overrides.logStream } : {}),

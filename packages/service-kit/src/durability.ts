@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from "fastify";
 import type { ZoneConfig } from "@bsfg/config";
+import type { NotReady } from "./health.js";
 
 /**
  * Whether the zone's nats-servers write to disk the way the zone promises: with
@@ -82,4 +83,19 @@ async function checkServer(monitorUrl: string, domain: string, timeoutMs: number
     return `${server} does not fsync each write${every} while nats.sync is always: set "sync_interval: always" in its jetstream block, or nats.sync: interval to accept losing acknowledged facts on power loss`;
   }
   return undefined;
+}
+
+/**
+ * A deployable's readiness: durable as promised (its watch starts once the server's logger
+ * exists, so it may not be there yet) and JetStream answering.
+ */
+export function readiness(store: { ready(): Promise<boolean> }, durability: () => DurabilityWatch | undefined): { notDurable: () => string | undefined; notReady: NotReady } {
+  const notDurable = () => {
+    const watch = durability();
+    return watch === undefined ? "checking how the zone's nats-servers sync" : watch.problem();
+  };
+  return {
+    notDurable,
+    notReady: async () => notDurable() ?? (await store.ready() ? undefined : "JetStream does not answer"),
+  };
 }

@@ -6,6 +6,6 @@ export { parseListen } from "./listen-address.js";
 export { startProbeServer, type ProbeServer, type ProbeServerOptions } from "./probe-server.js";
 export { metricsInterceptor, reasonLabel } from "./metrics-interceptor.js";
 export type { MetricsEndpoint, NotReady } from "./health.js";
-export { watchDurability, type DurabilityWatch, type DurabilityOptions } from "./durability.js";
+export { watchDurability, readiness, type DurabilityWatch, type DurabilityOptions } from "./durability.js";
 export { startTlsReloader, type TlsReloader, type TlsReloaderOptions, type TlsPems, type TlsPaths, type TlsCheckOutcome } from "./tls-reload.js";
 export { onReloadSignal } from "./signals.js";

@@ -1,4 +1,5 @@
 import type { KV } from "@nats-io/kv";
+import { isWrongLastSequence } from "./substrate-errors.js";
 
 /**
  * Consumer cursors in JetStream KV. A cursor only moves forward: every advance
@@ -39,13 +40,9 @@ export function cursors(kv: KV): Cursors {
           return offset;
         } catch (err) {
           // Another writer moved it first; read again and decide again.
-          if (!isWrongRevision(err)) throw err;
+          if (!isWrongLastSequence(err)) throw err;
         }
       }
     },
   };
-}
-
-function isWrongRevision(err: unknown): boolean {
-  return err instanceof Error && ([10071, 10164].includes((err as { code?: number }).code ?? 0) || /wrong last sequence/i.test(err.message));
 }

@@ -1,4 +1,5 @@
 import type { KV } from "@nats-io/kv";
+import { isWrongLastSequence } from "./substrate-errors.js";
 
 /** A lease this process holds: valid until it fails to renew it. */
 export interface LeaseGrant {
@@ -58,6 +59,7 @@ export function leases(kv: KV, ttlMs: number): Leases {
   };
 }
 
+/** Someone else holds or moved the lease: a lost compare-and-set, or a create of a key that exists. */
 function isConflict(err: unknown): boolean {
-  return err instanceof Error && ([10071, 10164].includes((err as { code?: number }).code ?? 0) || /wrong last sequence|key exists/i.test(err.message));
+  return isWrongLastSequence(err) || (err instanceof Error && /key exists/i.test(err.message));
 }

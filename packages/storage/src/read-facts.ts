@@ -52,10 +52,11 @@ export async function readFacts(substrate: Substrate, readers: PageReaders, cons
   const page = await readers.read(consumer.name, { stream, filter: consumer.subjectFilter, afterOffset, limit: limits.limit, maxBytes: limits.maxBytes, highWater });
   const skip = new Set(consumer.skipOrigins);
   const targets = consumer.targets === undefined ? undefined : new Set(consumer.targets);
-  const visible = page.messages.filter((m) => {
-    // A link's position markers share the stream with the facts; they are not facts.
+  // A link's position markers share the stream with the facts; they are not facts.
+  const unfiltered = skip.size === 0 && targets === undefined;
+  const visible = unfiltered && !page.messages.some((m) => isLinkMarker(m.subject)) ? page.messages : page.messages.filter((m) => {
     if (isLinkMarker(m.subject)) return false;
-    if (skip.size === 0 && targets === undefined) return true;
+    if (unfiltered) return true;
     const route = routeOf(m.data);
     return !skip.has(route.from) && (targets === undefined || targets.has(route.to));
   });

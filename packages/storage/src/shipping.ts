@@ -1,6 +1,6 @@
 import { headers as natsHeaders, nuid, type NatsConnection } from "@nats-io/nats-core";
 import { factStreamName } from "./routing.js";
-import { ApiCode, apiCode } from "./substrate-errors.js";
+import { ApiCode, apiCode, isWrongLastSequenceCode } from "./substrate-errors.js";
 import type { Substrate } from "./substrate.js";
 
 /*
@@ -121,7 +121,7 @@ export async function shipPage(substrate: Substrate, request: ShipRequest, timeo
   ];
   const ack = await publishAtomic(nc, batchId, messages, timeoutMs);
   if (ack.error) {
-    if (ack.error.err_code === ApiCode.WrongLastSequence || ack.error.err_code === ApiCode.WrongLastSequenceConstant) throw new LinkFenced(request.link, request.fence);
+    if (isWrongLastSequenceCode(ack.error.err_code)) throw new LinkFenced(request.link, request.fence);
     throw new ShipmentRefused(`link ${request.link}: the page was refused: ${ack.error.description ?? "unknown error"}`, ack.error.err_code);
   }
   if (ack.batch !== batchId || ack.count !== messages.length || ack.seq === undefined) {

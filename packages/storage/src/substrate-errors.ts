@@ -19,10 +19,15 @@ export function apiCode(err: unknown): number | undefined {
   return undefined;
 }
 
-/** A conditional write (expected last subject sequence) lost to another writer. */
-export function isWrongLastSequence(err: unknown): boolean {
-  const code = apiCode(err);
+/** The server's code for a conditional write (expected last subject sequence) lost to another writer. */
+export function isWrongLastSequenceCode(code: number | undefined): boolean {
   return code === ApiCode.WrongLastSequence || code === ApiCode.WrongLastSequenceConstant;
+}
+
+/** A conditional write (expected last subject sequence, a KV revision) lost to another writer. */
+export function isWrongLastSequence(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  return isWrongLastSequenceCode(apiCode(err) ?? (err as { code?: number }).code) || /wrong last sequence/i.test(err.message);
 }
 
 /** The server refused a write because the stream reached max_bytes (discard: new). */
