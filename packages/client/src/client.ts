@@ -5,6 +5,7 @@ import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import type { Writable } from "node:stream";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { WireType } from "@bufbuild/protobuf/wire";
+import type { DescMethodUnary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { compressionGzip, createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import {
@@ -13,6 +14,9 @@ import {
   BoundaryService,
   encodeFactMessage,
   FactMessageSchema,
+  FetchFactsPageSchema,
+  type FetchFactsPage,
+  FetchFactsRequestSchema,
   PeerService,
   Reason,
   rejection,
@@ -67,13 +71,31 @@ export interface BsfgClientOptions {
   readonly interceptors?: Interceptor[];
 }
 
+export interface FetchOptions {
+  readonly limit?: number;
+  readonly maxWaitMs?: number;
+  readonly afterOffset?: bigint | number;
+  readonly signal?: AbortSignal;
+}
+
+/** FetchFacts with the response read as a FetchFactsPage: the same bytes on the wire, messages not decoded. */
+const fetchFactPageMethod = {
+  ...BoundaryService.method.fetchFacts,
+  output: FetchFactsPageSchema,
+} as DescMethodUnary<typeof FetchFactsRequestSchema, typeof FetchFactsPageSchema>;
+
 export interface BsfgClient {
   /** Appends one message; throws already_exists (conflicting_duplicate) if its id was stored with another payload. */
   appendFact(message: FactMessageInit): Promise<AppendResult>;
   /** Appends a batch; one result per message, conflicts included (not thrown). */
   appendFacts(messages: readonly FactMessageInit[]): Promise<AppendResult[]>;
   /** The page after the consumer's cursor, or after `afterOffset` when that is higher (reading ahead of confirms). */
-  fetchFacts(consumer: string, options?: { limit?: number; maxWaitMs?: number; afterOffset?: bigint | number; signal?: AbortSignal }): Promise<FetchFactsResponse>;
+  fetchFacts(consumer: string, options?: FetchOptions): Promise<FetchFactsResponse>;
+  /**
+   * fetchFacts as a relaying zone reads it: each fact's message left as the bytes the
+   * peer stored, with their SHA-256 (StoredFactBytes), so they can be appended as fetched.
+   */
+  fetchFactPage(consumer: string, options?: FetchOptions): Promise<FetchFactsPage>;
   confirmReceipt(consumer: string, offset: bigint | number): Promise<bigint>;
   /** Uploads an artifact from a file (`{ file }`), a buffer or a stream (a stream is not retried). */
   putObject(header: ObjectHeaderInit, content: ObjectContent): Promise<ObjectRef>;
@@ -161,6 +183,10 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
     fetchFacts(consumer, { limit = 0, maxWaitMs = 0, afterOffset, signal } = {}) {
       const request = { consumerName: consumer, limit, maxWaitMs, ...(afterOffset === undefined ? {} : { afterOffset: BigInt(afterOffset) }) };
       return attempt("egress", (url) => boundary(url).fetchFacts(request, { timeoutMs: timeoutMs + maxWaitMs, ...(signal ? { signal } : {}) }), signal);
+    },
+    fetchFactPage(consumer, { limit = 0, maxWaitMs = 0, afterOffset, signal } = {}) {
+      const request = create(FetchFactsRequestSchema, { consumerName: consumer, limit, maxWaitMs, ...(afterOffset === undefined ? {} : { afterOffset: BigInt(afterOffset) }) });
+      return attempt("egress", async (url) => (await transportFor(url).unary(fetchFactPageMethod, signal, timeoutMs + maxWaitMs, undefined, request)).message, signal);
     },
     async confirmReceipt(consumer, offset) {
       const response = await attempt("ledger", (url) => boundary(url).confirmReceipt({ consumerName: consumer, offset: BigInt(offset) }, { timeoutMs }));

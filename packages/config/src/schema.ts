@@ -48,6 +48,8 @@ export const syncSchema = z.object({
   links: z.array(linkSchema).default([]),
   /** Facts per FetchFacts (the peer caps it at its fetch.maxLimit). */
   pageLimit: z.number().int().positive().default(500),
+  /** Pages fetched ahead while one is shipped (0: fetch each page after the last is shipped). */
+  prefetch: z.number().int().min(0).max(8).default(1),
   /** Long poll of an empty link (the peer caps it at its fetch.maxWait). */
   maxWait: duration.default(20_000),
   /** Backoff after a failure: exponential from `initial` to `max`, each wait between half and all of its step. */
@@ -118,7 +120,7 @@ export const zoneConfigSchema = z.object({
   /** Zones this zone pulls from, by zone name. */
   peers: z.record(zoneName, peerSchema).default({}),
   /** The replication worker: which consumers of which peers this zone pulls. */
-  sync: syncSchema.default({ links: [], pageLimit: 500, maxWait: 20_000, backoff: { initial: 250, max: 30_000 }, compression: "none" }),
+  sync: syncSchema.default({ links: [], pageLimit: 500, prefetch: 1, maxWait: 20_000, backoff: { initial: 250, max: 30_000 }, compression: "none" }),
   /** Per certificate identity (CN or SAN); deny by default. */
   policy: z.record(z.string().min(1), identityPolicySchema).default({}),
   /** How long a stopping service lets in-flight calls finish before closing them. */

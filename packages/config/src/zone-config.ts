@@ -44,6 +44,7 @@ export interface ZoneConfig {
   readonly sync: {
     readonly links: readonly PeerLink[];
     readonly pageLimit: number;
+    readonly prefetch: number;
     readonly maxWait: number;
     readonly backoff: { readonly initial: number; readonly max: number };
     /** PEM contents of the client certificate toward peers. */
@@ -165,6 +166,7 @@ export function parseZoneConfig(document: unknown, opts: { source?: string; base
     sync: {
       links,
       pageLimit: cfg.sync.pageLimit,
+      prefetch: cfg.sync.prefetch,
       maxWait: cfg.sync.maxWait,
       backoff: cfg.sync.backoff,
       tls: { cert: pem[cfg.sync.tls ? "sync.tls.cert" : "tls.cert"]!, key: pem[cfg.sync.tls ? "sync.tls.key" : "tls.key"]!, paths: syncPaths },

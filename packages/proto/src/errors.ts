@@ -48,6 +48,8 @@ export const Reason = {
   ShuttingDown: "shutting_down",
   // data_loss
   ObjectCorrupted: "object_corrupted",
+  /** A relayed fact's bytes do not match the digest its zone served with them. */
+  CorruptFact: "corrupt_fact",
 } as const;
 
 export type Reason = (typeof Reason)[keyof typeof Reason];

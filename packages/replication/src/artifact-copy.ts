@@ -46,7 +46,7 @@ export function artifactRefOf(message: FactMessage): ArtifactRef | undefined {
  * a fact is never appended ahead of a complete, verified artifact. Memory stays
  * bounded: the peer's stream is piped into the upload with backpressure.
  */
-export async function ensureArtifact(store: ZoneStore, peer: BsfgClient, ref: ArtifactRef, signal: AbortSignal): Promise<"present" | "copied"> {
+export async function ensureArtifact(store: ZoneStore, peer: Pick<BsfgClient, "fetchObject">, ref: ArtifactRef, signal: AbortSignal): Promise<"present" | "copied"> {
   const local = await store.statObject(ref.bucket, ref.key);
   // A different digest under the same key is refused by the upload below (conflicting_object).
   if (local && local.digest === ref.digest) return "present";

@@ -1,19 +1,27 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { BsfgClient } from "@bsfg/client";
 import type { PeerLink, Policy } from "@bsfg/config";
-import { Reason, reasonOf, rejection, type FetchFactsResponse, type StoredFact } from "@bsfg/proto";
+import { Reason, reasonOf, rejection, type FetchFactsPage } from "@bsfg/proto";
 import { LinkFenced, type LeaseGrant, type ZoneStore } from "@bsfg/storage";
-import { artifactRefOf, ensureArtifact } from "./artifact-copy.js";
-import { openSpan, withSpan, type OpenSpan } from "@bsfg/telemetry";
+import { withSpan } from "@bsfg/telemetry";
 import { context } from "@opentelemetry/api";
+import { admit, type AdmittedFact } from "./admission.js";
+import { ensureArtifact } from "./artifact-copy.js";
 import { backoff, pause } from "./backoff.js";
+import { confirmer } from "./confirmer.js";
 import type { LinkState, LinkStatus } from "./link-status.js";
 import type { Logger } from "./logger.js";
+import { pager } from "./pager.js";
 import { relayTrace } from "./relay-trace.js";
 import { shipper } from "./shipper.js";
 
+/** What a link calls on its peer. */
+export type PeerClient = Pick<BsfgClient, "fetchFactPage" | "confirmReceipt" | "fetchObject">;
+
 export interface LinkOptions {
   readonly pageLimit: number;
+  /** Pages fetched ahead while one is shipped. */
+  readonly prefetch: number;
   readonly maxWait: number;
   readonly backoff: { readonly initial: number; readonly max: number };
 }
@@ -23,7 +31,8 @@ export interface LinkContext {
   readonly zone: string;
   readonly link: PeerLink;
   readonly store: ZoneStore;
-  readonly peer: BsfgClient;
+  /** The peer zone's egress and ledger (the worker's client toward it). */
+  readonly peer: PeerClient;
   /** This zone's policy: the peer's identity must be allowed to assert what it relays. */
   readonly policy: Policy;
   readonly options: LinkOptions;
@@ -70,7 +79,6 @@ export function startLink(ctx: LinkContext): RunningLink {
   const ship = shipper(store.substrate, { categories: Object.keys(store.config.streams), link: link.name, peer: link.peer });
   const totals = { appended: 0, duplicates: 0, conflicts: 0, artifactsCopied: 0, pages: 0, fenced: 0 };
   let state: LinkState = "starting";
-  let cursor = 0;
   let highWater = 0;
   let oldestUnconfirmedMs: number | undefined;
   let lastError: LinkStatus["lastError"];
@@ -128,119 +136,78 @@ export function startLink(ctx: LinkContext): RunningLink {
     validUntil = 0;
   }
 
-  // ---- the pipeline: the next page is fetched while this one is shipped; confirms trail by at most a page ----
-  /** The highest peer offset fetched and handled in this tenure; the next fetch reads after it. */
-  let readThrough: number | undefined;
-  /** Each page has its own span, from its fetch to its confirm; pages overlap. */
-  let prefetched: { page: Promise<FetchFactsResponse>; span: OpenSpan } | undefined;
-  const linkContext = context.active();
-  /** The confirm of the last shipped page, in flight; awaited before the next one is sent. */
-  let confirming: Promise<void> = Promise.resolve();
+  // ---- the pipeline: pages are read ahead while one is shipped; confirms trail by at most a page ----
+  const pages = pager(peer, {
+    consumer: link.consumer, pageLimit: ctx.options.pageLimit, maxWait: ctx.options.maxWait, prefetch: ctx.options.prefetch, signal,
+    span: { attributes: { "bsfg.zone": ctx.zone, "bsfg.link": link.name }, parent: context.active() },
+  });
+  const confirms = confirmer(peer, link.consumer);
+  const rules = { zone: ctx.zone, peer: link.peer, peerIdentity: link.peerIdentity, policy: ctx.policy };
   /** The highest peer offset shipped here (a confirm never goes past it). */
   let shippedThrough = 0;
 
-  const fetchAfter = (afterOffset: number | undefined) => {
-    const span = openSpan("sync page", { "bsfg.zone": ctx.zone, "bsfg.link": link.name }, linkContext);
-    const page = span.run(() => peer.fetchFacts(link.consumer, { limit: ctx.options.pageLimit, maxWaitMs: ctx.options.maxWait, signal, ...(afterOffset === undefined ? {} : { afterOffset }) }));
-    page.catch(() => undefined);
-    return { page, span };
-  };
-
   /** After a failure or a lease change: start again from the peer's confirmed cursor. */
   function resetPipeline() {
-    prefetched?.span.end();
-    prefetched = undefined;
-    readThrough = undefined;
-    confirming.catch(() => undefined);
-    confirming = Promise.resolve();
+    pages.reset();
+    confirms.reset();
   }
 
   async function pullPage(): Promise<void> {
-    const fetched = prefetched ?? fetchAfter(readThrough);
-    prefetched = undefined;
-    let confirmed: Promise<void> | undefined;
+    const fetched = await pages.next();
+    let landed: Promise<void> | undefined;
     try {
       await fetched.span.run(async () => {
-        const page = await fetched.page;
+        const { page } = fetched;
         observe(page);
         const lastOffset = Number(page.lastOffset);
-        const moved = lastOffset > (readThrough ?? cursor);
         fetched.span.span.setAttributes({ "bsfg.facts": page.facts.length, "bsfg.last_offset": lastOffset });
-        const facts = admissible(page);
-        // Read ahead while this page is stored (not after an empty long poll: the link is idle then).
-        if (moved) prefetched = fetchAfter(lastOffset);
-        for (const fact of facts) {
-          const ref = artifactRefOf(fact.message!);
-          if (!ref) continue;
+        const facts = admit(page, rules);
+        for (const { artifact } of facts) {
+          if (!artifact) continue;
           requireLease();
-          const outcome = await withSpan("artifact copy", { "bsfg.bucket": ref.bucket, "bsfg.key": ref.key, "bsfg.size": ref.size }, () => ensureArtifact(store, peer, ref, signal));
+          const outcome = await withSpan("artifact copy", { "bsfg.bucket": artifact.bucket, "bsfg.key": artifact.key, "bsfg.size": artifact.size }, () => ensureArtifact(store, peer, artifact, signal));
           if (outcome === "copied") {
             totals.artifactsCopied++;
-            log.info({ event: "artifact_copied", ...fields, bucket: ref.bucket, key: ref.key, size: ref.size, digest: ref.digest }, "artifact copied");
+            log.info({ event: "artifact_copied", ...fields, bucket: artifact.bucket, key: artifact.key, size: artifact.size, digest: artifact.digest }, "artifact copied");
           }
         }
         if (facts.length > 0) {
           requireLease();
           await withSpan("append", { "bsfg.zone": ctx.zone, "bsfg.facts": facts.length }, () => shipAll(facts, lastOffset));
         }
-        readThrough = Math.max(readThrough ?? 0, lastOffset);
         shippedThrough = Math.max(shippedThrough, lastOffset);
-        // The previous page's confirm must have landed before this one's is sent: the lag stays one page.
-        await confirming;
-        if (lastOffset > cursor) {
+        if (lastOffset > confirms.cursor) {
           requireLease();
-          confirmed = peer.confirmReceipt(link.consumer, lastOffset).then((advancedTo) => {
-            cursor = Math.max(cursor, Number(advancedTo));
-            if (cursor >= highWater) oldestUnconfirmedMs = undefined;
+          ({ landed } = await confirms.confirm(lastOffset));
+          landed = landed.then(() => {
+            if (confirms.cursor >= highWater) oldestUnconfirmedMs = undefined;
           });
-          confirming = confirmed;
           // An idle link confirms before its next long poll; a busy one confirms while it fetches and ships.
-          if (prefetched === undefined) await confirmed;
+          if (!fetched.moved || ctx.options.prefetch === 0) await landed;
         }
         totals.pages++;
-        if (cursor >= highWater) oldestUnconfirmedMs = undefined;
+        if (confirms.cursor >= highWater) oldestUnconfirmedMs = undefined;
       });
     } catch (err) {
       fetched.span.end(err);
       throw err;
     }
-    if (confirmed) confirmed.then(() => fetched.span.end(), (err: unknown) => fetched.span.end(err));
+    if (landed) landed.then(() => fetched.span.end(), (err: unknown) => fetched.span.end(err));
     else fetched.span.end();
   }
 
-  function observe(page: FetchFactsResponse) {
-    cursor = Math.max(cursor, Number(page.cursor));
+  function observe(page: FetchFactsPage) {
+    confirms.observe(Number(page.cursor));
     highWater = Math.max(highWater, Number(page.highWater));
     const first = page.facts[0];
-    oldestUnconfirmedMs = first ? Number(first.storedAtUnixMs) : cursor >= highWater ? undefined : oldestUnconfirmedMs;
-  }
-
-  /** The page's facts this zone takes: never its own back, and only what the peer may relay. */
-  /** The page's facts this zone takes: never its own back, and only what the peer may relay. */
-  function admissible(page: FetchFactsResponse): StoredFact[] {
-    const facts: StoredFact[] = [];
-    for (const fact of page.facts) {
-      const envelope = fact.message?.envelope;
-      if (!envelope) throw rejection(Code.DataLoss, Reason.MissingField, `peer ${link.peer} sent a fact without a message at offset ${fact.offset}`);
-      // A fact never comes back to the zone it came from, whatever the peer's consumer filters.
-      if (envelope.fromZone === ctx.zone) continue;
-      const decision = ctx.policy.mayAppend([link.peerIdentity], envelope.fromZone, envelope.toZone);
-      if (!decision.allowed) {
-        // Nothing of the page is appended or confirmed: the link stops here until policy or peer change.
-        throw rejection(Code.PermissionDenied, decision.reason as Reason, `peer ${link.peer} (${link.peerIdentity}) may not relay message ${envelope.messageId}: ${decision.message}`, {
-          message_id: envelope.messageId, offset: String(fact.offset),
-        });
-      }
-      facts.push(fact);
-    }
-    return facts;
+    oldestUnconfirmedMs = first ? Number(first.storedAtUnixMs) : confirms.cursor >= highWater ? undefined : oldestUnconfirmedMs;
   }
 
   /** Ships the page's facts, grouped by the stream they were read from (a consumer reads one). */
-  async function shipAll(facts: readonly StoredFact[], lastOffset: number): Promise<void> {
-    const byStream = Map.groupBy(facts, (fact) => fact.stream);
+  async function shipAll(facts: readonly AdmittedFact[], lastOffset: number): Promise<void> {
+    const byStream = Map.groupBy(facts, (fact) => fact.stored.stream);
     for (const [category, group] of byStream) {
-      const relay = relayTrace(ctx.zone, link.name, group);
+      const relay = relayTrace(ctx.zone, link.name, group.map((fact) => fact.stored));
       try {
         const { shipped, alreadyHere } = await ship.ship(category, group, lastOffset, relay.traceContext);
         relay.end();
@@ -294,7 +261,7 @@ export function startLink(ctx: LinkContext): RunningLink {
         await pullPage();
         retry.reset();
         failing = false;
-        if (cursor >= highWater) caughtUpAtMs = Date.now();
+        if (confirms.cursor >= highWater) caughtUpAtMs = Date.now();
       } catch (err) {
         if (signal.aborted) break;
         resetPipeline();
@@ -323,10 +290,10 @@ export function startLink(ctx: LinkContext): RunningLink {
     status: () => ({
       ...fields,
       state,
-      cursor,
+      cursor: confirms.cursor,
       highWater,
-      lagFacts: Math.max(0, highWater - cursor),
-      confirmLag: Math.max(0, shippedThrough - cursor),
+      lagFacts: Math.max(0, highWater - confirms.cursor),
+      confirmLag: Math.max(0, shippedThrough - confirms.cursor),
       // The oldest unconfirmed fact's age; while failing, at least the time since the link was last caught up.
       lagSeconds: Math.max(0, Date.now() - Math.min(oldestUnconfirmedMs ?? Infinity, failing ? caughtUpAtMs : Infinity)) / 1000,
       lastError,
@@ -336,7 +303,7 @@ export function startLink(ctx: LinkContext): RunningLink {
       controller.abort();
       await running;
       // A confirm still in flight is sent before the lease is given up (the next holder would only re-read the page).
-      await confirming.catch(() => undefined);
+      await confirms.settled();
       clearInterval(renewal);
       if (grant) await store.leases.release(grant).catch(() => undefined);
       grant = undefined;

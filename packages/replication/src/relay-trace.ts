@@ -1,6 +1,11 @@
 import { ROOT_CONTEXT, SpanStatusCode, trace, type Span } from "@opentelemetry/api";
-import type { StoredFact } from "@bsfg/proto";
 import { spanContextOf, traceContextOf, tracer, tracingActive, type FactTraceContext } from "@bsfg/telemetry";
+
+/** What a relay span needs of a fetched fact. */
+export interface TracedFact {
+  readonly storedAtUnixMs: bigint;
+  readonly traceContext: Readonly<Record<string, string>>;
+}
 
 export interface RelayTrace {
   /** The trace context to store with fact `index` of the page. */
@@ -22,7 +27,7 @@ const untraced: RelayTrace = { traceContext: () => undefined, end: () => undefin
  * artifact copy and confirm: a page batches many producers' facts, so it
  * cannot be the child of all of them. Call inside the page's append span.
  */
-export function relayTrace(zone: string, link: string, facts: readonly StoredFact[]): RelayTrace {
+export function relayTrace(zone: string, link: string, facts: readonly TracedFact[]): RelayTrace {
   if (!tracingActive() || facts.length === 0) return untraced;
   const here = trace.getActiveSpan()!;
   const now = Date.now();

@@ -1,6 +1,7 @@
 import { Code } from "@connectrpc/connect";
-import { encodeFactMessage, Reason, rejection, type StoredFact } from "@bsfg/proto";
+import { Reason, rejection } from "@bsfg/proto";
 import { factSubject, MAX_FACTS_PER_SHIPMENT, readLinkPosition, shipPage, type LinkPosition, type ShippedFact, type Substrate } from "@bsfg/storage";
+import type { AdmittedFact } from "./admission.js";
 
 /** Where a relayed fact came from, stored with it: "<peer zone>/<peer stream>/<peer offset>". */
 export const ORIGIN_HEADER = "Bsfg-Origin";
@@ -26,7 +27,7 @@ export interface Shipment {
  * is not known (a timeout: the batch may or may not have committed).
  */
 export interface Shipper {
-  ship(category: string, facts: readonly StoredFact[], pageLastOffset: number, traceContext?: (index: number) => Readonly<Record<string, string>> | undefined): Promise<Shipment>;
+  ship(category: string, facts: readonly AdmittedFact[], pageLastOffset: number, traceContext?: (index: number) => Readonly<Record<string, string>> | undefined): Promise<Shipment>;
   /** Forgets the positions read: after the lease changed hands they must be read again. */
   forget(): void;
 }
@@ -50,20 +51,20 @@ export function shipper(substrate: Substrate, options: ShipperOptions): Shipper 
         throw rejection(Code.FailedPrecondition, Reason.UnknownStream, `peer ${options.peer} relays stream "${category}", which this zone does not have (storage.streams): add it, or change the peer's consumer`, { stream: category });
       }
       let position = await positionOf(category);
-      const fresh: { fact: StoredFact; index: number }[] = [];
+      const fresh: { fact: AdmittedFact; index: number }[] = [];
       facts.forEach((fact, index) => {
-        if (Number(fact.offset) > position.peerOffset) fresh.push({ fact, index });
+        if (Number(fact.stored.offset) > position.peerOffset) fresh.push({ fact, index });
       });
       if (fresh.length === 0 && pageLastOffset <= position.peerOffset) return { shipped: 0, alreadyHere: facts.length };
       for (let start = 0; start < Math.max(fresh.length, 1); start += MAX_FACTS_PER_SHIPMENT) {
         const chunk = fresh.slice(start, start + MAX_FACTS_PER_SHIPMENT);
         const last = start + MAX_FACTS_PER_SHIPMENT >= fresh.length;
-        const peerOffset = last ? Math.max(pageLastOffset, position.peerOffset) : Number(chunk.at(-1)!.fact.offset);
+        const peerOffset = last ? Math.max(pageLastOffset, position.peerOffset) : Number(chunk.at(-1)!.fact.stored.offset);
         const shipped: ShippedFact[] = chunk.map(({ fact, index }) => ({
-          subject: factSubject(category, kindOf(fact)),
-          // The stored bytes: FactMessages are stored by this encoder, so encoding the decoded message gives them back.
-          data: encodeFactMessage(fact.message!),
-          headers: { [ORIGIN_HEADER]: `${options.peer}/${category}/${fact.offset}`, ...(traceContext?.(index) ?? {}) },
+          subject: factSubject(category, fact.kind),
+          // The bytes as the peer stored them (admission checked them against their digest).
+          data: fact.stored.message,
+          headers: { [ORIGIN_HEADER]: `${options.peer}/${category}/${fact.stored.offset}`, ...(traceContext?.(index) ?? {}) },
         }));
         try {
           position = await shipPage(substrate, { category, link: options.link, peer: options.peer, peerStream: category, peerOffset, fence: position.fence, facts: shipped });
@@ -79,11 +80,4 @@ export function shipper(substrate: Substrate, options: ShipperOptions): Shipper 
       positions.clear();
     },
   };
-}
-
-function kindOf(fact: StoredFact): string {
-  const subject = fact.message?.fact?.subject ?? "";
-  const colon = subject.indexOf(":");
-  if (colon <= 0) throw rejection(Code.DataLoss, Reason.InvalidSubject, `relayed fact at offset ${fact.offset} has no valid subject "${subject}"`, { offset: String(fact.offset) });
-  return subject.slice(0, colon);
 }

@@ -59,7 +59,7 @@ export function startSyncWorker(config: ZoneConfig, options: SyncWorkerOptions):
     store: options.store,
     peer: clientFor(link.peer, link.egressUrls, link.ledgerUrls, link.peerIdentity),
     policy,
-    options: { pageLimit: config.sync.pageLimit, maxWait: config.sync.maxWait, backoff: config.sync.backoff },
+    options: { pageLimit: config.sync.pageLimit, prefetch: config.sync.prefetch, maxWait: config.sync.maxWait, backoff: config.sync.backoff },
     holder,
     log: options.log,
     ...(options.notDurable ? { notDurable: options.notDurable } : {}),

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Kvm } from "@nats-io/kv";
 import { jetstream } from "@nats-io/jetstream";
@@ -62,6 +63,9 @@ describe("consumers: pages after the confirmed cursor, monotonic confirms", () =
     const received = fromBinary(FetchFactsResponseSchema, toBinary(FetchFactsResponseSchema, response));
     expect(received.facts).toEqual(decoded.facts);
     expect(received.cursor).toBe(7n);
+    // Each fact carries the SHA-256 of its stored bytes, for the receiving zone to check.
+    const stored = await Promise.all(received.facts.map(async (f) => (await zone.store.substrate.jsm.streams.getMessage("facts-operational", { seq: Number(f.offset) }))!.data));
+    expect(received.facts.map((f) => Buffer.from(f.messageSha256).toString("hex"))).toEqual(stored.map((data) => createHash("sha256").update(data).digest("hex")));
   });
 
   it("stores a trace context with each fact and serves it, decoded and encoded, when asked", async () => {

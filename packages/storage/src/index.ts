@@ -26,6 +26,7 @@ export {
   type ShipRequest,
 } from "./shipping.js";
 export type { Substrate } from "./substrate.js";
+export { messageDigest } from "./stored-fact-wire.js";
 export { canonicalize, canonicalizeJsonText, CanonicalJsonError } from "./canonical-json.js";
 export { payloadIdentity } from "./identity.js";
 export { publisher, type Publisher, type Ack } from "./publisher.js";

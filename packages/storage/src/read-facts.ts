@@ -5,7 +5,7 @@ import type { PageReaders } from "./page-readers.js";
 import type { RawMessage } from "./pull.js";
 import { factStreamName } from "./routing.js";
 import { isLinkMarker } from "./shipping.js";
-import { encodeStoredFacts, routeOf } from "./stored-fact-wire.js";
+import { encodeStoredFacts, messageDigest, routeOf } from "./stored-fact-wire.js";
 import type { Substrate } from "./substrate.js";
 
 /** A page of a consumer's view of the log. */
@@ -74,6 +74,7 @@ export async function readFacts(substrate: Substrate, readers: PageReaders, cons
     stream: consumer.stream,
     storedAtUnixMs: BigInt(m.storedAtMs),
     message: fromBinary(FactMessageSchema, m.data),
+    messageSha256: messageDigest(m.data),
     ...(contexts?.[i] ? { traceContext: contexts[i] } : {}),
   }));
   return { facts, encodedFacts: [], count: facts.length, ...known };

@@ -1,3 +1,4 @@
+import { hash } from "node:crypto";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import type { RawMessage } from "./pull.js";
 
@@ -45,7 +46,7 @@ const encoder = new TextEncoder();
  * FetchFactsResponse.facts). All of a page's facts share one buffer.
  *
  *   StoredFact { offset = 1 (varint); message = 2 (bytes as stored); stream = 3; stored_at_unix_ms = 4 (varint);
- *                trace_context = 5 (map entries { key = 1; value = 2 }) }
+ *                trace_context = 5 (map entries { key = 1; value = 2 }); message_sha256 = 6 }
  */
 export function encodeStoredFacts(messages: readonly RawMessage[], stream: string, traceContexts?: readonly (Readonly<Record<string, string>> | undefined)[]): Uint8Array[] {
   const streamBytes = encoder.encode(stream);
@@ -54,12 +55,14 @@ export function encodeStoredFacts(messages: readonly RawMessage[], stream: strin
     const value = encoder.encode(v);
     return { key, value, size: 1 + varintSize(key.byteLength) + key.byteLength + 1 + varintSize(value.byteLength) + value.byteLength };
   }));
+  const digests = messages.map((m) => messageDigest(m.data));
   const bodies = messages.map((m, i) =>
     1 + varintSize(m.seq) +
     1 + varintSize(m.data.byteLength) + m.data.byteLength +
     1 + varintSize(streamBytes.byteLength) + streamBytes.byteLength +
     1 + varintSize(m.storedAtMs) +
-    entries[i]!.reduce((sum, e) => sum + 1 + varintSize(e.size) + e.size, 0));
+    entries[i]!.reduce((sum, e) => sum + 1 + varintSize(e.size) + e.size, 0) +
+    1 + 1 + DIGEST_BYTES);
   const total = bodies.reduce((sum, body) => sum + varintSize(body) + body, 0);
   const buf = new Uint8Array(total);
   const out: Uint8Array[] = [];
@@ -96,9 +99,20 @@ export function encodeStoredFacts(messages: readonly RawMessage[], stream: strin
       buf[pos++] = (2 << 3) | WireType.LengthDelimited;
       bytes(entry.value);
     }
+    buf[pos++] = (6 << 3) | WireType.LengthDelimited;
+    bytes(digests[i]!);
     out.push(buf.subarray(start, pos));
   });
   return out;
+}
+
+const DIGEST_BYTES = 32;
+
+/** StoredFact.message_sha256: SHA-256 of a fact's stored bytes, which the receiving zone checks before appending them. */
+export function messageDigest(factMessage: Uint8Array): Uint8Array {
+  const digest = hash("sha256", factMessage, "buffer");
+  // A plain Uint8Array, as protobuf-es decodes bytes fields.
+  return new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength);
 }
 
 function varintSize(value: number): number {
