@@ -27,8 +27,9 @@ async function expectExactlyOnce(estate: TestEstate, prefix: string, count: numb
 const TOTAL = 30_000;
 
 /** An estate without sync workers, TOTAL facts waiting in PlantA, and IDMZ's first worker started (in a child process). */
-async function transferUnderWay(dir: string, prefix: string, leaseTtl: string): Promise<{ estate: TestEstate; worker: SyncReplica }> {
-  const estate = await startTestEstate({ dir, sync: false, storage: { leaseTtl }, extra: () => ({ sync: { pageLimit: 100 } }) });
+async function transferUnderWay(dir: string, prefix: string, leaseTtl: string, pageLimit = 100): Promise<{ estate: TestEstate; worker: SyncReplica }> {
+  // Egress serves pages of up to 2,000 facts here, so a page can be shipped in several parts.
+  const estate = await startTestEstate({ dir, sync: false, storage: { leaseTtl }, extra: () => ({ sync: { pageLimit }, fetch: { maxLimit: 2_000, maxBytes: 4 * 2 ** 20, maxWait: "30s" } }) });
   await produce(estate.client("plant-a", "mes-producer"), "plant-a", "enterprise", TOTAL, prefix, { batch: 500 });
   return { estate, worker: await estate.startSync("idmz", { child: { syncBin } }) };
 }
@@ -103,6 +104,39 @@ describe("two writers on one peer link", () => {
     console.info(`${landed} SIGKILLs after a committed shipment and before its confirm (${looks} looks)`);
     expect(landed).toBe(5);
     await expectExactlyOnce(estate, "phase", TOTAL);
+  }, 180_000);
+
+  it("loses and duplicates nothing when the worker is killed in the middle of a page (part shipped, the rest not)", async () => {
+    // Pages of 1,999 facts are shipped as three atomic batches (999 + 999 + 1: a batch holds at
+    // most 1,000 messages with the marker): a last marker that carried 999 facts means part of
+    // its page is here and the rest is not.
+    let worker: SyncReplica;
+    ({ estate, worker } = await transferUnderWay(dir, "midpage", "1500ms", 1_999));
+    const idmz = estate.zones.idmz!.services.store;
+    let landed = 0;
+    let looks = 0;
+    let killedAtFence = 0;
+    const deadline = Date.now() + 90_000;
+    while (landed < 3 && Date.now() < deadline) {
+      await pollUntil(async () => {
+        const status = await linkOf(worker);
+        return status?.state === "active" && status.appended > 0;
+      }, { timeoutMs: 30_000, intervalMs: 10, what: "the worker active and shipping" });
+      worker.pause();
+      looks++;
+      const position = await readLinkPosition(idmz.substrate, "operational", LINK);
+      if (position.fence > killedAtFence && position.facts === 999 && withPrefix(await logOf(estate, "idmz"), "midpage").length < TOTAL) {
+        await worker.kill();
+        landed++;
+        killedAtFence = position.fence;
+        await worker.restart();
+      } else {
+        worker.resume();
+      }
+    }
+    console.info(`${landed} SIGKILLs in the middle of a page (${looks} looks)`);
+    expect(landed).toBe(3);
+    await expectExactlyOnce(estate, "midpage", TOTAL);
   }, 180_000);
 
   it("a worker stalled (SIGSTOP) past its lease writes nothing when it wakes; the standby has taken over", async () => {

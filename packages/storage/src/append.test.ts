@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { AppendStatus, Code, ConnectError, reasonOf } from "@bsfg/proto";
+import { pollUntil } from "@bsfg/testkit";
 import { factMessage, startTestZone, type TestZone } from "./test-support.js";
 import { openZoneStore } from "./zone-store.js";
 
@@ -166,6 +167,46 @@ describe("append: idempotency beyond JetStream's duplicate window", () => {
       expect((await jsm.streams.info("facts-audit")).config.allow_atomic).toBe(true);
     } finally {
       await reopened.close();
+    }
+  });
+
+  it("moves an index created with a 30-day horizon to the configured one at start, without reconcileTopology (an upgrade)", async () => {
+    const jsm = await jetstreamManager(zone.store.connection, { domain: "plant-a" });
+    const { config } = await jsm.streams.info("bsfg-dedupe");
+    expect(config.max_age).toBe(24 * 3_600_000 * 1_000_000);
+    await jsm.streams.update("bsfg-dedupe", { ...config, max_age: 30 * 86_400_000 * 1_000_000 });
+    const reopened = await openZoneStore(zone.store.config, { servers: zone.server.url });
+    try {
+      expect(reopened.topologyReport).toContain("stream bsfg-dedupe: updated");
+      expect((await jsm.streams.info("bsfg-dedupe")).config.max_age).toBe(24 * 3_600_000 * 1_000_000);
+    } finally {
+      await reopened.close();
+    }
+  });
+});
+
+describe("append: the producer dedupe horizon", () => {
+  it("answers a retry DUPLICATE inside the horizon, appends it again past it, and the server drops the index entries", async () => {
+    const zone = await startTestZone({ dedupe: { horizon: "3s", pendingTimeout: "1s", inflightWindow: "2s" } });
+    try {
+      const jsm = await jetstreamManager(zone.store.connection, { domain: "plant-a" });
+      const messages = Array.from({ length: 20 }, (_, i) => factMessage({ id: `horizon-${process.pid}-${i}` }));
+      const first = await zone.store.append(messages);
+      const retried = await zone.store.append(messages);
+      expect(retried.map((r) => r.status)).toEqual(messages.map(() => AppendStatus.DUPLICATE));
+      expect(retried.map((r) => r.offset)).toEqual(first.map((r) => r.offset));
+      // The server holds one claim subject per id (plus the batch's commit), and drops them at the horizon.
+      expect((await jsm.streams.info("bsfg-dedupe")).state.num_subjects).toBeGreaterThanOrEqual(20);
+      await pollUntil(async () => {
+        const state = (await jsm.streams.info("bsfg-dedupe")).state;
+        return state.messages === 0 && (state.num_subjects ?? 0) === 0;
+      }, { timeoutMs: 15_000, intervalMs: 250, what: "the dedupe index empty past the horizon" });
+      const again = await zone.store.append(messages);
+      // Past the horizon a retry is a new fact: documented in docs/protocol.md.
+      expect(again.map((r) => r.status)).toEqual(messages.map(() => AppendStatus.APPENDED));
+      expect(again.every((r, i) => r.offset > first[i]!.offset)).toBe(true);
+    } finally {
+      await zone.dispose();
     }
   });
 });

@@ -9,6 +9,7 @@ const categoryName = z.string().regex(/^[a-z][a-z0-9_]{0,31}$/, "a stream catego
 export const kindPattern = /^[a-z][a-z0-9_-]{0,63}$/;
 const bucketName = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "a bucket name is lowercase letters, digits, '-' and '_'");
 const consumerName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/, "a consumer name is letters, digits, '-' and '_'");
+const DEFAULT_DEDUPE_HORIZON_MS = 24 * 3_600_000;
 const replicas = z.union([z.literal(1), z.literal(3)]);
 
 const streamSchema = z.object({
@@ -71,8 +72,12 @@ export const storageConfigSchema = z.object({
   routing: z.array(routeSchema).default([]),
   defaultStream: categoryName.default("operational"),
   dedupe: z.object({
-    /** How long a message_id is remembered; default: the longest stream maxAge. */
-    horizon: durationMs.optional(),
+    /**
+     * How long a producer's message_id is remembered (a retry after it is appended again).
+     * Server memory is about 430 B per id inside it (docs/storage.md, "Cost per fact"), so it
+     * is bounded by default: 24 h ≈ 3.7 GB at 100 facts/s, 370 MB at 10 facts/s.
+     */
+    horizon: durationMs.default(DEFAULT_DEDUPE_HORIZON_MS),
     /** An append claimed but not committed for this long is treated as abandoned. */
     pendingTimeout: durationMs.default(15_000),
     /**
@@ -81,7 +86,7 @@ export const storageConfigSchema = z.object({
      * within it. Costs server memory per fact appended within the window.
      */
     inflightWindow: durationMs.default(60_000),
-  }).strict().default({ pendingTimeout: 15_000, inflightWindow: 60_000 }),
+  }).strict().default({ horizon: DEFAULT_DEDUPE_HORIZON_MS, pendingTimeout: 15_000, inflightWindow: 60_000 }),
   limits: z.object({
     maxFactBytes: byteSize.default(64 * 1024),
     maxBatchMessages: z.number().int().positive().default(1_000),
@@ -145,7 +150,7 @@ export function parseStorageConfig(input: unknown): StorageConfig {
   return cfg;
 }
 
-/** The dedupe horizon in force: configured, or the longest stream retention. */
+/** The dedupe horizon in force. */
 export function dedupeHorizonMs(cfg: StorageConfig): number {
-  return cfg.dedupe.horizon ?? Math.max(...Object.values(cfg.streams).map((s) => s.maxAge));
+  return cfg.dedupe.horizon;
 }

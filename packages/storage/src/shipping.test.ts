@@ -25,7 +25,7 @@ describe("log shipping: a page and its link position as one atomic, fenced write
 
   it("appends the facts byte for byte after the marker, and the marker is the link's position", async () => {
     const { substrate } = zone.store;
-    expect(await readLinkPosition(substrate, "operational", "from-idmz")).toEqual({ peerOffset: 0, fence: 0 });
+    expect(await readLinkPosition(substrate, "operational", "from-idmz")).toEqual({ peerOffset: 0, fence: 0, facts: 0 });
     const facts = page([3, 4, 7]);
     const position = await shipPage(substrate, request("from-idmz", 0, 9, facts));
     expect(position.peerOffset).toBe(9);

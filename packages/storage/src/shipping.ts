@@ -34,6 +34,8 @@ export interface LinkPosition {
   readonly peerOffset: number;
   /** The local sequence of that marker: the next page's fence (0: no marker yet). */
   readonly fence: number;
+  /** Facts the marker's shipment carried (a page of more than 999 facts is shipped in parts). */
+  readonly facts: number;
 }
 
 /** What a marker records, as JSON. */
@@ -96,11 +98,11 @@ const encoder = new TextEncoder();
 export async function readLinkPosition(substrate: Substrate, category: string, link: string): Promise<LinkPosition> {
   try {
     const marker = await substrate.jsm.streams.getMessage(factStreamName(category), { last_by_subj: linkMarkerSubject(category, link) });
-    if (!marker) return { peerOffset: 0, fence: 0 };
+    if (!marker) return { peerOffset: 0, fence: 0, facts: 0 };
     const body = JSON.parse(decoder.decode(marker.data)) as MarkerBody;
-    return { peerOffset: body.peerOffset, fence: marker.seq };
+    return { peerOffset: body.peerOffset, fence: marker.seq, facts: body.facts };
   } catch (err) {
-    if (apiCode(err) === ApiCode.NoMessageFound) return { peerOffset: 0, fence: 0 };
+    if (apiCode(err) === ApiCode.NoMessageFound) return { peerOffset: 0, fence: 0, facts: 0 };
     throw err;
   }
 }
@@ -128,7 +130,7 @@ export async function shipPage(substrate: Substrate, request: ShipRequest, timeo
     throw new ShipmentRefused(`link ${request.link}: the commit acknowledged ${ack.count} messages of batch ${ack.batch}, expected ${messages.length} of ${batchId}`, undefined);
   }
   // The batch is stored contiguously: the marker is its first message.
-  return { peerOffset: request.peerOffset, fence: ack.seq - messages.length + 1 };
+  return { peerOffset: request.peerOffset, fence: ack.seq - messages.length + 1, facts: request.facts.length };
 }
 
 interface BatchAck {

@@ -71,6 +71,12 @@ const mutableFields = new Set<string>(["max_age", "max_bytes", "discard", "num_r
  * or capacity, so they are applied without reconcileTopology.
  */
 const capabilityFields = new Set<string>(["allow_atomic"]);
+/**
+ * The dedupe index is the gateway's own: its retention is the configured horizon, applied
+ * without reconcileTopology (an upgrade moves a 30-day index to the bounded default; the
+ * ids older than the new horizon are dropped, which is what the horizon means).
+ */
+const ownedFields = (stream: string) => (stream === DEDUPE_STREAM ? new Set<string>(["max_age"]) : new Set<string>());
 
 export function configDiff(desired: Partial<StreamConfig>, actual: Partial<StreamConfig>, fields: readonly string[] = checkedFields): string[] {
   const diffs: string[] = [];
@@ -104,7 +110,8 @@ export async function ensureStream(jsm: JetStreamManager, desired: StreamConfig,
   if (diffs.length === 0) return "unchanged";
   const differing = checkedFields.filter((f) => configDiff(desired, existing!, [f]).length > 0);
   const immutable = differing.filter((f) => !mutableFields.has(f));
-  const capabilitiesOnly = differing.every((f) => capabilityFields.has(f));
+  const owned = ownedFields(desired.name);
+  const capabilitiesOnly = differing.every((f) => capabilityFields.has(f) || owned.has(f));
   if ((!reconcile && !capabilitiesOnly) || immutable.length > 0) {
     throw mismatch(desired.name, diffs, reconcile ? `${immutable.join(", ")} cannot be changed on an existing stream` : "set reconcileTopology: true to apply the configuration");
   }
