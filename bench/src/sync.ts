@@ -28,7 +28,7 @@
  * zones with the matching nats.sync; every ratio is against the raw rows of
  * the same setting.
  *
- *   pnpm bench:sync [-- --facts 100000 --page-limit 500 --latency-seconds 20 --rate 1000 --rounds 3 --variants in-process,child --only throughput,latency --sync always,interval | --quick]
+ *   pnpm bench:sync [-- --facts 100000 --page-limit 500 --prefetch 1 --latency-seconds 20 --rate 1000 --rounds 3 --variants in-process,child --only throughput,latency --sync always,interval | --quick]
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
@@ -57,6 +57,8 @@ const { values } = parseArgs({ args: benchArgs(), options: {
   "sync-bin": { type: "string" },
   // The receiving workers' sync.pageLimit (default: the configuration's default).
   "page-limit": { type: "string" },
+  // The receiving workers' sync.prefetch: pages read ahead while one is shipped.
+  prefetch: { type: "string" },
   // Either part alone: throughput, latency.
   only: { type: "string", default: "throughput,latency" },
   // The machine may be shared: before each case, wait (up to this many seconds) until other work uses < 0.25 cores; 0: never wait.
@@ -78,6 +80,8 @@ const settings = parseSyncSettings(values.sync);
 const variants = values.variants.split(",").map((v) => v.trim()).filter((v) => v !== "") as Variant[];
 for (const v of variants) if (v !== "in-process" && v !== "child") throw new Error(`--variants: unknown "${v}" (in-process, child)`);
 const pageLimit = values["page-limit"] === undefined ? undefined : Number(values["page-limit"]);
+const prefetch = values.prefetch === undefined ? undefined : Number(values.prefetch);
+const syncExtra = { ...(pageLimit === undefined ? {} : { pageLimit }), ...(prefetch === undefined ? {} : { prefetch }) };
 const syncBin = values["sync-bin"] ?? fileURLToPath(new URL("../../apps/sync/dist/main.js", import.meta.url));
 type Variant = "in-process" | "child";
 const parts = new Set(values.only.split(",").map((p) => p.trim()));
@@ -197,6 +201,7 @@ interface SettingResult {
   readonly natsSync: NatsSync;
   readonly natsServer: string | undefined;
   readonly pageLimit: number;
+  readonly prefetch: number;
   readonly cases: readonly Case[];
   readonly samples: ReadonlyMap<string, Sample[]>;
   readonly latency: Readonly<Record<string, LatencyResult>>;
@@ -259,7 +264,7 @@ async function runSetting(natsSync: NatsSync): Promise<SettingResult> {
         maxFileStore: `${operationalGiB + 1}GB`,
         // Every zone's servers with the setting's sync_interval, and its nats.sync to match.
         natsSync,
-        ...(pageLimit === undefined ? {} : { extra: () => ({ sync: { pageLimit } }) }),
+        ...(Object.keys(syncExtra).length === 0 ? {} : { extra: () => ({ sync: syncExtra }) }),
       });
       estates.push(estate);
       for (const zone of Object.values(estate.zones)) await assertServerSync(zone.nats.monitorUrl, natsSync);
@@ -376,7 +381,7 @@ async function runSetting(natsSync: NatsSync): Promise<SettingResult> {
       }
     }
 
-    return { natsSync, natsServer: rawNc.info?.version, pageLimit: direct.zones.enterprise!.config.sync.pageLimit, cases, samples, latency };
+    return { natsSync, natsServer: rawNc.info?.version, pageLimit: direct.zones.enterprise!.config.sync.pageLimit, prefetch: direct.zones.enterprise!.config.sync.prefetch, cases, samples, latency };
   } finally {
     for (const close of closers.reverse()) await close().catch(() => undefined);
     for (const estate of estates) await estate.dispose();
@@ -456,6 +461,7 @@ function settingJson(r: SettingResult) {
     syncInterval: syncIntervalFor(r.natsSync),
     natsServer: r.natsServer,
     pageLimit: r.pageLimit,
+    prefetch: r.prefetch,
     cases: parts.has("throughput")
       ? Object.fromEntries(r.cases.map((c) => {
         const samples = r.samples.get(c.key)!;
@@ -472,7 +478,7 @@ const results: SettingResult[] = await eachSetting(settings, runSetting);
 if (parts.has("throughput")) {
   printTable(
     `Replication of ${facts.toLocaleString("en-US")} facts of ${FACT_BYTES} bytes, PlantA → Enterprise, nats-server ${results[0]?.natsServer}, ${rounds} round(s) (median), ${cpus().length} cores.\n` +
-      `BSFG: facts appended in PlantA first; timed from the first fetch to the last confirm; sync.pageLimit ${results[0]?.pageLimit}. ` +
+      `BSFG: facts appended in PlantA first; timed from the first fetch to the last confirm; sync.pageLimit ${results[0]?.pageLimit}, sync.prefetch ${results[0]?.prefetch}. ` +
       `"in-process": the sync worker in this process, which also runs every zone's services; "child": apps/sync in its own process.\n` +
       `${syncNote} Ratios against the raw rows of the same nats sync.\n` +
       `${cpuNote} Targets: direct ≥ 0.5 × raw publish and ≥ 0.3 × leaf sourcing; via IDMZ ≥ 0.35 × raw publish; CPU ≤ 3 × native sourcing.`,
