@@ -74,8 +74,8 @@ export const storageConfigSchema = z.object({
   dedupe: z.object({
     /**
      * How long a producer's message_id is remembered (a retry after it is appended again).
-     * Server memory is about 430 B per id inside it (docs/storage.md, "Cost per fact"), so it
-     * is bounded by default: 24 h ≈ 3.7 GB at 100 facts/s, 370 MB at 10 facts/s.
+     * Server memory is about 285 B per id inside it (docs/storage.md, "Cost per fact"), so it
+     * is bounded by default: 24 h ≈ 2.5 GB at 100 facts/s, 250 MB at 10 facts/s.
      */
     horizon: durationMs.default(DEFAULT_DEDUPE_HORIZON_MS),
     /** An append claimed but not committed for this long is treated as abandoned. */
