@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startTestEstate, type SyncReplica, type TestEstate } from "@bsfg/estate-kit";
 import type { LinkStatus } from "@bsfg/replication";
-import { readLinkPosition } from "@bsfg/storage";
+import { readLinkPosition, type LinkPosition } from "@bsfg/storage";
 import { pollUntil } from "@bsfg/testkit";
 import { checkCrossed, logOf, produce, syncBin, withPrefix } from "./estate-support.js";
 
@@ -32,6 +32,39 @@ async function transferUnderWay(dir: string, prefix: string, leaseTtl: string, p
   const estate = await startTestEstate({ dir, sync: false, storage: { leaseTtl }, extra: () => ({ sync: { pageLimit }, fetch: { maxLimit: 2_000, maxBytes: 4 * 2 ** 20, maxWait: "30s" } }) });
   await produce(estate.client("plant-a", "mes-producer"), "plant-a", "enterprise", TOTAL, prefix, { batch: 500 });
   return { estate, worker: await estate.startSync("idmz", { child: { syncBin } }) };
+}
+
+/**
+ * Freezes the worker (SIGSTOP), looks at where it stands, and kills it (SIGKILL, then a
+ * restart) only when `inPhase` says it is in the phase under test at a position not killed
+ * at before; otherwise lets it run on. Only the lease holder doing the work counts: active,
+ * and it shipped since it started. Stops after `kills` landed kills or 90 s.
+ */
+async function killInPhase(estate: TestEstate, worker: SyncReplica, prefix: string, kills: number, jitterMs: number, inPhase: (position: LinkPosition) => Promise<boolean>) {
+  const idmz = estate.zones.idmz!.services.store;
+  let landed = 0;
+  let looks = 0;
+  let killedAtFence = 0;
+  const deadline = Date.now() + 90_000;
+  while (landed < kills && Date.now() < deadline) {
+    await pollUntil(async () => {
+      const status = await linkOf(worker);
+      return status?.state === "active" && status.appended > 0;
+    }, { timeoutMs: 30_000, intervalMs: 10, what: "the worker active and shipping" });
+    if (jitterMs > 0) await new Promise((resolve) => setTimeout(resolve, Math.random() * jitterMs));
+    worker.pause();
+    looks++;
+    const position = await readLinkPosition(idmz.substrate, "operational", LINK);
+    if (position.fence > killedAtFence && await inPhase(position) && withPrefix(await logOf(estate, "idmz"), prefix).length < TOTAL) {
+      await worker.kill();
+      landed++;
+      killedAtFence = position.fence;
+      await worker.restart();
+    } else {
+      worker.resume();
+    }
+  }
+  return { landed, looks };
 }
 
 describe("two writers on one peer link", () => {
@@ -74,33 +107,9 @@ describe("two writers on one peer link", () => {
   it("loses and duplicates nothing when the worker is killed between a committed shipment and its confirm", async () => {
     let worker: SyncReplica;
     ({ estate, worker } = await transferUnderWay(dir, "phase", "1500ms"));
-    const idmz = estate.zones.idmz!.services.store;
     const plantA = estate.zones["plant-a"]!.services.store;
-    // Freeze the worker, look at where it stands, and kill it only in the phase under test:
-    // its last shipment committed here (the position marker) but the peer's cursor is behind it.
-    let landed = 0;
-    let looks = 0;
-    let killedAtFence = 0;
-    const deadline = Date.now() + 90_000;
-    while (landed < 5 && Date.now() < deadline) {
-      // Only the lease holder doing the work counts: active, and it shipped since it started.
-      await pollUntil(async () => {
-        const status = await linkOf(worker);
-        return status?.state === "active" && status.appended > 0;
-      }, { timeoutMs: 30_000, intervalMs: 10, what: "the worker active and shipping" });
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * 30));
-      worker.pause();
-      looks++;
-      const [position, cursor] = await Promise.all([readLinkPosition(idmz.substrate, "operational", LINK), plantA.cursor("idmz-from-plant-a-operational")]);
-      if (position.fence > killedAtFence && position.peerOffset > cursor && withPrefix(await logOf(estate, "idmz"), "phase").length < TOTAL) {
-        await worker.kill();
-        landed++;
-        killedAtFence = position.fence;
-        await worker.restart();
-      } else {
-        worker.resume();
-      }
-    }
+    // The phase under test: its last shipment committed here (the position marker) but the peer's cursor is behind it.
+    const { landed, looks } = await killInPhase(estate, worker, "phase", 5, 30, async (position) => position.peerOffset > await plantA.cursor("idmz-from-plant-a-operational"));
     console.info(`${landed} SIGKILLs after a committed shipment and before its confirm (${looks} looks)`);
     expect(landed).toBe(5);
     await expectExactlyOnce(estate, "phase", TOTAL);
@@ -112,28 +121,7 @@ describe("two writers on one peer link", () => {
     // its page is here and the rest is not.
     let worker: SyncReplica;
     ({ estate, worker } = await transferUnderWay(dir, "midpage", "1500ms", 1_999));
-    const idmz = estate.zones.idmz!.services.store;
-    let landed = 0;
-    let looks = 0;
-    let killedAtFence = 0;
-    const deadline = Date.now() + 90_000;
-    while (landed < 3 && Date.now() < deadline) {
-      await pollUntil(async () => {
-        const status = await linkOf(worker);
-        return status?.state === "active" && status.appended > 0;
-      }, { timeoutMs: 30_000, intervalMs: 10, what: "the worker active and shipping" });
-      worker.pause();
-      looks++;
-      const position = await readLinkPosition(idmz.substrate, "operational", LINK);
-      if (position.fence > killedAtFence && position.facts === 999 && withPrefix(await logOf(estate, "idmz"), "midpage").length < TOTAL) {
-        await worker.kill();
-        landed++;
-        killedAtFence = position.fence;
-        await worker.restart();
-      } else {
-        worker.resume();
-      }
-    }
+    const { landed, looks } = await killInPhase(estate, worker, "midpage", 3, 0, async (position) => position.facts === 999);
     console.info(`${landed} SIGKILLs in the middle of a page (${looks} looks)`);
     expect(landed).toBe(3);
     await expectExactlyOnce(estate, "midpage", TOTAL);

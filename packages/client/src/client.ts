@@ -84,6 +84,10 @@ const fetchFactPageMethod = {
   output: FetchFactsPageSchema,
 } as DescMethodUnary<typeof FetchFactsRequestSchema, typeof FetchFactsPageSchema>;
 
+function fetchRequest(consumer: string, { limit = 0, maxWaitMs = 0, afterOffset }: FetchOptions) {
+  return create(FetchFactsRequestSchema, { consumerName: consumer, limit, maxWaitMs, ...(afterOffset === undefined ? {} : { afterOffset: BigInt(afterOffset) }) });
+}
+
 export interface BsfgClient {
   /** Appends one message; throws already_exists (conflicting_duplicate) if its id was stored with another payload. */
   appendFact(message: FactMessageInit): Promise<AppendResult>;
@@ -180,12 +184,14 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
       }
       return result!;
     },
-    fetchFacts(consumer, { limit = 0, maxWaitMs = 0, afterOffset, signal } = {}) {
-      const request = { consumerName: consumer, limit, maxWaitMs, ...(afterOffset === undefined ? {} : { afterOffset: BigInt(afterOffset) }) };
+    fetchFacts(consumer, options = {}) {
+      const { signal, maxWaitMs = 0 } = options;
+      const request = fetchRequest(consumer, options);
       return attempt("egress", (url) => boundary(url).fetchFacts(request, { timeoutMs: timeoutMs + maxWaitMs, ...(signal ? { signal } : {}) }), signal);
     },
-    fetchFactPage(consumer, { limit = 0, maxWaitMs = 0, afterOffset, signal } = {}) {
-      const request = create(FetchFactsRequestSchema, { consumerName: consumer, limit, maxWaitMs, ...(afterOffset === undefined ? {} : { afterOffset: BigInt(afterOffset) }) });
+    fetchFactPage(consumer, options = {}) {
+      const { signal, maxWaitMs = 0 } = options;
+      const request = fetchRequest(consumer, options);
       return attempt("egress", async (url) => (await transportFor(url).unary(fetchFactPageMethod, signal, timeoutMs + maxWaitMs, undefined, request)).message, signal);
     },
     async confirmReceipt(consumer, offset) {

@@ -149,8 +149,3 @@ export function parseStorageConfig(input: unknown): StorageConfig {
   if (!cfg.zones.includes(cfg.zone)) cfg.zones = [cfg.zone, ...cfg.zones];
   return cfg;
 }
-
-/** The dedupe horizon in force. */
-export function dedupeHorizonMs(cfg: StorageConfig): number {
-  return cfg.dedupe.horizon;
-}

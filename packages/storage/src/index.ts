@@ -2,7 +2,6 @@ export { openZoneStore, type ZoneStore, type OpenOptions, type AppendOptions } f
 export {
   parseStorageConfig,
   storageConfigSchema,
-  dedupeHorizonMs,
   zoneName,
   type StorageConfig,
   type StorageConfigInput,

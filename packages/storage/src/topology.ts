@@ -6,7 +6,7 @@ import {
   type StreamConfig,
 } from "@nats-io/jetstream";
 import { Code, Reason, rejection } from "@bsfg/proto";
-import { dedupeHorizonMs, type StorageConfig } from "./config.js";
+import type { StorageConfig } from "./config.js";
 import { factStreamName } from "./routing.js";
 import { apiCode, ApiCode } from "./substrate-errors.js";
 import { nanos } from "./units.js";
@@ -34,7 +34,7 @@ export function desiredStreams(cfg: StorageConfig): StreamConfig[] {
   const dedupe = streamConfig({
     name: DEDUPE_STREAM,
     subjects: ["bsfg.dedupe.>"],
-    max_age: nanos(dedupeHorizonMs(cfg)),
+    max_age: nanos(cfg.dedupe.horizon),
     max_bytes: -1,
     discard: DiscardPolicy.Old,
     // One entry per message_id (claims) or per batch (commits); a takeover replaces it.
