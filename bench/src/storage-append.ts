@@ -146,7 +146,7 @@ async function runSetting(natsSync: NatsSync): Promise<SettingResult> {
     const nc = await connect({ servers: server.url });
     const jsm = await jetstreamManager(nc, { domain: "bench" });
     const js = jetstream(nc, { domain: "bench" });
-    const store = await openZoneStore(parseStorageConfig({ zone: "plant-a", domain: "bench", zones: ["enterprise"], streams: { operational: { maxBytes: "4GiB" }, audit: { maxBytes: "256MiB" }, documents: { maxBytes: "256MiB" } } }), { servers: server.url });
+    const store = await openZoneStore(parseStorageConfig({ zone: "plant-a", domain: "bench", zones: ["enterprise"], streams: { operational: { maxBytes: "4GiB" }, audit: { maxBytes: "256MiB" }, documents: { maxBytes: "256MiB" } } }), { servers: server.url, durability: natsSync });
     await jsm.streams.add({ name: "raw", subjects: ["raw.>"], storage: StorageType.File, discard: DiscardPolicy.New, max_bytes: 4 * 2 ** 30 });
     // Its own stream, so the baselines above keep exactly the configuration they always had (and within
     // the server's default 10 GB max_file_store, which stream max_bytes reserve from).

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestEstate, type TestEstate } from "@bsfg/estate-kit";
+import { Code, ConnectError, errorInfoOf } from "@bsfg/proto";
 import { pollUntil } from "@bsfg/testkit";
 import { checkCrossed, logOf, produce, readAll, withPrefix } from "./estate-support.js";
 
@@ -74,5 +75,35 @@ describe("replication through the three-zone estate (PlantA → IDMZ → Enterpr
     }
     // Nothing came back: PlantA holds only its own facts.
     expect((await logOf(estate, "plant-a")).every((f) => f.message!.envelope!.fromZone === "plant-a")).toBe(true);
+  });
+
+  it("carries payloads byte for byte over two hops, and refuses at the boundary a value JSON cannot carry, naming its path", async () => {
+    const producer = estate.client("plant-a", "mes-producer");
+    // Canonical (RFC 8785) text at the edges of what JSON carries exactly: read back as sent.
+    const exact = [
+      '{"max":9007199254740991,"min":-9007199254740991,"nested":{"readings":[{"value":1e+308},{"value":5e-324},{"value":-0.1}]}}',
+      '{"controls":"\\u0000\\u001f\\t","emoji":"😀👩‍🔬","separators":"\u2028\u2029","surrogates":"𝄞"}',
+    ];
+    // Other spellings of exact values: read back as their canonical form, the same values.
+    const respelt = ['{ "z": -0, "a": 1.0E3, "m": 4.50, "e": "\\ud83d\\ude00" }', '{"a":1000,"e":"😀","m":4.5,"z":0}'];
+    const message = (n: number, objectJson: string) => ({
+      envelope: { messageId: `exact-${n}`, fromZone: "plant-a", toZone: "enterprise", producedAtUnixMs: BigInt(Date.now()) },
+      fact: { subject: "batch:PlantA/EXACT", predicate: "step_completed", objectJson },
+    });
+    await producer.appendFacts([...exact, respelt[0]!].map((objectJson, n) => message(n, objectJson)));
+
+    const hostile = await producer.appendFacts([message(9, '{"readings":[{"value":1},{"value":9007199254740993}]}')]).catch((err: unknown) => err);
+    expect(hostile).toBeInstanceOf(ConnectError);
+    expect((hostile as ConnectError).code).toBe(Code.InvalidArgument);
+    expect(errorInfoOf(hostile)).toMatchObject({ reason: "inexact_json", metadata: { path: "$.readings[1].value", problem: "integer_out_of_range", message_id: "exact-9" } });
+
+    await pollUntil(async () => withPrefix(await logOf(estate, "enterprise"), "exact").length >= 3, { timeoutMs: 30_000, intervalMs: 50, what: "3 exact facts in Enterprise" });
+    const origin = withPrefix(await logOf(estate, "plant-a"), "exact");
+    expect(origin.map((f) => f.message!.fact!.objectJson)).toEqual([...exact, respelt[1]]);
+    for (const zone of ["idmz", "enterprise"]) {
+      const received = withPrefix(await logOf(estate, zone), "exact");
+      expect(checkCrossed(origin, received), zone).toEqual({ missing: [], duplicated: [], altered: [], outOfOrder: [] });
+      expect(received.map((f) => f.message!.fact!.objectJson), zone).toEqual([...exact, respelt[1]]);
+    }
   });
 });

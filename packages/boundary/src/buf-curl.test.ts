@@ -90,7 +90,7 @@ describe("the zone's boundary from buf curl: HTTP/2, mutual TLS, schema from pro
     return JSON.parse(result.stdout) as T;
   };
 
-  type AppendResponse = { results: Array<{ offset: string; stream: string; status: string; messageId: string }> };
+  type AppendResponse = { results: Array<{ offset: string; stream: string; status: string; messageId: string; producedAtUnixMs: string }> };
   type FetchResponse = {
     facts: Array<{ offset: string; stream: string; message: { envelope: { messageId: string; fromZone: string; toZone: string }; fact: { subject: string; predicate: string; objectJson: string } } }>;
     cursor: string;
@@ -115,11 +115,11 @@ describe("the zone's boundary from buf curl: HTTP/2, mutual TLS, schema from pro
       expect(call.stderr).toMatch(/< \(#1\) HTTP\/2\.0 200/);
       expect(call.stderr).toMatch(protocol === "grpc" ? /Content-Type: application\/grpc/ : /Connect-Protocol-Version: 1/);
       const appended = await ok<AppendResponse>(Promise.resolve(call));
-      expect(appended.results).toEqual([{ offset: expect.stringMatching(/^[1-9]\d*$/), stream: "operational", status: "APPEND_STATUS_APPENDED", messageId }]);
+      expect(appended.results).toEqual([{ offset: expect.stringMatching(/^[1-9]\d*$/), stream: "operational", status: "APPEND_STATUS_APPENDED", messageId, producedAtUnixMs: "1764000000000" }]);
       const offset = appended.results[0]!.offset;
 
       const again = await ok<AppendResponse>(bufCurl("mes-producer", protocol, "BoundaryService/AppendFact", appendRequest(messageId)));
-      expect(again.results).toEqual([{ offset, stream: "operational", status: "APPEND_STATUS_DUPLICATE", messageId }]);
+      expect(again.results).toEqual([{ offset, stream: "operational", status: "APPEND_STATUS_DUPLICATE", messageId, producedAtUnixMs: "1764000000000" }]);
 
       const page = await ok<FetchResponse>(bufCurl("enterprise-bsfg", protocol, "BoundaryService/FetchFacts", { consumerName: "enterprise-from-plant-a", limit: 50 }));
       const fact = page.facts.find((f) => f.message.envelope.messageId === messageId);

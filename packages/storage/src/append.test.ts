@@ -1,9 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { AppendStatus, Code, ConnectError, reasonOf } from "@bsfg/proto";
+import { toBinary } from "@bufbuild/protobuf";
+import { AppendStatus, Code, ConnectError, errorInfoOf, FactMessageSchema, reasonOf, type FactMessage } from "@bsfg/proto";
 import { pollUntil } from "@bsfg/testkit";
+import { dedupeIndex } from "./dedupe-index.js";
 import { factMessage, startTestZone, type TestZone } from "./test-support.js";
+import { prepareBatch } from "./validate.js";
 import { openZoneStore } from "./zone-store.js";
 
 describe("append: idempotency beyond JetStream's duplicate window", () => {
@@ -184,6 +187,91 @@ describe("append: idempotency beyond JetStream's duplicate window", () => {
     }
   });
 });
+
+describe("append: identity without the clock, exact payloads", () => {
+  let zone: TestZone;
+  beforeAll(async () => {
+    zone = await startTestZone();
+  });
+  afterAll(() => zone.dispose());
+
+  const retryOf = (message: FactMessage, changes: { producedAt?: bigint; objectJson?: string } = {}) => factMessage({
+    id: message.envelope!.messageId,
+    subject: message.fact!.subject,
+    objectJson: changes.objectJson ?? message.fact!.objectJson,
+    producedAt: changes.producedAt ?? message.envelope!.producedAtUnixMs,
+  });
+
+  it("answers a retry with a new produced_at DUPLICATE, with the original offset and produced_at", async () => {
+    const original = factMessage({ producedAt: 1_764_000_000_000n });
+    const [first] = await zone.store.append([original]);
+    expect([first!.status, first!.producedAtUnixMs]).toEqual([AppendStatus.APPENDED, 1_764_000_000_000n]);
+
+    const [later] = await zone.store.append([retryOf(original, { producedAt: 1_764_000_009_999n })]);
+    expect([later!.status, later!.offset, later!.producedAtUnixMs]).toEqual([AppendStatus.DUPLICATE, first!.offset, 1_764_000_000_000n]);
+    // In one batch too: the second occurrence is compared with what is stored.
+    const fresh = factMessage({ producedAt: 1_764_000_000_001n });
+    const results = await zone.store.append([fresh, retryOf(fresh, { producedAt: 1_764_000_000_002n })]);
+    expect(results.map((r) => [r.status, r.offset, r.producedAtUnixMs])).toEqual([
+      [AppendStatus.APPENDED, results[0]!.offset, 1_764_000_000_001n],
+      [AppendStatus.DUPLICATE, results[0]!.offset, 1_764_000_000_001n],
+    ]);
+    // A changed fact is still a conflict, whatever its clock.
+    const [changed] = await zone.store.append([retryOf(original, { producedAt: 1_764_000_000_000n, objectJson: '{"result":"scrap"}' })]);
+    expect([changed!.status, changed!.offset, changed!.producedAtUnixMs]).toEqual([AppendStatus.CONFLICTING_DUPLICATE, first!.offset, 1_764_000_000_000n]);
+  });
+
+  it("answers retries of a fact an older gateway claimed (identity with the clock) as before the upgrade, and a new clock as a duplicate", async () => {
+    // What a gateway before this version left in the index: a claim naming only the identity with the clock.
+    const original = factMessage({ producedAt: 1_700_000_000_000n });
+    const [p] = prepareBatch(zone.store.config, [original]);
+    const { substrate } = zone.store;
+    const stored = await substrate.publisher.publish(p!.subject, p!.payload, { msgId: p!.messageId });
+    const index = dedupeIndex(substrate);
+    expect(await index.claim(p!.key, { m: p!.messageId, h: p!.legacyHash, s: p!.stream, j: p!.subject, b: "older-gateway" }, 5_000)).toBeGreaterThan(0);
+    await index.commit("older-gateway", { [p!.key]: stored.seq });
+    const before = await storedCount(zone);
+
+    const [same] = await zone.store.append([retryOf(original)]);
+    const [newClock] = await zone.store.append([retryOf(original, { producedAt: 1_764_000_000_000n })]);
+    const [changed] = await zone.store.append([retryOf(original, { objectJson: '{"result":"scrap"}' })]);
+    expect([same!.status, same!.offset, same!.producedAtUnixMs]).toEqual([AppendStatus.DUPLICATE, BigInt(stored.seq), 1_700_000_000_000n]);
+    expect([newClock!.status, newClock!.offset, newClock!.producedAtUnixMs]).toEqual([AppendStatus.DUPLICATE, BigInt(stored.seq), 1_700_000_000_000n]);
+    expect([changed!.status, changed!.offset]).toEqual([AppendStatus.CONFLICTING_DUPLICATE, BigInt(stored.seq)]);
+    expect(await storedCount(zone)).toBe(before);
+  });
+
+  it("keeps both identities in a new claim, so an older gateway still recognizes a plain retry", async () => {
+    const message = factMessage();
+    const [p] = prepareBatch(zone.store.config, [message]);
+    await zone.store.append([message]);
+    const claim = await dedupeIndex(zone.store.substrate).read(p!.key);
+    expect({ h: claim!.h, i: claim!.i, t: claim!.t }).toEqual({ h: p!.legacyHash, i: p!.hash, t: String(message.envelope!.producedAtUnixMs) });
+  });
+
+  it("reads a payload back byte for byte through the store: canonical text as sent, other spellings as their canonical form", async () => {
+    // Canonical (RFC 8785) text at the edges of what JSON carries exactly.
+    const exact = '{"ctl":"\\u0000\\u001f\\n","emoji":"😀","huge":1e+308,"ids":[9007199254740991,-9007199254740991],"ls":"\u2028\u2029","tiny":5e-324,"x":0.1}';
+    const respelt = '{ "x": 1.0, "a": [1E3, -0.0, 4.50], "\\u00e9": "\\u00e9" }';
+    const messages = [factMessage({ objectJson: exact }), factMessage({ objectJson: respelt })];
+    const results = await zone.store.append(messages);
+    const page = await zone.store.read({ stream: "operational", skipOrigins: [] }, Number(results[0]!.offset) - 1, { limit: 2 });
+    expect(page.facts.map((f) => f.message!.fact!.objectJson)).toEqual([exact, '{"a":[1000,0,4.5],"x":1,"é":"é"}']);
+    expect(Buffer.from(toBinary(FactMessageSchema, page.facts[0]!.message!))).toEqual(Buffer.from(toBinary(FactMessageSchema, messages[0]!)));
+  });
+
+  it("refuses a payload JSON cannot carry exactly and writes nothing", async () => {
+    const before = await storedCount(zone);
+    const error = await zone.store.append([factMessage(), factMessage({ objectJson: '{"readings":[{"value":1},{"value":9007199254740993}]}' })]).catch((e: unknown) => e);
+    expect(reasonOf(error)).toBe("inexact_json");
+    expect(errorInfoOf(error)?.metadata).toMatchObject({ index: "1", path: "$.readings[1].value", problem: "integer_out_of_range" });
+    expect(await storedCount(zone)).toBe(before);
+  });
+});
+
+async function storedCount(zone: TestZone, stream = "facts-operational"): Promise<number> {
+  return (await zone.store.substrate.jsm.streams.info(stream)).state.messages;
+}
 
 describe("append: the producer dedupe horizon", () => {
   it("answers a retry DUPLICATE inside the horizon, appends it again past it, and the server drops the index entries", async () => {

@@ -14,8 +14,15 @@ import { DEDUPE_STREAM } from "./topology.js";
 export interface ClaimBody {
   /** message_id (to tell a 128-bit key collision from a duplicate) */
   readonly m: string;
-  /** payload identity */
+  /**
+   * The identity with the producer's clock (legacyPayloadIdentity): all that claims
+   * of gateways before the clock was left out carry; kept for them (rolling upgrades).
+   */
   readonly h: string;
+  /** Payload identity without the clock (payloadIdentity); absent in an older gateway's claim. */
+  readonly i?: string;
+  /** produced_at_unix_ms of the claimed message, decimal; absent in an older gateway's claim. */
+  readonly t?: string;
   /** stream category */
   readonly s: string;
   /** NATS subject of the fact */
@@ -90,11 +97,21 @@ export function dedupeIndex({ jsm, publisher }: Substrate): DedupeIndex {
       if (claim.o !== undefined) return claim.o;
       // Many duplicates of one earlier batch arrive together (a retried batch):
       // read that batch's commit once. Only found commits are cached.
+      const cached = commits.get(claim.b);
+      if (cached) {
+        const offset = (await cached)?.[key];
+        if (offset !== undefined) return offset;
+        // A batch commits once per run of facts it owns, each commit superseding the last:
+        // a commit cached before this key's run committed does not hold it yet. Read again
+        // rather than take the key for pending (which waited out the pending timeout, 15 s).
+        if (commits.get(claim.b) === cached) commits.delete(claim.b);
+      }
       let pending = commits.get(claim.b);
       if (!pending) {
         pending = readCommit(claim.b);
         commits.set(claim.b, pending);
-        pending.then((found) => { if (!found) commits.delete(claim.b); }, () => commits.delete(claim.b));
+        const loaded = pending;
+        loaded.then((found) => { if (!found && commits.get(claim.b) === loaded) commits.delete(claim.b); }, () => { if (commits.get(claim.b) === loaded) commits.delete(claim.b); });
         if (commits.size > 1_000) commits.delete(commits.keys().next().value!);
       }
       return (await pending)?.[key];

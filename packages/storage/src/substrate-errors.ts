@@ -11,6 +11,10 @@ export const ApiCode = {
   WrongLastSequenceConstant: 10164,
   StoreFailed: 10077,
   ConsumerNotFound: 10014,
+  /** An atomic batch holds a Nats-Msg-Id the stream has seen within its duplicate window: nothing stored. */
+  AtomicDuplicateMessageId: 10201,
+  /** The stream has too many atomic batches in flight (50 by default): nothing stored. */
+  AtomicTooManyInflight: 10210,
 } as const;
 
 export function apiCode(err: unknown): number | undefined {

@@ -51,7 +51,7 @@ describe("prepareBatch", () => {
     ["camelCase predicate", { predicate: "stepCompleted" }, "invalid_predicate"],
     ["predicate with double underscore", { predicate: "step__completed" }, "invalid_predicate"],
     ["broken JSON", { objectJson: '{"a":' }, "invalid_json"],
-    ["JSON object with a key twice", { objectJson: '{"result":"ok","result":"scrap"}' }, "invalid_json"],
+    ["JSON object with a key twice", { objectJson: '{"result":"ok","result":"scrap"}' }, "inexact_json"],
     ["unknown from_zone", { fromZone: "mars" }, "unknown_zone"],
     ["unknown to_zone", { toZone: "venus" }, "unknown_zone"],
     ["missing message_id", { id: "" }, "missing_field"],
@@ -65,6 +65,24 @@ describe("prepareBatch", () => {
     expect(err.code).toBe(Code.InvalidArgument);
     expect(reasonOf(err)).toBe(reason);
     expect(errorInfoOf(err)?.metadata.index).toBe("1");
+  });
+
+  it.each([
+    ["2^53", '{"n":9007199254740992}', "$.n", "integer_out_of_range"],
+    ["-2^53-1", '{"n":-9007199254740993}', "$.n", "integer_out_of_range"],
+    ["9007199254740993", '{"readings":[{"value":1},{"value":2},{"value":3},{"value":9007199254740993}]}', "$.readings[3].value", "integer_out_of_range"],
+    ["1e400", '{"x":1e400}', "$.x", "number_overflow"],
+    ["-1e400", '{"a":{"b":[0,-1e400]}}', "$.a.b[1]", "number_overflow"],
+    ["an escaped lone surrogate", '{"note":"\\ud800"}', "$.note", "lone_surrogate"],
+    ["a key with a lone surrogate", '{"k\\udfff":true}', '$["k\\udfff"]', "lone_surrogate"],
+    ["a key twice", '{"result":"ok","step":{"n":1,"n":2}}', "$.step.n", "duplicate_key"],
+  ])("refuses a payload holding %s with invalid_argument / inexact_json and its path", (_name, objectJson, path, problem) => {
+    const message = factMessage({ id: "exact-1", objectJson });
+    const err = rejected(() => prepareBatch(cfg, [factMessage(), message]));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(reasonOf(err)).toBe("inexact_json");
+    expect(errorInfoOf(err)?.metadata).toEqual({ index: "1", field: "fact.object_json", message_id: "exact-1", path, problem });
+    expect(err.rawMessage).toContain(path);
   });
 
   it("accepts a well-formed artifact reference", () => {

@@ -1,7 +1,7 @@
 import { Code, encodeFactMessage, Reason, rejection, type FactMessage } from "@bsfg/proto";
-import { CanonicalJsonError, parseCanonical } from "./canonical-json.js";
+import { CanonicalJsonError, InexactJsonError, parseCanonical } from "./canonical-json.js";
 import { kindPattern, type StorageConfig } from "./config.js";
-import { messageKey, payloadIdentity } from "./identity.js";
+import { messageKey, payloadIdentities } from "./identity.js";
 import { factSubject, routeFact } from "./routing.js";
 
 /** A message that passed validation, in the form the log stores it. */
@@ -9,8 +9,12 @@ export interface PreparedMessage {
   readonly messageId: string;
   /** Subject-safe key of the message_id for the dedupe index. */
   readonly key: string;
-  /** Payload identity (base64url SHA-256). */
+  /** Payload identity (base64url SHA-256): the fact, not the producer's clock. */
   readonly hash: string;
+  /** The identity older gateways used, produced_at included (for their claims; see identity.ts). */
+  readonly legacyHash: string;
+  /** envelope.produced_at_unix_ms, what AppendResult reports for the fact. */
+  readonly producedAt: bigint;
   /** The category (stream) it is routed to. */
   readonly stream: string;
   /** The NATS subject it is stored under. */
@@ -99,6 +103,10 @@ function prepareMessage(cfg: StorageConfig, message: FactMessage, index: number)
   try {
     parsed = parseCanonical(fact.objectJson);
   } catch (err) {
+    if (err instanceof InexactJsonError) {
+      const { path, problem } = err.inexact;
+      throw invalid(Reason.InexactJson, `message ${index} (${id}): fact.object_json: ${err.message}`, { ...ctx("fact.object_json"), path, problem });
+    }
     if (!(err instanceof CanonicalJsonError)) throw err;
     throw invalid(Reason.InvalidJson, `message ${index} (${id}): fact.object_json is ${err.message}`, ctx("fact.object_json"));
   }
@@ -111,10 +119,13 @@ function prepareMessage(cfg: StorageConfig, message: FactMessage, index: number)
     throw invalid(Reason.FactTooLarge, `message ${index} (${id}): ${payload.byteLength} bytes; the limit is ${cfg.limits.maxFactBytes}`, ctx("fact"));
   }
   const stream = routeFact(cfg, kind, fact.predicate);
+  const { hash, legacyHash } = payloadIdentities(canonical, objectJson);
   return {
     messageId: id,
     key: messageKey(id),
-    hash: payloadIdentity(canonical, objectJson),
+    hash,
+    legacyHash,
+    producedAt: envelope.producedAtUnixMs,
     stream,
     subject: factSubject(stream, kind),
     payload,
