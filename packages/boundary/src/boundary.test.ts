@@ -76,8 +76,9 @@ describe.each(["connect", "grpc"] as const)("the zone's boundary over %s, HTTP/2
     expect(reasonOf(wrongTarget)).toBe("to_zone_not_allowed");
     const notBound = await rejectionOf(producer.fetchFacts("enterprise-from-plant-a"));
     expect([notBound.code, reasonOf(notBound)]).toEqual([Code.PermissionDenied, "consumer_not_allowed"]);
+    // Policy before lookup: a name the caller is not bound to is refused whether it exists or not (consumer-authorization.test.ts).
     const unknown = await rejectionOf(zone.client("enterprise-bsfg", { protocol }).fetchFacts("nobody"));
-    expect([unknown.code, reasonOf(unknown)]).toEqual([Code.NotFound, "unknown_consumer"]);
+    expect([unknown.code, reasonOf(unknown)]).toEqual([Code.PermissionDenied, "consumer_not_allowed"]);
     const stranger = await rejectionOf(zone.client("stranger", { protocol }).appendFacts([producedFact(32)]));
     expect([stranger.code, reasonOf(stranger)]).toEqual([Code.PermissionDenied, "unknown_identity"]);
   });

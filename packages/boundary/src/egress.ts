@@ -14,8 +14,9 @@ export function egressHandlers({ store, policy, config, watch }: BoundaryDeps): 
   return {
     async fetchFacts(req, ctx) {
       if (req.consumerName === "") throw rejection(Code.InvalidArgument, Reason.MissingField, "consumer_name is required", { field: "consumer_name" });
+      // Policy first: a caller not bound to the name learns nothing about whether it exists.
+      authorize(policy.mayUseConsumer(peerOf(ctx).names, req.consumerName), { consumer: req.consumerName });
       const consumer = await store.consumer(req.consumerName);
-      authorize(policy.mayUseConsumer(peerOf(ctx).names, consumer.name), { consumer: consumer.name });
       // Binary codecs get the stored bytes as they are; JSON needs decoded messages.
       const json = (ctx.requestHeader.get("content-type") ?? "").includes("json");
       const limits = {

@@ -8,8 +8,9 @@ export function ledgerHandlers({ store, policy }: BoundaryDeps): Pick<ServiceImp
   return {
     async confirmReceipt(req, ctx) {
       if (req.consumerName === "") throw rejection(Code.InvalidArgument, Reason.MissingField, "consumer_name is required", { field: "consumer_name" });
+      // Policy first: a caller not bound to the name learns nothing about whether it exists.
+      authorize(policy.mayUseConsumer(peerOf(ctx).names, req.consumerName), { consumer: req.consumerName });
       const consumer = await store.consumer(req.consumerName);
-      authorize(policy.mayUseConsumer(peerOf(ctx).names, consumer.name), { consumer: consumer.name });
       return { cursorAdvancedTo: BigInt(await store.confirm(consumer.name, Number(req.offset))) };
     },
   };
