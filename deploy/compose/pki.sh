@@ -21,7 +21,7 @@ node "$cli" "$root/ca" \
   enterprise-bsfg:both=enterprise-ingest,enterprise-egress,enterprise-ledger,enterprise-zone,localhost \
   idmz-bsfg:both=idmz-ingest,idmz-egress,idmz-ledger,idmz-zone,localhost \
   plant-a-bsfg:both=plant-a-ingest,plant-a-egress,plant-a-ledger,plant-a-zone,localhost \
-  mes-producer:client erp-producer:client enterprise-viewer:client
+  mes-producer:client erp-producer:client enterprise-viewer:client estate-operator:client
 
 publish() { # <folder> <identity>…
   folder=$root/$1
@@ -37,5 +37,5 @@ publish() { # <folder> <identity>…
 publish enterprise enterprise-bsfg
 publish idmz idmz-bsfg
 publish plant-a plant-a-bsfg
-publish clients mes-producer erp-producer enterprise-viewer
+publish clients mes-producer erp-producer enterprise-viewer estate-operator
 echo "pki: zone folders and clients written under $root"

@@ -40,7 +40,7 @@ export async function produce(client: BsfgClient, zone: string, to: string, coun
 }
 
 /** Facts whose message_id starts with `prefix`. */
-export const withPrefix = (facts: StoredFact[], prefix: string) => facts.filter((f) => f.message!.envelope!.messageId.startsWith(`${prefix}-`));
+export const withPrefix = (facts: StoredFact[], prefix: string) => facts.filter((f) => f.message?.envelope?.messageId.startsWith(`${prefix}-`));
 
 /**
  * Checks what replication promises for facts that crossed: each message_id

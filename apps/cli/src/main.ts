@@ -7,6 +7,10 @@ import { toJson } from "@bufbuild/protobuf";
 import { createBsfgClient } from "@bsfg/client";
 import { AppendResultSchema, Code, ConnectError, errorInfoOf, FetchFactsResponseSchema, ObjectRefSchema } from "@bsfg/proto";
 import { runDemo } from "./demo.js";
+import { runQuarantine } from "./quarantine.js";
+
+// The operator's verbs have options of their own.
+if (process.argv[2] === "quarantine") process.exit(await runQuarantine(process.argv.slice(3)));
 
 const usage = `usage: bsfg <command> --url https://localhost:8443 --identity <name> [--pki .bsfg/pki] …
 
@@ -21,6 +25,8 @@ const usage = `usage: bsfg <command> --url https://localhost:8443 --identity <na
            [--from plant-a] [--to enterprise] [--links http://127.0.0.1:9447/links,…] [--timeout 30000]
            appends a batch story in the plant zone as mes-producer (one fact with a PDF
            artifact) and shows it arriving in the enterprise zone as enterprise-viewer
+
+  quarantine list|show|release|drop|export …   (bsfg quarantine for its options)
 
 The identity's certificate and key are <pki>/<identity>.crt and .key; the CA is <pki>/ca.crt.
 With --ledger-url, confirm (and fetch --confirm) go to that ledger endpoint (split zones).`;

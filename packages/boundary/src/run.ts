@@ -19,7 +19,7 @@ export interface RunningDeployable {
 /** Starts one deployable (or the all-in-one `zone`) from a loaded configuration. */
 export async function startDeployable(role: Role, config: ZoneConfig, overrides: { listen?: string; healthListen?: string; logStream?: NodeJS.WritableStream; metrics?: BsfgMetrics } = {}): Promise<RunningDeployable> {
   const name = `bsfg-${role}`;
-  const store = await openZoneStore(config.storage, { servers: config.nats.servers, name });
+  const store = await openZoneStore(config.storage, { servers: config.nats.servers, name, durability: config.nats.sync });
   const watch = highWaterWatch((stream) => store.highWater(stream), (stream, onAppend) => store.watchAppends(stream, onAppend));
   // One registry per deployable, never per module: tests run several zones in one process.
   const metrics = overrides.metrics ?? createMetrics({ zone: config.zone, service: name });
@@ -27,17 +27,20 @@ export async function startDeployable(role: Role, config: ZoneConfig, overrides:
   const unobserve = [observeStore(metrics, store), certificates.stop];
   let durability: DurabilityWatch | undefined;
   const { notDurable, notReady } = readiness(store, () => durability);
+  // The server's logger exists once it started; operator actions are logged through it.
+  let serverLog: { info(fields: object, message: string): void } | undefined;
   try {
     const server = await startBoundaryServer({
       name,
       config,
       listen: overrides.listen ?? config.listen[role],
       healthListen: overrides.healthListen ?? config.health[role],
-      routes: routesFor(role, { config, store, policy: createPolicy(config.policy), watch, notDurable }),
+      routes: routesFor(role, { config, store, policy: createPolicy(config.policy), watch, notDurable, metrics, log: (fields, message) => serverLog?.info(fields, message) }),
       notReady,
       metrics,
       ...(overrides.logStream ? { logStream: overrides.logStream } : {}),
     });
+    serverLog = server.log;
     server.log.info({ event: "configuration", config: printableConfig(config), topology: store.topologyReport }, "started");
     durability = await watchDurability(config.nats, server.log);
     const durable = durability;

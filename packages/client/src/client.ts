@@ -18,6 +18,10 @@ import {
   type FetchFactsPage,
   FetchFactsRequestSchema,
   PeerService,
+  QuarantineService,
+  type QuarantinedFact,
+  type ReleaseQuarantinedResponse,
+  type DropQuarantinedResponse,
   Reason,
   rejection,
   type AppendResult,
@@ -88,7 +92,17 @@ function fetchRequest(consumer: string, { limit = 0, maxWaitMs = 0, afterOffset 
   return create(FetchFactsRequestSchema, { consumerName: consumer, limit, maxWaitMs, ...(afterOffset === undefined ? {} : { afterOffset: BigInt(afterOffset) }) });
 }
 
+/** The zone's quarantine, for operators (ingest's QuarantineService; see docs/operations.md). */
+export interface QuarantineClient {
+  list(options?: { readonly includeSettled?: boolean }): Promise<QuarantinedFact[]>;
+  /** One entry with its fact's bytes, the fact decoded and its history. */
+  get(id: bigint | number): Promise<QuarantinedFact>;
+  release(id: bigint | number, note?: string): Promise<ReleaseQuarantinedResponse>;
+  drop(id: bigint | number, reason: string): Promise<DropQuarantinedResponse>;
+}
+
 export interface BsfgClient {
+  readonly quarantine: QuarantineClient;
   /** Appends one message; throws already_exists (conflicting_duplicate) if its id was stored with another payload. */
   appendFact(message: FactMessageInit): Promise<AppendResult>;
   /** Appends a batch; one result per message, conflicts included (not thrown). */
@@ -164,6 +178,8 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
   const peerClients = new Map<string, Client<typeof PeerService>>();
   const boundary = (url: string) => cached(boundaryClients, url, () => createClient(BoundaryService, transportFor(url)));
   const peer = (url: string) => cached(peerClients, url, () => createClient(PeerService, transportFor(url)));
+  const quarantineClients = new Map<string, Client<typeof QuarantineService>>();
+  const quarantine = (url: string) => cached(quarantineClients, url, () => createClient(QuarantineService, transportFor(url)));
 
   const appendFacts = async (messages: readonly FactMessageInit[]) => {
     // Encoded once for every attempt, by the fast encoder, as field 1 (`messages`) held in
@@ -174,6 +190,13 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
   };
 
   return {
+    // Release and drop are safe to retry: a repeated one answers already_released / already_dropped.
+    quarantine: {
+      list: async ({ includeSettled = false } = {}) => (await attempt("ingest", (url) => quarantine(url).listQuarantined({ includeSettled }, { timeoutMs }))).facts,
+      get: async (id) => (await attempt("ingest", (url) => quarantine(url).getQuarantined({ id: BigInt(id) }, { timeoutMs }))).fact!,
+      release: (id, note = "") => attempt("ingest", (url) => quarantine(url).releaseQuarantined({ id: BigInt(id), note }, { timeoutMs })),
+      drop: (id, reason) => attempt("ingest", (url) => quarantine(url).dropQuarantined({ id: BigInt(id), reason }, { timeoutMs })),
+    },
     appendFacts,
     async appendFact(message) {
       const [result] = await appendFacts([message]);
@@ -233,6 +256,7 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
       transports = new Map();
       boundaryClients.clear();
       peerClients.clear();
+      quarantineClients.clear();
       for (const session of retiring) {
         retired.add(session);
         session.retire();
@@ -244,6 +268,7 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
       transports.clear();
       boundaryClients.clear();
       peerClients.clear();
+      quarantineClients.clear();
     },
   };
 }

@@ -1,7 +1,10 @@
 import type { IdentityPolicy } from "./schema.js";
 
 /** Why a call was refused; each is also a bsfg.v1 rejection reason (permission_denied). */
-export type DenialReason = "unknown_identity" | "from_zone_not_allowed" | "to_zone_not_allowed" | "consumer_not_allowed" | "bucket_not_allowed";
+export type DenialReason = "unknown_identity" | "from_zone_not_allowed" | "to_zone_not_allowed" | "consumer_not_allowed" | "bucket_not_allowed" | "operator_not_allowed";
+
+/** A quarantine operator verb (see the QuarantineService). */
+export type QuarantineVerb = "read" | "release" | "drop";
 
 export type Decision =
   | { readonly allowed: true; readonly identity: string }
@@ -19,6 +22,7 @@ export interface Policy {
   mayUseConsumer(names: readonly string[], consumer: string): Decision;
   mayWriteBucket(names: readonly string[], bucket: string): Decision;
   mayReadBucket(names: readonly string[], bucket: string): Decision;
+  mayOperateQuarantine(names: readonly string[], verb: QuarantineVerb): Decision;
 }
 
 export function createPolicy(rules: Readonly<Record<string, IdentityPolicy>>): Policy {
@@ -47,5 +51,7 @@ export function createPolicy(rules: Readonly<Record<string, IdentityPolicy>>): P
       rule.writeBuckets.includes(bucket) ? allow(identity) : { allowed: false, identity, reason: "bucket_not_allowed", message: `${identity} may not write bucket "${bucket}"` }),
     mayReadBucket: (names, bucket) => decide(names, (rule, identity) =>
       rule.readBuckets.includes(bucket) ? allow(identity) : { allowed: false, identity, reason: "bucket_not_allowed", message: `${identity} may not read bucket "${bucket}"` }),
+    mayOperateQuarantine: (names, verb) => decide(names, (rule, identity) =>
+      rule.quarantine.includes(verb) ? allow(identity) : { allowed: false, identity, reason: "operator_not_allowed", message: `${identity} may not ${verb} quarantined facts (policy: quarantine)` }),
   };
 }

@@ -16,6 +16,8 @@ export const identityPolicySchema = z.object({
   writeBuckets: z.array(z.string()).default([]),
   /** Buckets it may read through the peer service (FetchObject, StatObject). */
   readBuckets: z.array(z.string()).default([]),
+  /** Quarantine operator verbs it may use (bsfg quarantine list|show|export: read; release; drop). */
+  quarantine: z.array(z.enum(["read", "release", "drop"])).default([]),
 }).strict();
 
 const httpsUrl = z.url({ protocol: /^https$/, error: 'write an endpoint as "https://host:port"' });

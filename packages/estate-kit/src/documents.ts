@@ -31,7 +31,10 @@ export interface DocumentOptions {
   readonly natsSync?: "always" | "interval";
   /** Stream capacities etc.; merged into every zone's storage section. */
   readonly storage?: Readonly<Record<string, unknown>>;
-  /** Anything else, per zone (e.g. logLevel); a `sync` entry is merged into the generated one (links stay). */
+  /**
+   * Anything else, per zone (e.g. logLevel); a `sync` entry is merged into the generated one
+   * (links stay), a `policy` entry into the generated policy, field by field per identity.
+   */
   readonly extra?: (zone: string) => Record<string, unknown>;
 }
 
@@ -60,7 +63,10 @@ export function estateDocuments(opts: DocumentOptions): Record<string, Record<st
         targetZones: [...new Set(incoming.filter((l) => l.sender === peer).flatMap((l) => l.targets))],
       };
     }
-    const { sync: syncExtra, ...extra } = opts.extra?.(zone) ?? {};
+    for (const operator of topology.operators ?? []) policy[operator] = { quarantine: ["read", "release", "drop"] };
+    const { sync: syncExtra, policy: policyExtra, ...extra } = opts.extra?.(zone) ?? {};
+    // A `policy` entry changes single fields of single identities (e.g. what a peer may relay).
+    for (const [identity, fields] of Object.entries((policyExtra ?? {}) as Record<string, Record<string, string[]>>)) policy[identity] = { ...policy[identity], ...fields };
     const endpoints = opts.endpoints[zone]!;
     const identity = opts.pki.files[zoneIdentity(zone)]!;
     documents[zone] = {

@@ -250,7 +250,7 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
       if (zone === haZone) {
         // One after another: the first creates the zone's streams, the others find them.
         for (const replica of haReplicas) await replica.startWith(config);
-        const store = await openZoneStore(config.storage, { servers: config.nats.servers, name: "bsfg-test-reader" });
+        const store = await openZoneStore(config.storage, { servers: config.nats.servers, name: "bsfg-test-reader", durability: config.nats.sync });
         const byRole = (role: ServiceReplica["role"]) => haReplicas.filter((r) => r.role === role);
         ha = { name: zone, cluster: cluster!, configPath, config, services: { ingest: byRole("ingest"), egress: byRole("egress"), ledger: byRole("ledger") }, endpoints: haEndpoints, syncs: [], store };
         continue;

@@ -18,6 +18,8 @@ export interface EstateTopology {
   /** Producer identities per zone: they may assert that zone as from_zone and write its buckets. */
   readonly producers: Readonly<Record<string, readonly string[]>>;
   readonly buckets: readonly string[];
+  /** Operator identities: in every zone they may read, release and drop quarantined facts. */
+  readonly operators?: readonly string[];
 }
 
 export const threeZoneEstate: EstateTopology = {
@@ -25,6 +27,7 @@ export const threeZoneEstate: EstateTopology = {
   categories: ["operational", "documents"],
   producers: { "plant-a": ["mes-producer"], enterprise: ["erp-producer"] },
   buckets: ["batch-files", "document-files"],
+  operators: ["estate-operator"],
 };
 
 /**
@@ -38,6 +41,7 @@ export const referenceEstate: EstateTopology = {
   categories: ["operational", "documents"],
   producers: { "plant-a": ["mes-producer"], "plant-b": ["mes-b-producer"], enterprise: ["erp-producer"] },
   buckets: ["batch-files", "document-files"],
+  operators: ["estate-operator"],
 };
 
 /** The edges of a topology: its own, or the line of its zones. */
@@ -116,5 +120,6 @@ export function estateIdentities(topology: EstateTopology): Array<{ identity: st
   return [
     ...topology.zones.map((zone) => ({ identity: zoneIdentity(zone), usage: "both" as const, dnsNames: ["localhost"] })),
     ...Object.values(topology.producers).flat().map((identity) => ({ identity, usage: "client" as const })),
+    ...(topology.operators ?? []).map((identity) => ({ identity, usage: "client" as const })),
   ];
 }

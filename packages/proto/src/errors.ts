@@ -13,6 +13,8 @@ export const Reason = {
   InvalidSubject: "invalid_subject",
   InvalidPredicate: "invalid_predicate",
   InvalidJson: "invalid_json",
+  /** object_json holds a value JSON cannot carry exactly between implementations (I-JSON, RFC 7493); metadata `path`, `problem`. */
+  InexactJson: "inexact_json",
   InvalidArtifactRef: "invalid_artifact_ref",
   UnknownZone: "unknown_zone",
   FactTooLarge: "fact_too_large",
@@ -39,6 +41,10 @@ export const Reason = {
   // failed_precondition
   CursorBeyondLog: "cursor_beyond_log",
   TopologyMismatch: "topology_mismatch",
+  // failed_precondition: AppendFact, a fact's artifact reference does not resolve in the zone
+  ArtifactMissing: "artifact_missing",
+  ArtifactDigestMismatch: "artifact_digest_mismatch",
+  ArtifactSizeMismatch: "artifact_size_mismatch",
   // resource_exhausted
   StoreFull: "store_full",
   // unavailable (retry-safe)
@@ -46,6 +52,17 @@ export const Reason = {
   NotDurable: "not_durable",
   AppendPending: "append_pending",
   ShuttingDown: "shutting_down",
+  // The quarantine's operator verbs (docs/operations.md, "Quarantine")
+  /** not_found: no entry with that id. */
+  QuarantineEntryNotFound: "quarantine_entry_not_found",
+  /** failed_precondition: the entry was released or dropped already. */
+  QuarantineEntrySettled: "quarantine_entry_settled",
+  /** aborted: another operator is acting on the entry (or did, between show and act). */
+  QuarantineEntryBusy: "quarantine_entry_busy",
+  /** failed_precondition: release refused, the reason the fact was set aside still holds (metadata: cause). */
+  QuarantineCauseHolds: "quarantine_cause_holds",
+  /** permission_denied: the caller's identity may not use this operator verb. */
+  OperatorNotAllowed: "operator_not_allowed",
   // data_loss
   ObjectCorrupted: "object_corrupted",
   /** A relayed fact's bytes do not match the digest its zone served with them. */

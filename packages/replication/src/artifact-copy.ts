@@ -51,20 +51,30 @@ export async function ensureArtifact(store: ZoneStore, peer: Pick<BsfgClient, "f
   // A different digest under the same key is refused by the upload below (conflicting_object).
   if (local && local.digest === ref.digest) return "present";
   const pipe = new PassThrough({ highWaterMark: 512 * 1024 });
+  // A download that fails destroys the pipe with its error, maybe before the upload reads it:
+  // the upload meets the error as it reads; an unheard 'error' event would crash the process.
+  pipe.on("error", () => undefined);
   const abort = new AbortController();
   const stop = () => abort.abort(signal.reason);
   signal.addEventListener("abort", stop, { once: true });
   const upload = store.putObject({ bucket: ref.bucket, key: ref.key, mediaType: ref.mediaType, fileName: ref.fileName, expectedDigest: ref.digest, size: ref.size }, pipe);
   // An upload that fails early stops reading: stop the download too, or it waits for a drain forever.
-  upload.catch(() => abort.abort(new Error("local upload failed")));
+  let uploadFailedFirst = false;
+  upload.catch(() => {
+    uploadFailedFirst = true;
+    abort.abort(new Error("local upload failed"));
+  });
   try {
     await peer.fetchObject(ref.bucket, ref.key, pipe, { signal: abort.signal });
     pipe.end();
   } catch (err) {
+    // Read before destroying the pipe, which fails the upload too.
+    const uploadWasFirst = uploadFailedFirst;
     pipe.destroy(err as Error);
-    // The upload's own error says more (e.g. conflicting_object) when it failed first.
-    await upload;
-    throw err;
+    // The upload's own error says more (e.g. conflicting_object) when it failed first; when the
+    // download failed first (the peer said not_found, the link broke), that is the cause.
+    const uploaded = await upload.then(() => undefined, (uploadError: unknown) => uploadError);
+    throw uploadWasFirst && uploaded !== undefined ? uploaded : err;
   } finally {
     signal.removeEventListener("abort", stop);
   }

@@ -2,3 +2,5 @@ export { startSyncWorker, type SyncWorker, type SyncWorkerOptions } from "./work
 export type { LinkStatus, LinkState, LinkError } from "./link-status.js";
 export type { Logger } from "./logger.js";
 export { startSyncDeployable, main, type RunningSync, type SyncOverrides } from "./run.js";
+export { admitFact, type AdmittedFact, type AdmissionRules } from "./admission.js";
+export { classifyRelayError, type RelayErrorClass } from "./relay-errors.js";

@@ -36,5 +36,7 @@ export interface LinkStatus {
   /** Shipments refused because another replica moved the link's position first (this one then gave the link up). */
   readonly fenced: number;
   readonly artifactsCopied: number;
+  /** Facts this replica set aside in the zone's quarantine (never admissible as they are: see relay-errors.ts). */
+  readonly quarantined: number;
   readonly pages: number;
 }

@@ -1,17 +1,18 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { BsfgClient } from "@bsfg/client";
 import type { PeerLink, Policy } from "@bsfg/config";
-import { Reason, reasonOf, rejection, type FetchFactsPage } from "@bsfg/proto";
+import { errorInfoOf, Reason, reasonOf, rejection, type FetchFactsPage } from "@bsfg/proto";
 import { LinkFenced, type LeaseGrant, type ZoneStore } from "@bsfg/storage";
 import { withSpan } from "@bsfg/telemetry";
 import { context } from "@opentelemetry/api";
-import { admit, type AdmittedFact } from "./admission.js";
+import { admit, DIGEST_MISMATCH, type AdmittedFact, type RefusedFact } from "./admission.js";
 import { ensureArtifact } from "./artifact-copy.js";
 import { backoff, pause } from "./backoff.js";
 import { confirmer } from "./confirmer.js";
 import type { LinkState, LinkStatus } from "./link-status.js";
 import type { Logger } from "./logger.js";
 import { pager } from "./pager.js";
+import { classifyRelayError, setAsideCause } from "./relay-errors.js";
 import { relayTrace } from "./relay-trace.js";
 import { shipper } from "./shipper.js";
 
@@ -49,6 +50,9 @@ export interface RunningLink {
   stop(): Promise<void>;
 }
 
+/** A fact whose bytes do not match their digest this many fetches in a row is corrupt at its source: set aside. */
+export const CORRUPT_FETCHES_BEFORE_SET_ASIDE = 3;
+
 /** Thrown when the lease ran out mid-page (or a shipment was fenced): the page is left for whoever holds it now. */
 class LeaseLost extends Error {
   constructor(message: string, readonly fenced = false) {
@@ -75,9 +79,11 @@ export function startLink(ctx: LinkContext): RunningLink {
   let grant: LeaseGrant | undefined;
   let validUntil = 0;
   let renewal: NodeJS.Timeout | undefined;
+  /** Changes whenever the lease is taken or dropped: a renewal answered after that is ignored. */
+  let leaseEpoch = 0;
 
   const ship = shipper(store.substrate, { categories: Object.keys(store.config.streams), link: link.name, peer: link.peer });
-  const totals = { appended: 0, duplicates: 0, conflicts: 0, artifactsCopied: 0, pages: 0, fenced: 0 };
+  const totals = { appended: 0, duplicates: 0, conflicts: 0, artifactsCopied: 0, pages: 0, fenced: 0, quarantined: 0 };
   let state: LinkState = "starting";
   let highWater = 0;
   let oldestUnconfirmedMs: number | undefined;
@@ -106,15 +112,32 @@ export function startLink(ctx: LinkContext): RunningLink {
     const taken = await store.leases.acquire(link.name, ctx.holder);
     if (!taken) return false;
     grant = taken;
+    leaseEpoch++;
     validUntil = sentAt + (ttl * 2) / 3;
-    renewal = setInterval(() => void renew(), ttl / 3);
+    scheduleRenewal(sentAt);
     return true;
   }
-  async function renew(): Promise<void> {
-    if (!grant) return;
+  /**
+   * One renewal at a time: the next is sent ttl/3 after the last was sent, and never before
+   * it was answered. Two in flight would both compare-and-set the same revision, and the
+   * loser would read its own lease as taken over.
+   */
+  function scheduleRenewal(lastSentAt: number): void {
+    const epoch = leaseEpoch;
+    renewal = setTimeout(() => {
+      void renew(epoch).then((sentAt) => {
+        if (leaseEpoch === epoch && grant !== undefined) scheduleRenewal(sentAt);
+      });
+    }, Math.max(0, lastSentAt + ttl / 3 - performance.now()));
+  }
+  /** Renews the lease of `epoch` once; returns when it was sent. */
+  async function renew(epoch: number): Promise<number> {
     const sentAt = performance.now();
+    if (!grant || leaseEpoch !== epoch) return sentAt;
     try {
       const renewed = await store.leases.renew(grant);
+      // Dropped (and maybe taken again) meanwhile: this answer is about a lease no longer held.
+      if (leaseEpoch !== epoch) return sentAt;
       if (renewed) {
         grant = renewed;
         validUntil = sentAt + (ttl * 2) / 3;
@@ -123,16 +146,18 @@ export function startLink(ctx: LinkContext): RunningLink {
         dropLease();
       }
     } catch {
-      // JetStream did not answer: the lease runs out locally unless a later renewal succeeds.
+      // JetStream did not answer: the lease runs out locally (no write after validUntil) unless a later renewal succeeds.
     }
+    return sentAt;
   }
   function dropLease() {
     // Whoever holds the link next may have moved its position.
     ship.forget();
     resetPipeline();
-    clearInterval(renewal);
+    clearTimeout(renewal);
     renewal = undefined;
     grant = undefined;
+    leaseEpoch++;
     validUntil = 0;
   }
 
@@ -145,6 +170,8 @@ export function startLink(ctx: LinkContext): RunningLink {
   const rules = { zone: ctx.zone, peer: link.peer, peerIdentity: link.peerIdentity, policy: ctx.policy };
   /** The highest peer offset shipped here (a confirm never goes past it). */
   let shippedThrough = 0;
+  /** Fetches in a row on which the fact at an offset did not match its digest. */
+  const corruptFetches = new Map<number, number>();
 
   /** After a failure or a lease change: start again from the peer's confirmed cursor. */
   function resetPipeline() {
@@ -161,19 +188,31 @@ export function startLink(ctx: LinkContext): RunningLink {
         observe(page);
         const lastOffset = Number(page.lastOffset);
         fetched.span.span.setAttributes({ "bsfg.facts": page.facts.length, "bsfg.last_offset": lastOffset });
-        const facts = admit(page, rules);
-        for (const { artifact } of facts) {
-          if (!artifact) continue;
-          requireLease();
-          const outcome = await withSpan("artifact copy", { "bsfg.bucket": artifact.bucket, "bsfg.key": artifact.key, "bsfg.size": artifact.size }, () => ensureArtifact(store, peer, artifact, signal));
-          if (outcome === "copied") {
-            totals.artifactsCopied++;
-            log.info({ event: "artifact_copied", ...fields, bucket: artifact.bucket, key: artifact.key, size: artifact.size, digest: artifact.digest }, "artifact copied");
+        const { admitted, refused } = admit(page, rules);
+        holdBackTransientCorruption(refused);
+        const facts: AdmittedFact[] = [];
+        for (const fact of admitted) {
+          const { artifact } = fact;
+          if (artifact) {
+            requireLease();
+            try {
+              const outcome = await withSpan("artifact copy", { "bsfg.bucket": artifact.bucket, "bsfg.key": artifact.key, "bsfg.size": artifact.size }, () => ensureArtifact(store, peer, artifact, signal));
+              if (outcome === "copied") {
+                totals.artifactsCopied++;
+                log.info({ event: "artifact_copied", ...fields, bucket: artifact.bucket, key: artifact.key, size: artifact.size, digest: artifact.digest }, "artifact copied");
+              }
+            } catch (err) {
+              // The peer says the artifact does not exist, or what it served is not what the fact references.
+              if (signal.aborted || classifyRelayError(err) === "retry") throw err;
+              refused.push({ stored: fact.stored, messageId: fact.head.messageId, error: ConnectError.from(err) });
+              continue;
+            }
           }
+          facts.push(fact);
         }
-        if (facts.length > 0) {
+        if (facts.length > 0 || refused.length > 0) {
           requireLease();
-          await withSpan("append", { "bsfg.zone": ctx.zone, "bsfg.facts": facts.length }, () => shipAll(facts, lastOffset));
+          await withSpan("append", { "bsfg.zone": ctx.zone, "bsfg.facts": facts.length, "bsfg.set_aside": refused.length }, () => shipAll(facts, refused, lastOffset));
         }
         shippedThrough = Math.max(shippedThrough, lastOffset);
         if (lastOffset > confirms.cursor) {
@@ -203,16 +242,45 @@ export function startLink(ctx: LinkContext): RunningLink {
     oldestUnconfirmedMs = first ? Number(first.storedAtUnixMs) : confirms.cursor >= highWater ? undefined : oldestUnconfirmedMs;
   }
 
-  /** Ships the page's facts, grouped by the stream they were read from (a consumer reads one). */
-  async function shipAll(facts: readonly AdmittedFact[], lastOffset: number): Promise<void> {
+  /**
+   * Bytes that do not match the digest served with them may have been damaged on
+   * the way (TLS rules out the wire, not the peer's or this process's memory): the
+   * page is fetched again, and only a fact refused this way on
+   * CORRUPT_FETCHES_BEFORE_SET_ASIDE fetches in a row is set aside.
+   */
+  function holdBackTransientCorruption(refused: readonly RefusedFact[]): void {
+    // Bytes that match their digest but are not a fact are what the peer stored: nothing to retry.
+    const corrupt = refused.find((fact) => errorInfoOf(fact.error)?.metadata.check === DIGEST_MISMATCH);
+    if (!corrupt) {
+      corruptFetches.clear();
+      return;
+    }
+    const offset = Number(corrupt.stored.offset);
+    const fetches = (corruptFetches.get(offset) ?? 0) + 1;
+    corruptFetches.clear();
+    corruptFetches.set(offset, fetches);
+    if (fetches < CORRUPT_FETCHES_BEFORE_SET_ASIDE) throw corrupt.error;
+  }
+
+  /** Ships the page's facts (and sets aside the refused ones), grouped by the stream they were read from (a consumer reads one). */
+  async function shipAll(facts: readonly AdmittedFact[], refused: readonly RefusedFact[], lastOffset: number): Promise<void> {
     const byStream = Map.groupBy(facts, (fact) => fact.stored.stream);
-    for (const [category, group] of byStream) {
+    const refusedByStream = Map.groupBy(refused, (fact) => fact.stored.stream);
+    for (const category of new Set([...byStream.keys(), ...refusedByStream.keys()])) {
+      const group = byStream.get(category) ?? [];
       const relay = relayTrace(ctx.zone, link.name, group.map((fact) => fact.stored));
       try {
-        const { shipped, alreadyHere } = await ship.ship(category, group, lastOffset, relay.traceContext);
+        const { shipped, alreadyHere, setAside } = await ship.ship(category, group, (refusedByStream.get(category) ?? []).sort((a, b) => Number(a.stored.offset) - Number(b.stored.offset)), lastOffset, relay.traceContext);
         relay.end();
         totals.appended += shipped;
         totals.duplicates += alreadyHere;
+        totals.quarantined += setAside.length;
+        for (const fact of setAside) {
+          const reason = reasonOf(fact.error) ?? "unknown";
+          log.warn({
+            event: "fact_quarantined", ...fields, offset: Number(fact.stored.offset), message_id: fact.messageId, stream: category, reason, cause: setAsideCause(reason), error: fact.error.rawMessage,
+          }, `link ${link.name}: fact at offset ${fact.stored.offset} set aside in the quarantine (${reason}); the link goes on`);
+        }
       } catch (err) {
         relay.end(err);
         if (err instanceof LinkFenced) {
@@ -304,7 +372,9 @@ export function startLink(ctx: LinkContext): RunningLink {
       await running;
       // A confirm still in flight is sent before the lease is given up (the next holder would only re-read the page).
       await confirms.settled();
-      clearInterval(renewal);
+      clearTimeout(renewal);
+      renewal = undefined;
+      leaseEpoch++;
       if (grant) await store.leases.release(grant).catch(() => undefined);
       grant = undefined;
       setState("stopped");

@@ -1,10 +1,13 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { context } from "@opentelemetry/api";
-import { Code, ConnectError, reasonOf, type FetchFactsPage } from "@bsfg/proto";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, FactMessageSchema, reasonOf, type FetchFactsPage } from "@bsfg/proto";
 import { pollUntil } from "@bsfg/testkit";
 import { admit } from "./admission.js";
+import { classifyRelayError } from "./relay-errors.js";
 import { confirmer } from "./confirmer.js";
-import { startLink } from "./link.js";
+import { CORRUPT_FETCHES_BEFORE_SET_ASIDE, startLink } from "./link.js";
+import { getQuarantined, listQuarantine } from "@bsfg/storage";
 import { pager } from "./pager.js";
 import { CONSUMER, produce, producedFacts, silentLog, startTestZones, testLink, testPeer, testPolicy, type TestZones } from "./test-support.js";
 
@@ -89,8 +92,9 @@ describe("admission: only what this zone takes, and only bytes that match their 
   });
 
   it("takes the peer's facts with their stored bytes, and leaves this zone's own facts out", async () => {
-    const admitted = admit(page, rules);
+    const { admitted, refused } = admit(page, rules);
     expect(admitted).toHaveLength(3);
+    expect(refused).toEqual([]);
     for (const fact of admitted) {
       expect(fact.stored.message).toEqual(await peerBytes(Number(fact.stored.offset)));
       expect(fact.kind).toBe("batch");
@@ -98,23 +102,31 @@ describe("admission: only what this zone takes, and only bytes that match their 
     }
   });
 
-  it("refuses the whole page when one fact's bytes do not match their digest", () => {
+  it("refuses a fact whose bytes do not match their digest on its own, and a page served without digests whole", () => {
     const tampered = structuredClone(page);
     tampered.facts[1]!.message[5]! ^= 0x01;
-    const refusal = catchError(() => admit(tampered, rules));
-    expect(refusal.code).toBe(Code.DataLoss);
-    expect(reasonOf(refusal)).toBe("corrupt_fact");
-    expect(refusal.rawMessage).toContain(`offset ${page.facts[1]!.offset}`);
-    // A fact served without its digest is refused the same way.
+    const { admitted, refused } = admit(tampered, rules);
+    expect(admitted.map((f) => f.stored.offset)).toEqual([page.facts[0]!.offset, page.facts[2]!.offset]);
+    expect(refused).toHaveLength(1);
+    expect(refused[0]!.stored.offset).toBe(page.facts[1]!.offset);
+    expect(refused[0]!.error.code).toBe(Code.DataLoss);
+    expect(reasonOf(refused[0]!.error)).toBe("corrupt_fact");
+    expect(classifyRelayError(refused[0]!.error)).toBe("set_aside");
+    // A page served without digests comes from an egress older than this worker: refused whole, retried.
     const undigested = structuredClone(page);
     undigested.facts[0]!.messageSha256 = new Uint8Array();
     expect(reasonOf(catchError(() => admit(undigested, rules)))).toBe("corrupt_fact");
   });
 
-  it("stops at a fact the peer may not relay, by this zone's policy", () => {
-    const refusal = catchError(() => admit(page, { ...rules, peerIdentity: "stranger" }));
-    expect(refusal.code).toBe(Code.PermissionDenied);
-    expect(reasonOf(refusal)).toBe("unknown_identity");
+  it("refuses each fact the peer may not relay, by this zone's policy", () => {
+    const { admitted, refused } = admit(page, { ...rules, peerIdentity: "stranger" });
+    expect(admitted).toEqual([]);
+    expect(refused).toHaveLength(3);
+    for (const fact of refused) {
+      expect(fact.error.code).toBe(Code.PermissionDenied);
+      expect(reasonOf(fact.error)).toBe("unknown_identity");
+      expect(fact.messageId).toMatch(/^relay-test-/);
+    }
   });
 });
 
@@ -196,29 +208,188 @@ describe("link: fetch → admit → ship → confirm, with real zones on both si
     expect((await localFacts()).length).toBe(before);
   });
 
-  it("refuses a corrupted page, stores nothing of it, and relays it once the peer serves it intact", async () => {
+  it("fetches a page again while a fact does not match its digest, and relays it once it arrives intact", async () => {
     await produce(zones.peerStore, producedFacts(50));
     const peerLast = (await zones.peerStore.substrate.jsm.streams.info("facts-operational")).state.last_seq;
     const before = (await localFacts()).length;
     const peer = testPeer(zones.peerStore);
+    // Damaged on the first CORRUPT_FETCHES_BEFORE_SET_ASIDE − 1 fetches only: a transient fault.
     let corrupted = 0;
     peer.tamper = (page) => {
-      if (page.facts.length === 0) return;
+      if (page.facts.length === 0 || corrupted >= CORRUPT_FETCHES_BEFORE_SET_ASIDE - 1) return;
       page.facts.at(-1)!.message[3]! ^= 0x40;
       corrupted++;
     };
     const link = startLink({ zone: "enterprise", link: testLink, store: zones.localStore, peer, policy: testPolicy, options: linkOptions, holder: "worker-1", log: silentLog });
     try {
-      await pollUntil(() => link.status().lastError?.reason === "corrupt_fact" && corrupted >= 2, { timeoutMs: 10_000, what: "the corrupted page refused (twice)" });
-      expect(link.status().lastError!.code).toBe("data_loss");
-      expect((await localFacts()).length).toBe(before);
-      expect(link.status().cursor).toBeLessThan(peerLast);
-      delete peer.tamper;
       await pollUntil(() => link.status().cursor === peerLast, { timeoutMs: 30_000, what: "the intact page relayed" });
+      expect(link.status().lastError?.reason).toBe("corrupt_fact");
+      expect(link.status().quarantined).toBe(0);
     } finally {
       await link.stop();
     }
+    expect(corrupted).toBe(CORRUPT_FETCHES_BEFORE_SET_ASIDE - 1);
     expect((await localFacts()).length).toBe(before + 50);
+    expect(await listQuarantine(zones.localStore.substrate)).toEqual([]);
+  });
+});
+
+describe("quarantine: a fact that can never be admitted is set aside, and the facts behind it flow", () => {
+  it("parks a fact policy denies and one corrupt at its source, with reason and origin, and relays the rest in order", async () => {
+    const good = producedFacts(40);
+    const denied = producedFacts(1, { toZone: "plant-a" })[0]!;
+    await produce(zones.peerStore, [...good.slice(0, 10), denied, ...good.slice(10, 30)]);
+    const corruptAt = (await zones.peerStore.substrate.jsm.streams.info("facts-operational")).state.last_seq;
+    await produce(zones.peerStore, good.slice(30));
+    const deniedAt = corruptAt - 20;
+    const peerLast = (await zones.peerStore.substrate.jsm.streams.info("facts-operational")).state.last_seq;
+    const before = await localFacts();
+    const peer = testPeer(zones.peerStore);
+    let damaged = 0;
+    // The peer serves the fact at corruptAt damaged every time: it is corrupt where it is stored.
+    peer.tamper = (page) => {
+      for (const fact of page.facts) {
+        if (Number(fact.offset) === corruptAt) {
+          fact.message[3]! ^= 0x40;
+          damaged++;
+        }
+      }
+    };
+    const link = startLink({ zone: "enterprise", link: testLink, store: zones.localStore, peer, policy: testPolicy, options: linkOptions, holder: "worker-1", log: silentLog });
+    try {
+      await pollUntil(() => link.status().cursor === peerLast, { timeoutMs: 30_000, what: "the link past both poison facts" });
+      expect(link.status().quarantined).toBe(2);
+    } finally {
+      await link.stop();
+    }
+    expect(damaged).toBeGreaterThanOrEqual(CORRUPT_FETCHES_BEFORE_SET_ASIDE);
+    const after = (await localFacts()).slice(before.length);
+    const expected = good.filter((_, i) => i !== 29).map((f) => f.envelope!.messageId);
+    expect(after.map((f) => f.message!.envelope!.messageId)).toEqual(expected);
+
+    const entries = await listQuarantine(zones.localStore.substrate);
+    expect(entries.map((e) => [e.peerOffset, e.reason, e.state, e.link])).toEqual([
+      [deniedAt, "to_zone_not_allowed", "parked", testLink.name],
+      [corruptAt, "corrupt_fact", "parked", testLink.name],
+    ]);
+    expect(entries[0]!.messageId).toBe(denied.envelope!.messageId);
+    const parked = await getQuarantined(zones.localStore.substrate, entries[0]!.id);
+    // The fact as the peer stored it, byte for byte.
+    expect(parked!.fact).toEqual(await peerBytes(deniedAt));
+  });
+
+  it("parks a fact once however often its page is fetched again: a second worker after lost confirms adds nothing", async () => {
+    await produce(zones.peerStore, [...producedFacts(5), ...producedFacts(1, { toZone: "plant-a" }), ...producedFacts(5)]);
+    const peerLast = (await zones.peerStore.substrate.jsm.streams.info("facts-operational")).state.last_seq;
+    const parkedBefore = (await listQuarantine(zones.localStore.substrate)).length;
+    const lossy = testPeer(zones.peerStore);
+    lossy.applyConfirms = false;
+    const first = startLink({ zone: "enterprise", link: testLink, store: zones.localStore, peer: lossy, policy: testPolicy, options: linkOptions, holder: "worker-1", log: silentLog });
+    await pollUntil(() => first.status().quarantined === 1 && first.status().appended === 10, { timeoutMs: 30_000, what: "one fact parked, ten shipped" });
+    await first.stop();
+    const second = startLink({ zone: "enterprise", link: testLink, store: await zones.openLocal(), peer: testPeer(zones.peerStore), policy: testPolicy, options: linkOptions, holder: "worker-2", log: silentLog });
+    try {
+      await pollUntil(() => second.status().cursor === peerLast, { timeoutMs: 30_000, what: "the second worker at the peer's last offset" });
+      expect(second.status().quarantined).toBe(0);
+      expect(second.status().appended).toBe(0);
+    } finally {
+      await second.stop();
+    }
+    expect((await listQuarantine(zones.localStore.substrate)).length).toBe(parkedBefore + 1);
+  });
+});
+
+describe("artifacts: retried while the peer cannot serve them, set aside when it says they do not exist", () => {
+  it("never parks a fact whose artifact is only unreachable, and parks one whose artifact the peer does not have", async () => {
+    const store = async (key: string, text: string) => {
+      const ref = await zones.peerStore.putObject({ bucket: "batch-files", key, mediaType: "text/plain" }, (async function* () {
+        yield new TextEncoder().encode(text);
+      })());
+      return create(FactMessageSchema, {
+        envelope: { messageId: `artifact-${key}-${process.pid}`, fromZone: "plant-a", toZone: "enterprise", producedAtUnixMs: 1_764_000_000_000n, objectMediaType: "text/plain" },
+        fact: { subject: `batch:${key}`, predicate: "report_attached", objectJson: JSON.stringify({ bucket: ref.bucket, key: ref.key, digest: ref.digest, size: Number(ref.size), media_type: "text/plain" }) },
+      });
+    };
+    const present = await store(`present-${process.pid}`, "the report");
+    const lost = await store(`lost-${process.pid}`, "a report the peer will lose");
+    await produce(zones.peerStore, [present, lost, ...producedFacts(5)]);
+    // The peer loses the second artifact after its fact was appended (an operator deleted it).
+    // (Its description is purged: the object store then answers not found, as after a delete.)
+    const paddedBase64Url = Buffer.from(`lost-${process.pid}`).toString("base64").replaceAll("+", "-").replaceAll("/", "_");
+    await zones.peerStore.substrate.jsm.streams.purge("OBJ_batch-files", { filter: `$O.batch-files.M.${paddedBase64Url}` });
+    expect(await zones.peerStore.statObject("batch-files", `lost-${process.pid}`)).toBeUndefined();
+    const peerLast = (await zones.peerStore.substrate.jsm.streams.info("facts-operational")).state.last_seq;
+    const parkedBefore = (await listQuarantine(zones.localStore.substrate)).length;
+    const before = (await localFacts()).length;
+
+    const peer = testPeer(zones.peerStore);
+    let refusedFetches = 0;
+    peer.objectFault = () => {
+      refusedFetches++;
+      return new ConnectError("connect ECONNREFUSED", Code.Unavailable);
+    };
+    const link = startLink({ zone: "enterprise", link: testLink, store: zones.localStore, peer, policy: testPolicy, options: linkOptions, holder: "worker-1", log: silentLog });
+    try {
+      await pollUntil(() => refusedFetches >= 3, { timeoutMs: 10_000, what: "the artifact fetch failing three times" });
+      // Unreachable is transient: the link waits with the fact, nothing is parked or shipped past it.
+      expect(link.status().lastError?.code).toBe("unavailable");
+      expect(link.status().quarantined).toBe(0);
+      expect((await listQuarantine(zones.localStore.substrate)).length).toBe(parkedBefore);
+      expect((await localFacts()).length).toBe(before);
+      delete peer.objectFault;
+      await pollUntil(() => link.status().cursor === peerLast, { timeoutMs: 30_000, what: "the link past the lost artifact" });
+      expect(link.status().quarantined).toBe(1);
+      expect(link.status().artifactsCopied).toBe(1);
+    } finally {
+      await link.stop();
+    }
+    expect(await zones.localStore.statObject("batch-files", `present-${process.pid}`)).toBeDefined();
+    expect((await localFacts()).slice(before).map((f) => f.message!.envelope!.messageId)).toEqual([present.envelope!.messageId, ...(await localFacts()).slice(before + 1).map((f) => f.message!.envelope!.messageId)]);
+    expect((await localFacts()).length).toBe(before + 6);
+    const parked = (await listQuarantine(zones.localStore.substrate)).at(-1)!;
+    expect([parked.messageId, parked.reason]).toEqual([lost.envelope!.messageId, "object_not_found"]);
+  });
+});
+
+describe("lease: renewals one at a time", () => {
+  it("keeps the link when renewals are slower than their interval: no spurious takeover", async () => {
+    await produce(zones.peerStore, producedFacts(20));
+    const peerLast = (await zones.peerStore.substrate.jsm.streams.info("facts-operational")).state.last_seq;
+    const store = await zones.openLocal();
+    const ttl = store.leases.ttlMs;
+    let inFlight = 0;
+    let mostInFlight = 0;
+    let renewals = 0;
+    // The second renewal takes half the TTL, longer than the ttl/3 between renewals (a slow
+    // JetStream moment): the next one is due while it is still on its way.
+    const slowLeases = {
+      ...store.leases,
+      ttlMs: ttl,
+      renew: async (grant: Parameters<typeof store.leases.renew>[0]) => {
+        inFlight++;
+        mostInFlight = Math.max(mostInFlight, inFlight);
+        try {
+          if (renewals === 1) await new Promise((resolve) => setTimeout(resolve, ttl / 2));
+          return await store.leases.renew(grant);
+        } finally {
+          inFlight--;
+          renewals++;
+        }
+      },
+    };
+    const events: string[] = [];
+    const log = { ...silentLog, warn: (fields: object) => void events.push(String((fields as { event?: string }).event)) };
+    const link = startLink({ zone: "enterprise", link: testLink, store: { ...store, leases: slowLeases }, peer: testPeer(zones.peerStore), policy: testPolicy, options: linkOptions, holder: "slow-renewer", log });
+    try {
+      await pollUntil(() => renewals >= 5, { timeoutMs: 4 * ttl, what: "five renewals answered" });
+      expect(mostInFlight).toBe(1);
+      expect(events).not.toContain("lease_lost");
+      expect(link.status().state).toBe("active");
+      expect(await store.leases.holder(testLink.name)).toBe("slow-renewer");
+      await pollUntil(() => link.status().cursor === peerLast, { timeoutMs: 10_000, what: "the link caught up" });
+    } finally {
+      await link.stop();
+    }
   });
 });
 

@@ -1,7 +1,7 @@
 import { Code } from "@connectrpc/connect";
-import { Reason, rejection } from "@bsfg/proto";
-import { factSubject, MAX_FACTS_PER_SHIPMENT, readLinkPosition, shipPage, type LinkPosition, type ShippedFact, type Substrate } from "@bsfg/storage";
-import type { AdmittedFact } from "./admission.js";
+import { Reason, reasonOf, rejection } from "@bsfg/proto";
+import { factSubject, MAX_FACTS_PER_SHIPMENT, park, readLinkPosition, shipPage, type LinkPosition, type ShippedFact, type Substrate } from "@bsfg/storage";
+import type { AdmittedFact, RefusedFact } from "./admission.js";
 
 /** Where a relayed fact came from, stored with it: "<peer zone>/<peer stream>/<peer offset>". */
 export const ORIGIN_HEADER = "Bsfg-Origin";
@@ -16,8 +16,10 @@ export interface ShipperOptions {
 export interface Shipment {
   /** Facts appended here. */
   readonly shipped: number;
-  /** Facts at or below the link's position: already here from an earlier attempt. */
+  /** Facts at or below the link's position: already here (or set aside) from an earlier attempt. */
   readonly alreadyHere: number;
+  /** Refused facts parked in the quarantine now (not those parked by an earlier attempt). */
+  readonly setAside: readonly RefusedFact[];
 }
 
 /**
@@ -27,7 +29,11 @@ export interface Shipment {
  * is not known (a timeout: the batch may or may not have committed).
  */
 export interface Shipper {
-  ship(category: string, facts: readonly AdmittedFact[], pageLastOffset: number, traceContext?: (index: number) => Readonly<Record<string, string>> | undefined): Promise<Shipment>;
+  /**
+   * Parks the refused facts in the quarantine, then appends the admitted ones with the
+   * link's new position: a refused fact is set aside before the position passes it.
+   */
+  ship(category: string, facts: readonly AdmittedFact[], refused: readonly RefusedFact[], pageLastOffset: number, traceContext?: (index: number) => Readonly<Record<string, string>> | undefined): Promise<Shipment>;
   /** Forgets the positions read: after the lease changed hands they must be read again. */
   forget(): void;
 }
@@ -46,7 +52,7 @@ export function shipper(substrate: Substrate, options: ShipperOptions): Shipper 
   }
 
   return {
-    async ship(category, facts, pageLastOffset, traceContext) {
+    async ship(category, facts, refused, pageLastOffset, traceContext) {
       if (!categories.has(category)) {
         throw rejection(Code.FailedPrecondition, Reason.UnknownStream, `peer ${options.peer} relays stream "${category}", which this zone does not have (storage.streams): add it, or change the peer's consumer`, { stream: category });
       }
@@ -55,7 +61,18 @@ export function shipper(substrate: Substrate, options: ShipperOptions): Shipper 
       facts.forEach((fact, index) => {
         if (Number(fact.stored.offset) > position.peerOffset) fresh.push({ fact, index });
       });
-      if (fresh.length === 0 && pageLastOffset <= position.peerOffset) return { shipped: 0, alreadyHere: facts.length };
+      const setAside: RefusedFact[] = [];
+      for (const fact of refused) {
+        if (Number(fact.stored.offset) <= position.peerOffset) continue;
+        const { already } = await park(substrate, {
+          link: options.link, peer: options.peer, stream: category, peerOffset: Number(fact.stored.offset), messageId: fact.messageId,
+          reason: reasonOf(fact.error) ?? "unknown", detail: fact.error.rawMessage, peerStoredAtMs: Number(fact.stored.storedAtUnixMs),
+          servedDigest: Buffer.from(fact.stored.messageSha256).toString("hex"),
+        }, fact.stored.message);
+        if (!already) setAside.push(fact);
+      }
+      const passed = refused.length - setAside.length;
+      if (fresh.length === 0 && pageLastOffset <= position.peerOffset) return { shipped: 0, alreadyHere: facts.length + passed, setAside };
       for (let start = 0; start < Math.max(fresh.length, 1); start += MAX_FACTS_PER_SHIPMENT) {
         const chunk = fresh.slice(start, start + MAX_FACTS_PER_SHIPMENT);
         const last = start + MAX_FACTS_PER_SHIPMENT >= fresh.length;
@@ -74,7 +91,7 @@ export function shipper(substrate: Substrate, options: ShipperOptions): Shipper 
           throw err;
         }
       }
-      return { shipped: fresh.length, alreadyHere: facts.length - fresh.length };
+      return { shipped: fresh.length, alreadyHere: facts.length - fresh.length + passed, setAside };
     },
     forget() {
       positions.clear();

@@ -1,3 +1,4 @@
+import { once } from "node:events";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { WireType } from "@bufbuild/protobuf/wire";
 import { createPolicy, type PeerLink } from "@bsfg/config";
@@ -59,6 +60,10 @@ export interface TestPeer extends PeerClient {
   tamper?: (page: FetchFactsPage) => void;
   /** When false, confirms are answered but not applied (a confirm lost on its way). */
   applyConfirms: boolean;
+  /** An error FetchObject answers instead of the object (a peer that cannot serve it now). */
+  objectFault?: () => Error;
+  /** Objects served. */
+  readonly objectsServed: string[];
 }
 
 /** The peer zone's egress and ledger, served from its store. An empty page waits a little, as a long poll does. */
@@ -69,6 +74,7 @@ export function testPeer(store: ZoneStore): TestPeer {
     inFlight: () => pending,
     confirms: [],
     applyConfirms: true,
+    objectsServed: [],
     async fetchFactPage(consumer, { limit, maxWaitMs = 0, afterOffset } = {}) {
       peer.fetches.push(afterOffset === undefined ? undefined : Number(afterOffset));
       pending++;
@@ -89,7 +95,16 @@ export function testPeer(store: ZoneStore): TestPeer {
       if (!peer.applyConfirms) return 0n;
       return BigInt(await store.confirm(consumer, Number(offset)));
     },
-    fetchObject: () => Promise.reject(new Error("no artifacts in these tests")),
+    async fetchObject(bucket, key, destination, { signal } = {}) {
+      if (peer.objectFault) throw peer.objectFault();
+      // The peer's real object store: a missing object is its not_found.
+      const reader = await store.getObject(bucket, key);
+      for await (const chunk of reader.chunks) {
+        if (!destination.write(chunk)) await once(destination, "drain", signal ? { signal } : {});
+      }
+      peer.objectsServed.push(`${bucket}/${key}`);
+      return reader.object;
+    },
   };
   return peer;
 }
@@ -99,18 +114,18 @@ export const testLink: PeerLink = {
 };
 
 /** Enterprise's policy: plant-a's worker may relay facts from plant-a to enterprise. */
-export const testPolicy = createPolicy({ "plant-a-bsfg": { assertFromZones: ["plant-a"], targetZones: ["enterprise"], consumers: [], writeBuckets: [], readBuckets: [] } });
+export const testPolicy = createPolicy({ "plant-a-bsfg": { assertFromZones: ["plant-a"], targetZones: ["enterprise"], consumers: [], writeBuckets: [], readBuckets: [], quarantine: [] } });
 
 export const silentLog: Logger = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
 let sequence = 0;
 
 /** Facts produced in plant-a for enterprise. */
-export function producedFacts(count: number, overrides: { fromZone?: string } = {}): FactMessage[] {
+export function producedFacts(count: number, overrides: { fromZone?: string; toZone?: string } = {}): FactMessage[] {
   return Array.from({ length: count }, () => {
     sequence++;
     return create(FactMessageSchema, {
-      envelope: { messageId: `relay-test-${process.pid}-${sequence}`, fromZone: overrides.fromZone ?? "plant-a", toZone: "enterprise", producedAtUnixMs: 1_764_000_000_000n + BigInt(sequence) },
+      envelope: { messageId: `relay-test-${process.pid}-${sequence}`, fromZone: overrides.fromZone ?? "plant-a", toZone: overrides.toZone ?? "enterprise", producedAtUnixMs: 1_764_000_000_000n + BigInt(sequence) },
       fact: { subject: `batch:PlantA/B${sequence % 7}`, predicate: "step_completed", objectJson: JSON.stringify({ n: sequence }) },
     });
   });

@@ -30,3 +30,21 @@ export { canonicalize, canonicalizeJsonText, CanonicalJsonError } from "./canoni
 export { payloadIdentity } from "./identity.js";
 export { publisher, type Publisher, type Ack } from "./publisher.js";
 export { durationMs, byteSize } from "./units.js";
+export {
+  park,
+  transition,
+  listQuarantine,
+  getQuarantined,
+  summarizeQuarantine,
+  historyOf,
+  QuarantineEntryMoved,
+  QUARANTINE_STREAM,
+  type QuarantineEntry,
+  type QuarantineState,
+  type QuarantineSummary,
+  type QuarantineRecord,
+  type SetAsideRecord,
+  type Parked,
+  type Transition,
+} from "./quarantine.js";
+export { releaseQuarantined, dropQuarantined, RELEASED_FROM_HEADER, RELEASE_RESUME_AFTER_MS, type Released } from "./quarantine-actions.js";

@@ -57,7 +57,10 @@ export async function readFacts(substrate: Substrate, readers: PageReaders, cons
   const visible = unfiltered && !page.messages.some((m) => isLinkMarker(m.subject)) ? page.messages : page.messages.filter((m) => {
     if (isLinkMarker(m.subject)) return false;
     if (unfiltered) return true;
-    const route = routeOf(m.data);
+    const route = readableRouteOf(m.data);
+    // Bytes that are not a readable fact are served whatever the filters: the reader sets them
+    // aside where an operator sees them (its quarantine) instead of their vanishing here.
+    if (route === undefined) return true;
     return !skip.has(route.from) && (targets === undefined || targets.has(route.to));
   });
   const lastRead = page.messages.at(-1)?.seq ?? afterOffset;
@@ -73,11 +76,31 @@ export async function readFacts(substrate: Substrate, readers: PageReaders, cons
     offset: BigInt(m.seq),
     stream: consumer.stream,
     storedAtUnixMs: BigInt(m.storedAtMs),
-    message: fromBinary(FactMessageSchema, m.data),
+    // Bytes that are not a FactMessage (written past the gateway) are served without a message,
+    // with their digest: the page goes on, the reader sees the fact is unreadable.
+    message: decodedOrUndefined(m.data),
     messageSha256: messageDigest(m.data),
     ...(contexts?.[i] ? { traceContext: contexts[i] } : {}),
   }));
   return { facts, encodedFacts: [], count: facts.length, ...known };
+}
+
+function decodedOrUndefined(data: Uint8Array) {
+  try {
+    return fromBinary(FactMessageSchema, data);
+  } catch {
+    return undefined;
+  }
+}
+
+/** from_zone and to_zone, or undefined when the bytes do not hold a fact with both. */
+function readableRouteOf(data: Uint8Array): { from: string; to: string } | undefined {
+  try {
+    const route = routeOf(data);
+    return route.from === "" || route.to === "" ? undefined : route;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The W3C trace context the fact was stored with, if any. */

@@ -7,6 +7,7 @@ import {
 } from "@nats-io/jetstream";
 import { Code, Reason, rejection } from "@bsfg/proto";
 import type { StorageConfig } from "./config.js";
+import { QUARANTINE_STREAM } from "./quarantine.js";
 import { factStreamName } from "./routing.js";
 import { apiCode, ApiCode } from "./substrate-errors.js";
 import { nanos } from "./units.js";
@@ -41,7 +42,16 @@ export function desiredStreams(cfg: StorageConfig): StreamConfig[] {
     max_msgs_per_subject: 1,
     num_replicas: cfg.replicas,
   });
-  return [...facts, dedupe];
+  const quarantine = streamConfig({
+    name: QUARANTINE_STREAM,
+    subjects: ["bsfg.quarantine.>"],
+    max_age: nanos(cfg.quarantine.maxAge),
+    max_bytes: cfg.quarantine.maxBytes,
+    // Full, it refuses: a set-aside fact is never dropped to make room for another.
+    discard: DiscardPolicy.New,
+    num_replicas: cfg.replicas,
+  });
+  return [...facts, dedupe, quarantine];
 }
 
 function streamConfig(partial: Pick<StreamConfig, "name" | "subjects" | "max_age" | "max_bytes" | "discard" | "num_replicas"> & Partial<StreamConfig>): StreamConfig {

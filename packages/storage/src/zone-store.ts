@@ -23,6 +23,8 @@ import { substrateRejection } from "./substrate-errors.js";
 import type { Substrate } from "./substrate.js";
 import { configDiff, CONSUMERS_BUCKET, CURSORS_BUCKET, desiredStreams, ensureStream, LEASES_BUCKET, mismatch } from "./topology.js";
 import { prepareBatch } from "./validate.js";
+import { summarizeQuarantine, type QuarantineSummary } from "./quarantine.js";
+import { admitArtifacts } from "./artifact-admission.js";
 import { nanos } from "./units.js";
 
 /** A zone's storage: its fact log, cursors, consumer registry and artifacts on JetStream. */
@@ -31,7 +33,10 @@ export interface ZoneStore {
   readonly connection: NatsConnection;
   /** The zone's JetStream for paths that do not go through the producer's append (log shipping). */
   readonly substrate: Substrate;
-  /** Validates and appends a batch; see docs/storage.md for the guarantees. */
+  /**
+   * Validates and appends a batch; see docs/storage.md for the guarantees. A fact
+   * whose artifact is not stored here as referenced refuses the batch (failed_precondition).
+   */
   append(messages: readonly FactMessage[], options?: AppendOptions): Promise<AppendResult[]>;
   /** Facts after `afterOffset` as `consumer` sees them. */
   read(consumer: Pick<ConsumerDefinition, "stream" | "subjectFilter" | "skipOrigins" | "targets">, afterOffset: number, limits?: Partial<PageLimits>): Promise<FactPage>;
@@ -66,6 +71,8 @@ export interface ZoneStore {
   ready(): Promise<boolean>;
   /** Fill of a stream category in percent of its capacity. */
   fillPercent(stream: string): Promise<number>;
+  /** The quarantine's waiting entries, for the gauges (with storage.quarantine.alertAfter). */
+  quarantineSummary(): Promise<QuarantineSummary & { readonly alertAfterMs: number }>;
   /** What topology setup did, for start-up logs. */
   readonly topologyReport: string[];
   close(): Promise<void>;
@@ -88,6 +95,12 @@ export interface OpenOptions {
   readonly name?: string;
   /** How long an append waits for a concurrent writer of the same message_id. */
   readonly pendingWaitMs?: number;
+  /**
+   * The zone's nats.sync: how its servers make writes durable. It decides how a batch keeps
+   * per-subject order when a write fails (docs/storage.md): atomic batches where every write
+   * is fsynced anyway ("always", the default), per-subject waves of publishes otherwise.
+   */
+  readonly durability?: "always" | "interval";
 }
 
 const PUBLISH_TIMEOUT_MS = 5_000;
@@ -140,6 +153,7 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
     pendingClock: pendingClock(),
     pendingTimeoutMs: cfg.dedupe.pendingTimeout,
     pendingWaitMs: opts.pendingWaitMs ?? cfg.dedupe.pendingTimeout + 1_000,
+    atomicRuns: (opts.durability ?? "always") === "always",
   };
   // A page must fit the largest fact, or a consumer could stall on it.
   const minPageBytes = cfg.limits.maxFactBytes + 4096;
@@ -185,6 +199,7 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
     async append(messages, options = {}) {
       const { traceContext } = options;
       const prepared = traceContext ? prepareBatch(cfg, messages).map((p, i) => ({ ...p, traceContext: traceContext(i) })) : prepareBatch(cfg, messages);
+      await admitArtifacts(cfg.zone, messages, (bucket, key) => objects.stat(bucket, key));
       return appendBatch(appendContext, prepared).catch((err) => { throw substrateRejection(err, "appending facts"); });
     },
     read,
@@ -218,6 +233,7 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
     statObject: (bucket, key) => objects.stat(bucket, key),
     getObject: (bucket, key, offset) => objects.get(bucket, key, offset),
     fillPercent: (stream) => fill.percent(stream),
+    quarantineSummary: async () => ({ ...await summarizeQuarantine(substrate), alertAfterMs: cfg.quarantine.alertAfter }),
     highWater,
     watchAppends(stream, onAppend) {
       const sub = nc.subscribe(factSubject(stream, ">"), { callback: () => onAppend() });

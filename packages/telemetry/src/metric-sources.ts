@@ -17,6 +17,12 @@ export interface StoreGaugeSource {
   fillPercent(stream: string): Promise<number>;
   highWater(stream: string): Promise<number>;
   cursor(name: string): Promise<number>;
+  /** The quarantine's waiting entries by link and reason, and each link's oldest (ms since the epoch). */
+  quarantineSummary?(): Promise<{
+    readonly byLinkAndReason: ReadonlyArray<{ readonly link: string; readonly reason: string; readonly count: number }>;
+    readonly oldestByLink: ReadonlyMap<string, number>;
+    readonly alertAfterMs: number;
+  }>;
 }
 
 /**
@@ -50,6 +56,20 @@ export function observeStore(metrics: BsfgMetrics, store: StoreGaugeSource): () 
         failures.push(err);
       }
     }));
+    if (store.quarantineSummary) {
+      try {
+        const summary = await store.quarantineSummary();
+        // Entries released or dropped since the last scrape leave their series: reset, then set.
+        metrics.quarantinedFacts.reset();
+        metrics.quarantineOldest.reset();
+        for (const { link, reason, count } of summary.byLinkAndReason) metrics.quarantinedFacts.set({ link, reason }, count);
+        const now = Date.now();
+        for (const [link, oldest] of summary.oldestByLink) metrics.quarantineOldest.set({ link }, Math.max(0, (now - oldest) / 1000));
+        metrics.quarantineAlertAfter.set(summary.alertAfterMs / 1000);
+      } catch (err) {
+        failures.push(err);
+      }
+    }
     if (failures.length > 0) throw new AggregateError(failures, "store gauges incomplete");
   });
 }
@@ -65,6 +85,7 @@ export interface LinkGaugeSource {
   readonly conflicts: number;
   readonly fenced?: number;
   readonly artifactsCopied: number;
+  readonly quarantined?: number;
 }
 
 /** Lag, state and totals of every link of a sync worker, from its status at every scrape. */
@@ -81,6 +102,7 @@ export function observeLinks(metrics: BsfgMetrics, status: () => readonly LinkGa
       setCounter(metrics.replicationFacts, { ...labels, result: "conflicting_duplicate" }, link.conflicts);
       setCounter(metrics.artifactsCopied, labels, link.artifactsCopied);
       setCounter(metrics.linkFenced, labels, link.fenced ?? 0);
+      setCounter(metrics.quarantineEvents, { ...labels, action: "parked" }, link.quarantined ?? 0);
     }
   });
 }

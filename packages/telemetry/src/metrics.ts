@@ -84,6 +84,14 @@ export interface BsfgMetrics {
   readonly replicationFacts: Counter<"link" | "result">;
   readonly linkFenced: Counter<"link">;
   readonly artifactsCopied: Counter<"link">;
+  /** Entries in the zone's quarantine waiting for an operator (parked or being released), by link and reason. */
+  readonly quarantinedFacts: Gauge<"link" | "reason">;
+  /** Age of each link's oldest waiting quarantine entry. */
+  readonly quarantineOldest: Gauge<"link">;
+  /** The zone's storage.quarantine.alertAfter, which the shipped alert compares the age with. */
+  readonly quarantineAlertAfter: Gauge;
+  /** Quarantine events: facts parked by a link (since its worker started), released and dropped by operators. */
+  readonly quarantineEvents: Counter<"link" | "action">;
   /** Collectors that failed or timed out during a scrape. */
   readonly collectErrors: Counter<"source">;
 
@@ -136,6 +144,10 @@ export function createMetrics(opts: MetricsOptions): BsfgMetrics {
     replicationFacts: new Counter({ name: "bsfg_replication_facts_total", help: "Facts a peer link brought into this zone, by result (appended, duplicate, conflicting_duplicate), since its worker started", labelNames: ["link", "result"] as const, registers }),
     linkFenced: new Counter({ name: "bsfg_replication_fenced_total", help: "Pages a peer link's replica could not ship because another replica moved the link's position first (it then gave the link up)", labelNames: ["link"] as const, registers }),
     artifactsCopied: new Counter({ name: "bsfg_replication_artifacts_copied_total", help: "Artifacts a peer link copied into this zone since its worker started", labelNames: ["link"] as const, registers }),
+    quarantinedFacts: new Gauge({ name: "bsfg_quarantined_facts", help: "Relayed facts in the zone's quarantine waiting for an operator (parked or being released), by link and reason", labelNames: ["link", "reason"] as const, registers }),
+    quarantineOldest: new Gauge({ name: "bsfg_quarantine_oldest_seconds", help: "Age of a link's oldest quarantined fact still waiting for an operator", labelNames: ["link"] as const, registers }),
+    quarantineAlertAfter: new Gauge({ name: "bsfg_quarantine_alert_after_seconds", help: "storage.quarantine.alertAfter: BsfgQuarantineNotEmpty fires once a waiting entry is older", registers }),
+    quarantineEvents: new Counter({ name: "bsfg_quarantine_events_total", help: "Quarantine events by action: parked (by a link, since its worker started), released, dropped (by operators, since this service started)", labelNames: ["link", "action"] as const, registers }),
     collectErrors,
 
     onScrape(source, collect) {

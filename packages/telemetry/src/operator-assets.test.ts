@@ -68,9 +68,9 @@ describe("deploy/prometheus: alert rules", () => {
     expect(check.output).toMatch(/parse error|unclosed|unexpected/i);
   });
 
-  it("cover the thresholds of the brief: lag, backlog, fill, stalled confirmations, TLS failures, certificate expiry", () => {
+  it("cover the thresholds of the brief: lag, backlog, fill, stalled confirmations, TLS failures, certificate expiry; and a waiting quarantine", () => {
     const rules = readFileSync(rulesFile, "utf8");
-    for (const alert of ["BsfgReplicationLagHigh", "BsfgBacklogHigh", "BsfgStoreFillHigh", "BsfgConfirmationsStalled", "BsfgTlsFailure", "BsfgCertificateExpiringSoon"]) {
+    for (const alert of ["BsfgReplicationLagHigh", "BsfgBacklogHigh", "BsfgStoreFillHigh", "BsfgConfirmationsStalled", "BsfgTlsFailure", "BsfgCertificateExpiringSoon", "BsfgQuarantineNotEmpty"]) {
       expect(rules).toContain(`alert: ${alert}`);
     }
     expect(rules).toContain("(bsfg_replication_lag_seconds) > 1");
@@ -78,6 +78,7 @@ describe("deploy/prometheus: alert rules", () => {
     expect(rules).toContain("(bsfg_store_buffer_fill_percent) > 80");
     expect(rules).toContain("changes(bsfg_frontier_offset[1m])) == 0");
     expect(rules).toContain("(bsfg_certificate_expiry_seconds) < 30 * 86400");
+    expect(rules).toMatch(/max by \(zone, link\) \(bsfg_quarantine_oldest_seconds\)\s+> on \(zone\) group_left\s+max by \(zone\) \(bsfg_quarantine_alert_after_seconds\)/);
   });
 
   it("go with a valid Prometheus configuration that loads them", () => {
@@ -95,9 +96,9 @@ describe("deploy/grafana: the dashboard", () => {
     }
   });
 
-  it("has the panels operators need: append rate and latency, lag and state per link, fill, rejections by reason, TLS failures", () => {
+  it("has the panels operators need: append rate and latency, lag and state per link, fill, rejections by reason, TLS failures, the quarantine", () => {
     const titles = dashboard.panels.map((p) => p.title);
-    for (const title of ["Append rate per zone", "Append latency per zone (p50, p99)", "Replication lag per link (seconds)", "Replication lag per link (facts)", "Link state", "Store fill per stream", "Rejections by reason", "TLS failures", "Certificate expiry (days)"]) {
+    for (const title of ["Append rate per zone", "Append latency per zone (p50, p99)", "Replication lag per link (seconds)", "Replication lag per link (facts)", "Link state", "Store fill per stream", "Rejections by reason", "TLS failures", "Certificate expiry (days)", "Quarantined facts per link and reason"]) {
       expect(titles).toContain(title);
     }
   });
