@@ -88,18 +88,24 @@ export function quarantineHandlers(deps: BoundaryDeps): ServiceImpl<typeof Quara
     async releaseQuarantined(req, ctx) {
       const by = may(ctx, "release", req.id);
       const { entry, fact } = await found(req.id);
-      // A settled entry answers as it stands (a repeated release) or refuses (dropped) without a check.
-      const kind = entry.state === "parked" || entry.state === "releasing" ? await requireCauseGone(entry, fact) : kindOf(fact);
-      const released = await releaseQuarantined(store.substrate, entry.id, by, kind, req.note || undefined);
-      if (!released.already) await recordAction("released", released.entry, by, { offset: released.offset, ...(req.note ? { note: req.note } : {}) });
+      // The cause is checked when a release starts; resuming one that crashed carries out what was decided.
+      const kind = entry.state === "parked" ? await requireCauseGone(entry, fact) : kindOf(fact);
+      const note = req.note || undefined;
+      const released = await releaseQuarantined(store.substrate, entry.id, by, kind, {
+        ...(note !== undefined ? { note } : {}),
+        // Recorded before the entry is settled: a failed record leaves the release to be finished by the next call.
+        beforeSettle: (settling, offset) => recordAction("released", settling, by, { offset, ...(note !== undefined ? { note } : {}) }),
+      });
       return { fact: describe(released.entry, fact), offset: BigInt(released.offset), stream: released.entry.stream, alreadyReleased: released.already };
     },
 
     async dropQuarantined(req, ctx) {
       const by = may(ctx, "drop", req.id);
       if (req.reason.trim() === "") throw rejection(Code.InvalidArgument, Reason.MissingField, "a drop needs a reason (--reason): it is recorded with the entry and in the audit stream", { field: "reason" });
-      const dropped = await dropQuarantined(store.substrate, Number(req.id), by, req.reason);
-      if (!dropped.already) await recordAction("dropped", dropped.entry, by, { note: req.reason });
+      const dropped = await dropQuarantined(store.substrate, Number(req.id), by, {
+        note: req.reason,
+        beforeSettle: (settling) => recordAction("dropped", settling, by, { note: req.reason }),
+      });
       return { fact: describe(dropped.entry), alreadyDropped: dropped.already };
     },
   };

@@ -99,7 +99,14 @@ export function admitFact(stored: StoredFactBytes, rules: AdmissionRules): Admit
   // Only a fact that references an artifact is decoded whole: its object names the artifact.
   let artifact: ArtifactRef | undefined;
   if (head.objectMediaType !== "") {
-    artifact = artifactRefOf(fromBinary(FactMessageSchema, stored.message));
+    let whole;
+    try {
+      whole = fromBinary(FactMessageSchema, stored.message);
+    } catch (err) {
+      // factHeadOf reads past fields a full decode refuses: these bytes are not a FactMessage after all.
+      return rejection(Code.DataLoss, Reason.CorruptFact, `the fact at offset ${offset} from peer ${rules.peer} is not a FactMessage: ${String(err)}`, { offset, message_id: head.messageId });
+    }
+    artifact = artifactRefOf(whole);
     if (!artifact) return rejection(Code.InvalidArgument, Reason.InvalidArtifactRef, `relayed fact ${head.messageId} at offset ${offset} has object_media_type but its object is not an artifact reference`, { offset, message_id: head.messageId });
   }
   return { stored, head, kind: head.subject.slice(0, colon), artifact };

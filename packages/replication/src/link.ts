@@ -53,6 +53,16 @@ export interface RunningLink {
 /** A fact whose bytes do not match their digest this many fetches in a row is corrupt at its source: set aside. */
 export const CORRUPT_FETCHES_BEFORE_SET_ASIDE = 3;
 
+/**
+ * Bytes that did not match their digest, and an artifact whose copy did not match its
+ * reference, may have been damaged on the way (TLS rules out the wire, not the peer's or
+ * this process's memory): fetched again before being set aside.
+ */
+function mayBeDamagedOnTheWay(error: ConnectError): boolean {
+  const info = errorInfoOf(error);
+  return (info?.reason === Reason.CorruptFact && info.metadata.check === DIGEST_MISMATCH) || info?.reason === Reason.DigestMismatch || info?.reason === Reason.SizeMismatch;
+}
+
 /** Thrown when the lease ran out mid-page (or a shipment was fenced): the page is left for whoever holds it now. */
 class LeaseLost extends Error {
   constructor(message: string, readonly fenced = false) {
@@ -81,6 +91,8 @@ export function startLink(ctx: LinkContext): RunningLink {
   let renewal: NodeJS.Timeout | undefined;
   /** Changes whenever the lease is taken or dropped: a renewal answered after that is ignored. */
   let leaseEpoch = 0;
+  /** The renewal on its way, if any: validity that ran out while it is may come back with its answer. */
+  let renewing: Promise<number> | undefined;
 
   const ship = shipper(store.substrate, { categories: Object.keys(store.config.streams), link: link.name, peer: link.peer });
   const totals = { appended: 0, duplicates: 0, conflicts: 0, artifactsCopied: 0, pages: 0, fenced: 0, quarantined: 0 };
@@ -125,7 +137,10 @@ export function startLink(ctx: LinkContext): RunningLink {
   function scheduleRenewal(lastSentAt: number): void {
     const epoch = leaseEpoch;
     renewal = setTimeout(() => {
-      void renew(epoch).then((sentAt) => {
+      const sent = renew(epoch);
+      renewing = sent;
+      void sent.then((sentAt) => {
+        if (renewing === sent) renewing = undefined;
         if (leaseEpoch === epoch && grant !== undefined) scheduleRenewal(sentAt);
       });
     }, Math.max(0, lastSentAt + ttl / 3 - performance.now()));
@@ -189,7 +204,6 @@ export function startLink(ctx: LinkContext): RunningLink {
         const lastOffset = Number(page.lastOffset);
         fetched.span.span.setAttributes({ "bsfg.facts": page.facts.length, "bsfg.last_offset": lastOffset });
         const { admitted, refused } = admit(page, rules);
-        holdBackTransientCorruption(refused);
         const facts: AdmittedFact[] = [];
         for (const fact of admitted) {
           const { artifact } = fact;
@@ -210,6 +224,7 @@ export function startLink(ctx: LinkContext): RunningLink {
           }
           facts.push(fact);
         }
+        holdBackTransientCorruption(refused);
         if (facts.length > 0 || refused.length > 0) {
           requireLease();
           await withSpan("append", { "bsfg.zone": ctx.zone, "bsfg.facts": facts.length, "bsfg.set_aside": refused.length }, () => shipAll(facts, refused, lastOffset));
@@ -243,23 +258,23 @@ export function startLink(ctx: LinkContext): RunningLink {
   }
 
   /**
-   * Bytes that do not match the digest served with them may have been damaged on
-   * the way (TLS rules out the wire, not the peer's or this process's memory): the
-   * page is fetched again, and only a fact refused this way on
+   * A fact that may have been damaged on the way (mayBeDamagedOnTheWay) holds the
+   * page back: it is fetched again, and only a fact refused this way on
    * CORRUPT_FETCHES_BEFORE_SET_ASIDE fetches in a row is set aside.
    */
   function holdBackTransientCorruption(refused: readonly RefusedFact[]): void {
-    // Bytes that match their digest but are not a fact are what the peer stored: nothing to retry.
-    const corrupt = refused.find((fact) => errorInfoOf(fact.error)?.metadata.check === DIGEST_MISMATCH);
-    if (!corrupt) {
-      corruptFetches.clear();
-      return;
+    const damaged = refused.filter((fact) => mayBeDamagedOnTheWay(fact.error)).map((fact) => Number(fact.stored.offset));
+    // Counts are of fetches in a row: an offset that came through intact starts again.
+    for (const offset of corruptFetches.keys()) if (!damaged.includes(offset)) corruptFetches.delete(offset);
+    let holdBack: RefusedFact | undefined;
+    for (const fact of refused) {
+      if (!mayBeDamagedOnTheWay(fact.error)) continue;
+      const offset = Number(fact.stored.offset);
+      const fetches = (corruptFetches.get(offset) ?? 0) + 1;
+      corruptFetches.set(offset, fetches);
+      if (fetches < CORRUPT_FETCHES_BEFORE_SET_ASIDE) holdBack ??= fact;
     }
-    const offset = Number(corrupt.stored.offset);
-    const fetches = (corruptFetches.get(offset) ?? 0) + 1;
-    corruptFetches.clear();
-    corruptFetches.set(offset, fetches);
-    if (fetches < CORRUPT_FETCHES_BEFORE_SET_ASIDE) throw corrupt.error;
+    if (holdBack) throw holdBack.error;
   }
 
   /** Ships the page's facts (and sets aside the refused ones), grouped by the stream they were read from (a consumer reads one). */
@@ -306,6 +321,8 @@ export function startLink(ctx: LinkContext): RunningLink {
 
   async function run(): Promise<void> {
     while (!signal.aborted) {
+      // A slow renewal leaves a gap in validity: nothing is written in it, and its answer may close it.
+      if (!holding() && grant && renewing) await renewing;
       if (!holding()) {
         if (grant) dropLease();
         let taken = false;

@@ -32,7 +32,6 @@ const NEVER_ADMISSIBLE: ReadonlyMap<string, string> = new Map([
   [Reason.InvalidArtifactRef, "envelope"],
   // The envelope or subject fails validation.
   [Reason.MissingField, "envelope"],
-  [Reason.InvalidField, "envelope"],
   [Reason.InvalidSubject, "envelope"],
   // The bytes do not match the digest served with them, or are not a fact at all.
   [Reason.CorruptFact, "integrity"],

@@ -89,13 +89,14 @@ function problemOf(zone: string, ref: Reference, stored: ObjectRef | undefined, 
   if (!stored) {
     return { reason: Reason.ArtifactMissing, metadata, message: `${at} is not stored in zone ${zone}; store it with PutObject before appending the fact that references it` };
   }
-  const withFound = { ...metadata, found_digest: stored.digest, found_size: String(stored.size) };
+  // What is stored is not told: the producer may not be allowed to read the bucket (the answer
+  // would reveal another object's digest and size); it learns only that its reference is wrong.
   // The digest says which object it is; a size that differs under the same digest is a wrong reference.
   if (stored.digest !== ref.digest) {
-    return { reason: Reason.ArtifactDigestMismatch, metadata: withFound, message: `${at} is stored in zone ${zone} with digest ${stored.digest}, the fact references ${ref.digest}; objects are immutable: PutObject the referenced artifact (under its own key) before appending the fact` };
+    return { reason: Reason.ArtifactDigestMismatch, metadata, message: `${at} is stored in zone ${zone} with another digest than the fact references (${ref.digest}); objects are immutable: PutObject the referenced artifact (under its own key) before appending the fact` };
   }
   if (Number(stored.size) !== ref.size) {
-    return { reason: Reason.ArtifactSizeMismatch, metadata: withFound, message: `${at} is stored in zone ${zone} with ${stored.size} bytes, the fact references ${ref.size}; reference the artifact as PutObject returned it` };
+    return { reason: Reason.ArtifactSizeMismatch, metadata, message: `${at} is stored in zone ${zone} with another size than the fact references (${ref.size} bytes); reference the artifact as PutObject returned it` };
   }
   return undefined;
 }

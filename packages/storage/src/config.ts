@@ -105,11 +105,12 @@ export const storageConfigSchema = z.object({
    * Full (maxBytes), it refuses more and the link waits: nothing is dropped to make room.
    */
   quarantine: z.object({
-    maxAge: durationMs.default(365 * 86_400_000),
+    /** 0 (the default): an entry is kept until an operator releases or drops it. */
+    maxAge: z.union([z.literal(0), durationMs]).default(0),
     maxBytes: byteSize.default(2 ** 30),
     /** bsfg_quarantine_alert_after_seconds: the shipped alert fires when an entry is older. */
     alertAfter: durationMs.default(15 * 60_000),
-  }).strict().default({ maxAge: 365 * 86_400_000, maxBytes: 2 ** 30, alertAfter: 15 * 60_000 }),
+  }).strict().default({ maxAge: 0, maxBytes: 2 ** 30, alertAfter: 15 * 60_000 }),
   leaseTtl: durationMs.default(10_000),
   /** Apply changed retention/capacity to existing streams instead of refusing to start. */
   reconcileTopology: z.boolean().default(false),

@@ -22,46 +22,67 @@ export interface Released {
   readonly offset: number;
   /** It had been released already (a repeated call): nothing was appended now. */
   readonly already: boolean;
+  /** The fact was in the log already (a link shipped it after all, or a crashed release appended it): not appended again. */
+  readonly found: boolean;
+}
+
+export interface ActionOptions {
+  /** Why (a release's note; a drop's reason, required by the operator verb). */
+  readonly note?: string;
+  /**
+   * Runs after the fact is in the log (release) or before the entry is settled (drop), and
+   * before the entry's settling record: the audit record of the action. If it fails, the
+   * entry is not settled, and the next call does it again.
+   */
+  readonly beforeSettle?: (entry: QuarantineEntry, offset: number | undefined) => Promise<void>;
+  /** A release not finished after this long crashed (default RELEASE_RESUME_AFTER_MS). */
+  readonly resumeAfterMs?: number;
 }
 
 /**
- * Appends a quarantined fact to the log of its stream category, once: the entry
- * is marked "releasing" first; a release that crashed after that is resumed by
- * the next call, which first looks for the copy the crashed one may have
- * appended (scanning the log from the moment it was marked) and only appends
- * when there is none. The caller has checked that the cause no longer holds.
+ * Appends a quarantined fact to the log of its stream category, once. The entry
+ * is marked "releasing" first (conditionally: two operators cannot both), then the
+ * fact's subject is scanned from the moment it was set aside for a copy with its
+ * origin position (Bsfg-Origin): one a crashed release appended, or one a link
+ * shipped after all (a replica with another policy relayed the page again). Only
+ * without one is the fact appended. The caller has checked that the cause no
+ * longer holds (not again when resuming: that was decided).
  */
-export async function releaseQuarantined(substrate: Substrate, id: number, by: string, kind: string, note?: string, resumeAfterMs = RELEASE_RESUME_AFTER_MS): Promise<Released> {
+export async function releaseQuarantined(substrate: Substrate, id: number, by: string, kind: string, options: ActionOptions = {}): Promise<Released> {
   const found = await requireEntry(substrate, id);
   let { entry } = found;
-  if (entry.state === "released") return { entry, offset: entry.releasedOffset ?? 0, already: true };
+  if (entry.state === "released") return { entry, offset: entry.releasedOffset ?? 0, already: true, found: false };
   if (entry.state === "dropped") throw settled(entry);
-  if (entry.state === "releasing" && Date.now() - entry.stateAtMs < resumeAfterMs) throw busy(entry);
-  const resuming = entry.state === "releasing";
-  const markedAtMs = resuming ? entry.stateAtMs : Date.now();
+  // stateAtMs is the server's clock; a resume waits long enough that host clock skew does not matter.
+  if (entry.state === "releasing" && Date.now() - entry.stateAtMs < (options.resumeAfterMs ?? RELEASE_RESUME_AFTER_MS)) throw busy(entry);
+  const note = options.note;
   entry = await moveOn(substrate, entry, { state: "releasing", by, ...(note !== undefined ? { note } : {}) });
-  const stream = factStreamName(entry.stream);
-  const marker = `${entry.link}/${entry.peerOffset}`;
-  let offset = resuming ? await findReleased(substrate, stream, marker, new Date(markedAtMs - 1_000)) : undefined;
+  const origin = `${entry.peer}/${entry.stream}/${entry.peerOffset}`;
+  const subject = factSubject(entry.stream, kind);
+  let offset = await findOrigin(substrate, factStreamName(entry.stream), subject, origin, new Date(entry.quarantinedAtMs - 1_000));
+  const already = offset !== undefined;
   if (offset === undefined) {
     const h = natsHeaders();
-    h.set("Bsfg-Origin", `${entry.peer}/${entry.stream}/${entry.peerOffset}`);
-    h.set(RELEASED_FROM_HEADER, marker);
-    const ack = await substrate.js.publish(factSubject(entry.stream, kind), found.fact, { headers: h });
+    h.set("Bsfg-Origin", origin);
+    h.set(RELEASED_FROM_HEADER, String(entry.id));
+    // Within the stream's duplicate window, a second resume racing this one is deduplicated too.
+    const ack = await substrate.js.publish(subject, found.fact, { headers: h, msgID: `bsfg-release/${entry.link}/${entry.peerOffset}` });
     offset = ack.seq;
   }
+  await options.beforeSettle?.(entry, offset);
   entry = await moveOn(substrate, entry, { state: "released", by, releasedOffset: offset, ...(note !== undefined ? { note } : {}) });
-  return { entry, offset, already: false };
+  return { entry, offset, already: false, found: already };
 }
 
-/** Settles an entry without appending its fact; `note` says why (required by the operator verb). */
-export async function dropQuarantined(substrate: Substrate, id: number, by: string, note: string): Promise<{ entry: QuarantineEntry; already: boolean }> {
+/** Settles an entry without appending its fact. */
+export async function dropQuarantined(substrate: Substrate, id: number, by: string, options: ActionOptions & { readonly note: string }): Promise<{ entry: QuarantineEntry; already: boolean }> {
   const { entry } = await requireEntry(substrate, id);
   if (entry.state === "dropped") return { entry, already: true };
   if (entry.state === "released") throw settled(entry);
   // A release in progress may have appended the fact already: it is finished (release), not dropped.
   if (entry.state === "releasing") throw busy(entry);
-  return { entry: await moveOn(substrate, entry, { state: "dropped", by, note }), already: false };
+  await options.beforeSettle?.(entry, undefined);
+  return { entry: await moveOn(substrate, entry, { state: "dropped", by, note: options.note }), already: false };
 }
 
 async function requireEntry(substrate: Substrate, id: number) {
@@ -93,13 +114,13 @@ function busy(entry: QuarantineEntry) {
   });
 }
 
-/** The offset of a copy released from `marker` since `since`, if a crashed release appended one. */
-async function findReleased(substrate: Substrate, stream: string, marker: string, since: Date): Promise<number | undefined> {
-  const reader = await openRange(substrate, stream, { startTime: since });
+/** The offset of a fact with origin position `origin` on `subject` since `since`, if there is one. */
+async function findOrigin(substrate: Substrate, stream: string, subject: string, origin: string, since: Date): Promise<number | undefined> {
+  const reader = await openRange(substrate, stream, { filter: subject, startTime: since });
   try {
     for (;;) {
       const page = await reader.next(1_000);
-      for (const m of page.messages) if (m.headers?.get(RELEASED_FROM_HEADER) === marker) return m.seq;
+      for (const m of page.messages) if (m.headers?.get("Bsfg-Origin") === origin) return m.seq;
       if (page.complete || page.messages.length === 0) return undefined;
     }
   } finally {

@@ -42,16 +42,16 @@ describe("quarantine: set-aside facts and what operators do with them", () => {
     const { substrate } = zone.store;
     const fact = bytes();
     const { id } = await park(substrate, record(12), fact);
-    const released = await releaseQuarantined(substrate, id, "operator-1", "batch", "policy fixed");
+    const released = await releaseQuarantined(substrate, id, "operator-1", "batch", { note: "policy fixed" });
     expect(released.already).toBe(false);
     const stored = await substrate.jsm.streams.getMessage("facts-operational", { seq: released.offset });
     expect(stored!.data).toEqual(fact);
     expect(stored!.subject).toBe("facts.operational.batch");
-    expect(stored!.header?.get(RELEASED_FROM_HEADER)).toBe(`${record(12).link}/12`);
+    expect(stored!.header?.get(RELEASED_FROM_HEADER)).toBe(String(id));
     expect(stored!.header?.get("Bsfg-Origin")).toBe("idmz/operational/12");
     const repeated = await releaseQuarantined(substrate, id, "operator-2", "batch");
     expect(repeated).toMatchObject({ already: true, offset: released.offset });
-    const drop = await dropQuarantined(substrate, id, "operator-2", "too late").catch((err: unknown) => ConnectError.from(err));
+    const drop = await dropQuarantined(substrate, id, "operator-2", { note: "too late" }).catch((err: unknown) => ConnectError.from(err));
     expect(reasonOf(drop)).toBe("quarantine_entry_settled");
     expect((await historyOf(substrate, released.entry)).map((r) => [r.state, r.by ?? "", r.releasedOffset])).toEqual([
       ["parked", "", undefined], ["releasing", "operator-1", undefined], ["released", "operator-1", released.offset],
@@ -59,34 +59,53 @@ describe("quarantine: set-aside facts and what operators do with them", () => {
     expect((await listQuarantine(substrate)).map((e) => e.id)).not.toContain(id);
   });
 
-  it("resumes a release that crashed after appending: it finds the copy and appends nothing more", async () => {
+  it("resumes a release that crashed after appending, however often: it finds the copy and appends nothing more", async () => {
     const { substrate } = zone.store;
     const fact = bytes();
     const { id } = await park(substrate, record(13), fact);
     const { entry } = (await getQuarantined(substrate, id))!;
-    // The crashed release: marked releasing, appended the fact, never marked it released.
+    // The crashed release: marked releasing, appended the fact with its origin, never marked it released.
     await transition(substrate, entry, { state: "releasing", by: "operator-1" });
     const h = headers();
-    h.set(RELEASED_FROM_HEADER, `${record(13).link}/13`);
+    h.set("Bsfg-Origin", "idmz/operational/13");
     const crashed = await substrate.js.publish("facts.operational.batch", fact, { headers: h });
-    const lastBefore = (await substrate.jsm.streams.info("facts-operational")).state.last_seq;
-    // Within the resume window the entry is busy; past it, the next release finishes the crashed one.
+    // Within the resume window the entry is busy.
     expect(reasonOf(await releaseQuarantined(substrate, id, "operator-2", "batch").catch((err: unknown) => ConnectError.from(err)))).toBe("quarantine_entry_busy");
-    const resumed = await releaseQuarantined(substrate, id, "operator-2", "batch", undefined, 0);
-    expect(resumed).toMatchObject({ already: false, offset: crashed.seq });
+    // A second resumer that fails after its mark (its audit record cannot be written) …
+    const failing = await releaseQuarantined(substrate, id, "operator-2", "batch", { resumeAfterMs: 0, beforeSettle: () => Promise.reject(new Error("audit stream unavailable")) }).then(() => new Error("released"), (err: unknown) => err as Error);
+    expect(failing.message).toBe("audit stream unavailable");
+    await substrate.js.publish("facts.operational.batch", bytes());
+    const lastBefore = (await substrate.jsm.streams.info("facts-operational")).state.last_seq;
+    // … and a third still finds the first's copy: the scan starts where the fact was set aside, not at the latest mark.
+    const audited: number[] = [];
+    const resumed = await releaseQuarantined(substrate, id, "operator-3", "batch", { resumeAfterMs: 0, beforeSettle: async (_, offset) => void audited.push(offset!) });
+    expect(resumed).toMatchObject({ already: false, found: true, offset: crashed.seq });
+    expect(audited).toEqual([crashed.seq]);
     expect((await substrate.jsm.streams.info("facts-operational")).state.last_seq).toBe(lastBefore);
+  });
+
+  it("does not append a fact a link shipped after it was set aside (a replica with another policy): release settles it where it is", async () => {
+    const { substrate } = zone.store;
+    const fact = bytes();
+    const { id } = await park(substrate, record(15), fact);
+    const h = headers();
+    h.set("Bsfg-Origin", "idmz/operational/15");
+    const shipped = await substrate.js.publish("facts.operational.batch", fact, { headers: h });
+    const released = await releaseQuarantined(substrate, id, "operator-1", "batch");
+    expect(released).toMatchObject({ found: true, offset: shipped.seq });
+    expect(released.entry.state).toBe("released");
   });
 
   it("drops only with the entry as read: another operator's action in between makes it busy", async () => {
     const { substrate } = zone.store;
     const { id } = await park(substrate, record(14), bytes());
     const { entry } = (await getQuarantined(substrate, id))!;
-    const dropped = await dropQuarantined(substrate, id, "operator-1", "duplicate of a fact re-sent by the producer");
+    const dropped = await dropQuarantined(substrate, id, "operator-1", { note: "duplicate of a fact re-sent by the producer" });
     expect(dropped.entry).toMatchObject({ state: "dropped", by: "operator-1", note: "duplicate of a fact re-sent by the producer" });
-    expect((await dropQuarantined(substrate, id, "operator-1", "again")).already).toBe(true);
+    expect((await dropQuarantined(substrate, id, "operator-1", { note: "again" })).already).toBe(true);
     // A transition from the stale read (before the drop) is refused by the subject's sequence.
     await expect(transition(substrate, entry, { state: "releasing", by: "operator-2" })).rejects.toThrow(/changed while/);
-    const missing = await dropQuarantined(substrate, 999_999, "operator-1", "x").then(() => undefined, (err: unknown) => ConnectError.from(err));
+    const missing = await dropQuarantined(substrate, 999_999, "operator-1", { note: "x" }).then(() => undefined, (err: unknown) => ConnectError.from(err));
     expect([missing?.code, reasonOf(missing)]).toEqual([Code.NotFound, "quarantine_entry_not_found"]);
   });
 

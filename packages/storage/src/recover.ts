@@ -1,5 +1,4 @@
-import { fromBinary } from "@bufbuild/protobuf";
-import { FactMessageSchema } from "@bsfg/proto";
+import { factHeadOf } from "@bsfg/proto";
 import type { Claim } from "./dedupe-index.js";
 import { openRange } from "./read-range.js";
 import { factStreamName } from "./routing.js";
@@ -38,7 +37,7 @@ export function recovery(substrate: Substrate, windowMs: number): Recovery {
         for (const m of range.messages) {
           if (m.storedAtMs > until) return found;
           if (isLinkMarker(m.subject)) continue;
-          const id = fromBinary(FactMessageSchema, m.data).envelope?.messageId;
+          const id = messageIdOf(m.data);
           if (id !== undefined && !found.has(id)) found.set(id, m.seq);
         }
         if (range.messages.length === 0 || range.complete) return found;
@@ -62,4 +61,13 @@ export function recovery(substrate: Substrate, windowMs: number): Recovery {
       return (await pending).get(claim.m);
     },
   };
+}
+
+/** The fact's message_id; undefined for bytes written past the gateway that are not a fact. */
+function messageIdOf(data: Uint8Array): string | undefined {
+  try {
+    return factHeadOf(data).messageId || undefined;
+  } catch {
+    return undefined;
+  }
 }
