@@ -260,7 +260,7 @@ async function runSetting(natsSync: NatsSync): Promise<SettingResult> {
         dir: join(dir, name),
         topology,
         sync: false,
-        storage: { streams: { operational: { maxBytes: `${operationalGiB}GiB` }, audit: { maxBytes: "128MiB" }, documents: { maxBytes: "128MiB" } } },
+        storage: { streams: { operational: { maxBytes: `${operationalGiB}GiB` }, audit: { maxBytes: "128MiB" }, documents: { maxBytes: "128MiB" } }, quarantine: { maxBytes: "64MiB" } },
         maxFileStore: `${operationalGiB + 1}GB`,
         // Every zone's servers with the setting's sync_interval, and its nats.sync to match.
         natsSync,

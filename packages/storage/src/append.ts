@@ -250,8 +250,8 @@ async function publishWaves(ctx: AppendContext, batch: readonly PreparedMessage[
   const waves: number[][] = [];
   owned.forEach(({ index }, n) => {
     const p = batch[index]!;
-    const wave = waveOf.get(p.subject) ?? 0;
-    waveOf.set(p.subject, wave + 1);
+    const wave = waveOf.get(p.factSubject) ?? 0;
+    waveOf.set(p.factSubject, wave + 1);
     (waves[wave] ??= []).push(n);
   });
   let firstFailure: { n: number; cause: unknown } | undefined;

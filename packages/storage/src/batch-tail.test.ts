@@ -17,9 +17,10 @@ async function storedOf(zone: TestZone, stream: string, batch: readonly FactMess
  * each subject's order.
  */
 describe.each([
-  { durability: "always" as const, cut: "the whole run of the refused fact", refusedAt: 1, storedBefore: [] as number[] },
-  { durability: "interval" as const, cut: "the refused fact's wave and every wave after it", refusedAt: 2, storedBefore: [1] },
-])("a batch cut short (nats.sync $durability): no fact of a subject is stored after an earlier one that was refused", ({ durability, cut, refusedAt, storedBefore }) => {
+  { durability: "always" as const, cut: "the whole run of the refused fact", refusedAt: 1, storedBefore: [] as number[], otherSubjectsStored: [] as number[], firstUnanswered: 0 },
+  // Waves are per fact subject: facts of other subjects go with the refused one, and are stored.
+  { durability: "interval" as const, cut: "the refused fact's wave and every wave after it", refusedAt: 2, storedBefore: [1], otherSubjectsStored: [0, 2], firstUnanswered: 1 },
+])("a batch cut short (nats.sync $durability): no fact of a subject is stored after an earlier one that was refused", ({ durability, cut, refusedAt, storedBefore, otherSubjectsStored, firstUnanswered }) => {
   let zone: TestZone;
   beforeAll(async () => {
     zone = await startTestZone({
@@ -54,6 +55,18 @@ describe.each([
     const results = await zone.store.append(retry);
     expect(results.map((r) => r.status)).toEqual([AppendStatus.DUPLICATE, storedBefore.includes(1) ? AppendStatus.DUPLICATE : AppendStatus.APPENDED, AppendStatus.APPENDED]);
     expect(await storedOf(zone, "operational", batch)).toEqual([batch[1]!, batch[3]!].map((m) => m.envelope!.messageId));
+  });
+
+  it("refuses a fact of one subject with its run (always) or alone, storing the facts of other subjects sent with it (interval)", async () => {
+    const batch = [
+      factMessage({ subject: "batch:PlantA/X1", object: { n: 1 } }),
+      factMessage({ subject: "batch:PlantA/Y1", object: { blob: "y".repeat(17_000) } }), // larger than the whole operational log
+      factMessage({ subject: "batch:PlantA/Z1", object: { n: 3 } }),
+    ];
+    const error = await zone.store.append(batch).catch((e: unknown) => e);
+    expect(reasonOf(error)).toBe("store_full");
+    expect(errorInfoOf(error)?.metadata).toMatchObject({ index: String(firstUnanswered) });
+    expect(await storedOf(zone, "operational", batch)).toEqual(otherSubjectsStored.map((i) => batch[i]!.envelope!.messageId));
   });
 
   it("stores a whole batch of interleaved subjects with each subject's facts in batch order", async () => {

@@ -17,8 +17,10 @@ export interface PreparedMessage {
   readonly producedAt: bigint;
   /** The category (stream) it is routed to. */
   readonly stream: string;
-  /** The NATS subject it is stored under. */
+  /** The NATS subject it is stored under (per category and kind: shared by many facts). */
   readonly subject: string;
+  /** The fact's own subject ("batch:PlantA/B1042"): the unit whose order a batch keeps. */
+  readonly factSubject: string;
   /** Protobuf encoding of the message with canonical object_json. */
   readonly payload: Uint8Array;
   /** W3C trace context stored with the fact as message headers; not part of its identity. */
@@ -128,6 +130,7 @@ function prepareMessage(cfg: StorageConfig, message: FactMessage, index: number)
     producedAt: envelope.producedAtUnixMs,
     stream,
     subject: factSubject(stream, kind),
+    factSubject: fact.subject,
     payload,
   };
 }
