@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestEstate, type TestEstate } from "@bsfg/estate-kit";
+import { pollUntil } from "@bsfg/testkit";
 
 /** The CLI deployable, as CI builds it before this suite runs. */
 const cliBin = fileURLToPath(new URL("../../apps/cli/dist/main.js", import.meta.url));
@@ -40,7 +41,7 @@ describe("the bsfg CLI against a running zone", () => {
     };
     const first = await append();
     // Each run stamps produced_at with its own clock; make sure the retry's is a later one.
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await pollUntil(() => Date.now() > Number(first.producedAtUnixMs), { what: "the clock past the first run's produced_at" });
     const second = await append();
     expect(first).toMatchObject({ status: "APPEND_STATUS_APPENDED", messageId: id });
     expect(second).toEqual({ ...first, status: "APPEND_STATUS_DUPLICATE" });

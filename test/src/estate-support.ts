@@ -1,7 +1,8 @@
 import { toBinary } from "@bufbuild/protobuf";
 import { FactMessageSchema, type FactMessage, type StoredFact } from "@bsfg/proto";
 import type { BsfgClient, FactMessageInit } from "@bsfg/client";
-import type { TestEstate } from "@bsfg/estate-kit";
+import type { SyncReplica, TestEstate } from "@bsfg/estate-kit";
+import type { LinkStatus } from "@bsfg/replication";
 import type { ZoneStore } from "@bsfg/storage";
 import { fileURLToPath } from "node:url";
 
@@ -74,4 +75,46 @@ function sameBytes(a: FactMessage, b: FactMessage): boolean {
 /** Facts appended in `zone` so far, per stream. */
 export async function logOf(estate: TestEstate, zone: string, stream = "operational"): Promise<StoredFact[]> {
   return readAll(estate.store(zone), stream);
+}
+
+/** The lease holder name of a child sync replica's running process (each start picks a new one; it logs it first). */
+export function holderOf(replica: SyncReplica): string | undefined {
+  const started = replica.logLines.findLast((l) => l.event === "sync_started");
+  return typeof started?.holder === "string" ? started.holder : undefined;
+}
+
+/** What a kill of a sync replica hit: a kill lands only on the process doing the link's work. */
+export interface KillOutcome {
+  readonly landed: boolean;
+  /** The replica's holder name, and who held the link's lease while it was frozen. */
+  readonly holder: string | undefined;
+  readonly leaseHolder: string | undefined;
+  /** The link's status just before the replica was frozen. */
+  readonly status: Pick<LinkStatus, "state" | "appended">;
+  /** Why it was not killed, when it was not. */
+  readonly missed?: string;
+}
+
+/**
+ * Freezes a child sync replica (SIGSTOP) and SIGKILLs it if the kill lands on the process doing
+ * `link`'s work: its last status (`status`, read just before) showed the link active and moving
+ * facts, the zone's lease bucket names it as the link's holder, and `workLeft` says the transfer
+ * is not over. Otherwise it lets the replica run on. Restarting a killed replica is the caller's.
+ */
+export async function killIfWorking(replica: SyncReplica, leases: Pick<ZoneStore["leases"], "holder">, link: string, status: Pick<LinkStatus, "state" | "appended">, movedFrom: number, workLeft: () => Promise<boolean>): Promise<KillOutcome> {
+  replica.pause();
+  const seen = { state: status.state, appended: status.appended };
+  const holder = holderOf(replica);
+  const leaseHolder = await leases.holder(link);
+  const missed = status.state !== "active" ? `link ${status.state}`
+    : !(await workLeft()) ? "transfer over"
+    : status.appended <= movedFrom ? "no facts moved"
+    : holder === undefined || leaseHolder !== holder ? `lease held by ${leaseHolder ?? "nobody"}`
+    : undefined;
+  if (missed !== undefined) {
+    replica.resume();
+    return { landed: false, holder, leaseHolder, status: seen, missed };
+  }
+  await replica.kill();
+  return { landed: true, holder, leaseHolder, status: seen };
 }

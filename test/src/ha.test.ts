@@ -7,7 +7,7 @@ import type { BsfgClient, BsfgClientOptions } from "@bsfg/client";
 import { startTestEstate, type EstateTopology, type SyncReplica, type TestEstate } from "@bsfg/estate-kit";
 import type { LinkStatus } from "@bsfg/replication";
 import { pollUntil } from "@bsfg/testkit";
-import { checkCrossed, logOf, numberedFact, syncBin, withPrefix } from "./estate-support.js";
+import { checkCrossed, killIfWorking, logOf, numberedFact, syncBin, withPrefix } from "./estate-support.js";
 
 /**
  * Enterprise runs highly available: a three-node JetStream cluster (streams and KV at
@@ -312,8 +312,15 @@ describe("a highly available zone: three JetStream voters, two replicas of every
 
     const outOf = producerOutOf(estate, "failover");
     await pollUntil(async () => withPrefix(await logOf(estate!, "enterprise"), "failover").length > 500, { timeoutMs: 60_000, intervalMs: 50, what: "the transfer into Enterprise under way" });
+    // The kill lands on the lease holder while its link moves facts (the producer goes on until stopped: there is always work left).
+    const before = link(await active.status(), INTO_HA)!;
+    const shipping = await pollUntil(async () => {
+      const now = link(await active.status(), INTO_HA);
+      return now && now.appended > before.appended ? now : undefined;
+    }, { timeoutMs: 15_000, intervalMs: 10, what: "the active replica shipping" });
     const killedAt = Date.now();
-    await active.kill();
+    const kill = await killIfWorking(active, ha.store.leases, INTO_HA, shipping, before.appended, async () => true);
+    expect(kill, JSON.stringify(kill)).toMatchObject({ landed: true });
     await pollUntil(async () => link(await standby[0]!.status(), INTO_HA)?.state === "active", { timeoutMs: 20_000, intervalMs: 25, what: "the standby taking over" });
     const takeoverMs = Date.now() - killedAt;
     // The killed replica comes back as the standby.

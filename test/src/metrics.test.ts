@@ -56,13 +56,23 @@ describe("replication metrics across the estate", () => {
     await produce(producer, "plant-a", "enterprise", 200, "during", { batch: 50 });
     // The sender knows exactly what waits: nothing can be confirmed while the link is cut.
     expect(await backlog()).toBe(200);
+    // Each sample with the clock just before and after its scrape (the gauge is computed at scrape time).
+    const timedLag = async () => {
+      const from = Date.now();
+      const value = await lag();
+      return { ...value, from, to: Date.now() };
+    };
     const first = await pollUntil(async () => {
-      const now = await lag();
+      const now = await timedLag();
       return now.seconds > 1 ? now : undefined;
     }, { timeoutMs: 30_000, what: "the cut link's lag above 1 s" });
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
-    const later = await lag();
-    expect(later.seconds).toBeGreaterThan(first.seconds + 1);
+    const later = await pollUntil(async () => {
+      const now = await timedLag();
+      return now.seconds > first.seconds + 1 ? now : undefined;
+    }, { timeoutMs: 10_000, what: "the cut link's lag another second higher" });
+    // It rises with the clock: by the time that passed between the two scrapes.
+    expect(later.seconds - first.seconds).toBeGreaterThanOrEqual((later.from - first.to) / 1000 - 0.001);
+    expect(later.seconds - first.seconds).toBeLessThanOrEqual((later.to - first.from) / 1000 + 0.001);
     expect(await backlog()).toBe(200);
     // Failing, the link is backing off, or active again for the next attempt.
     const states = await scrape("idmz");

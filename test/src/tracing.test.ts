@@ -18,7 +18,10 @@ describe("one trace across zones", () => {
     // Every zone of the estate runs in this process: one provider collects all their spans.
     tracing = startTracing({ serviceName: "bsfg-e2e", zone: "estate", spanProcessors: [new SimpleSpanProcessor({ exporter })] });
     dir = await mkdtemp(join(tmpdir(), "bsfg-e2e-"));
-    estate = await startTestEstate({ dir });
+    // Enterprise's worker is started by the test, once the fact has waited in IDMZ (see bsfg.dwell_ms).
+    estate = await startTestEstate({ dir, sync: false });
+    await estate.startSync("idmz");
+    await estate.startSync("plant-a");
   });
   afterAll(async () => {
     await estate?.dispose();
@@ -37,7 +40,15 @@ describe("one trace across zones", () => {
       root.end();
       return root.spanContext().traceId;
     });
-    await pollUntil(async () => (await logOf(estate, "enterprise")).some((f) => f.message!.envelope!.messageId === messageId), { timeoutMs: 30_000, what: "the fact in Enterprise" });
+    const stored = (zone: string) => async () => (await logOf(estate, zone)).find((f) => f.message!.envelope!.messageId === messageId);
+    const inPlantA = (await stored("plant-a")())!;
+    const inIdmz = await pollUntil(stored("idmz"), { timeoutMs: 30_000, what: "the fact in IDMZ" });
+    // The fact waits in IDMZ until Enterprise's worker starts, at least HELD_MS: a dwell Enterprise must report.
+    const HELD_MS = 500;
+    await pollUntil(() => Date.now() >= Number(inIdmz.storedAtUnixMs) + HELD_MS, { what: `the fact ${HELD_MS} ms in IDMZ` });
+    const enterpriseStartedAt = Date.now();
+    await estate.startSync("enterprise");
+    const inEnterprise = await pollUntil(stored("enterprise"), { timeoutMs: 30_000, what: "the fact in Enterprise" });
 
     const inTrace = () => exporter.getFinishedSpans().filter((s) => s.spanContext().traceId === traceId);
     const zoneOf = (s: ReadableSpan) => s.attributes["bsfg.zone"];
@@ -47,7 +58,9 @@ describe("one trace across zones", () => {
     const parentOf = (s: ReadableSpan) => byId.get(s.parentSpanContext?.spanId ?? "");
 
     // Connected: every span but the producer's root has its parent in the same trace.
-    const root = spans.find((s) => s.name === "mes: batch step")!;
+    const roots = spans.filter((s) => s.name === "mes: batch step");
+    expect(roots).toHaveLength(1);
+    const root = roots[0]!;
     for (const span of spans) if (span !== root) expect(parentOf(span), `${span.name} (${String(zoneOf(span))})`).toBeDefined();
 
     // PlantA: the producer's call, the service's span, the JetStream write under it.
@@ -64,7 +77,14 @@ describe("one trace across zones", () => {
     const enterprise = spans.find((s) => s.name === "relay append" && zoneOf(s) === "enterprise")!;
     expect(parentOf(enterprise)).toBe(idmz);
     expect(enterprise.attributes["bsfg.link"]).toBe("idmz/enterprise-from-idmz-operational");
-    expect(Number(enterprise.attributes["bsfg.dwell_ms"])).toBeGreaterThanOrEqual(0);
+    // Dwell: how long the fact waited in the zone it was relayed from, from its storing there to
+    // its relay here. Enterprise's relay started after it was held HELD_MS in IDMZ, and ended
+    // before Enterprise stored it; IDMZ's relayed it after PlantA stored it, before IDMZ did.
+    const dwellInIdmz = Number(enterprise.attributes["bsfg.dwell_ms"]);
+    expect(dwellInIdmz).toBeGreaterThanOrEqual(Math.max(HELD_MS, enterpriseStartedAt - Number(inIdmz.storedAtUnixMs)));
+    expect(dwellInIdmz).toBeLessThanOrEqual(Number(inEnterprise.storedAtUnixMs - inIdmz.storedAtUnixMs) + 1);
+    const dwellInPlantA = Number(idmz.attributes["bsfg.dwell_ms"]);
+    expect(dwellInPlantA).toBeLessThanOrEqual(Number(inIdmz.storedAtUnixMs - inPlantA.storedAtUnixMs) + 1);
 
     // Each relay span links to its worker's append, in the page's own trace: fetch, append, confirm.
     const pageOf = (relay: ReadableSpan) => {

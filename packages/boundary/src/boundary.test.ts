@@ -2,6 +2,7 @@ import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { AppendStatus, reasonOf } from "@bsfg/proto";
+import { pollUntil } from "@bsfg/testkit";
 import { producedFact, rejectionOf, startTestZoneServices, type TestZoneServices } from "./test-support.js";
 
 describe.each(["connect", "grpc"] as const)("the zone's boundary over %s, HTTP/2 and mutual TLS", (protocol) => {
@@ -124,13 +125,20 @@ describe("long polls, skipped facts and limits", () => {
     const drained = await peer.fetchFacts("enterprise-from-plant-a", { limit: 50 });
     if (drained.lastOffset > drained.cursor) await peer.confirmReceipt("enterprise-from-plant-a", drained.lastOffset);
 
+    // While a fetch waits, the zone listens for appends to the stream: a core NATS subscription
+    // of its own connection, held only then (the nats-server's /connz lists it).
+    const appendWatchers = async () => {
+      const connz = (await (await fetch(`${zone.nats.monitorUrl}/connz?subs=1`)).json()) as { connections: Array<{ name?: string; subscriptions_list?: string[] }> };
+      return connz.connections.filter((c) => c.name === "bsfg-zone").flatMap((c) => c.subscriptions_list ?? []).filter((subject) => subject === "facts.operational.>").length;
+    };
+    expect(await appendWatchers()).toBe(0);
     let returnedAt = 0;
     const waiting = peer.fetchFacts("enterprise-from-plant-a", { maxWaitMs: 5_000 }).then((page) => {
       returnedAt = performance.now();
       return page;
     });
-    // Let the fetch reach its wait: it must come back empty-handed first if the append were not seen.
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // The fetch reached its wait: it must come back empty-handed first if the append were not seen.
+    await pollUntil(async () => (await appendWatchers()) === 1, { intervalMs: 10, what: "the fetch waiting for an append" });
     expect(returnedAt).toBe(0);
     const [appended] = await producer.appendFacts([producedFact(40)]);
     const ackedAt = performance.now();

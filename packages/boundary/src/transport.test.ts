@@ -36,9 +36,11 @@ describe("mutual TLS: who may connect at all", () => {
     const right = peer("plant-a-bsfg");
     const wrong = peer("idmz-bsfg");
     try {
-      expect((await right.fetchFacts("enterprise-from-plant-a", { limit: 1 })).cursor).toBeGreaterThanOrEqual(0n);
-      const error = await wrong.fetchFacts("enterprise-from-plant-a", { limit: 1 }).then(() => undefined, (e: unknown) => e as Error);
-      expect(error?.message).toMatch(/is not identity "idmz-bsfg"/);
+      const [appended] = await zone.client("mes-producer").appendFacts([producedFact(3)]);
+      // The zone it named answers with the consumer's page: the fact just appended.
+      const page = await right.fetchFacts("enterprise-from-plant-a", { limit: 10 });
+      expect(page.facts.map((f) => [f.offset, f.message!.envelope!.messageId])).toEqual([[appended!.offset, appended!.messageId]]);
+      await expect(wrong.fetchFacts("enterprise-from-plant-a", { limit: 1 })).rejects.toThrow(/is not identity "idmz-bsfg"/);
     } finally {
       right.close();
       wrong.close();
