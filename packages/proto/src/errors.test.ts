@@ -18,6 +18,16 @@ describe("rejections carry a machine-readable reason", () => {
     expect(errorInfoOf(received)?.metadata).toEqual({ stream: "operational" });
   });
 
+  it("quotes at most a few kilobytes of what it refuses, and says how long it was", () => {
+    const huge = "x".repeat(1_000_000);
+    const err = rejection(Code.InvalidArgument, Reason.InvalidField, `consumer name ${huge} is not valid`, { consumer: huge, field: "consumer_name" });
+    expect(err.rawMessage.length).toBeLessThan(4_200);
+    expect(err.rawMessage).toMatch(/… \(1000027 characters\)$/);
+    expect(errorInfoOf(err)!.metadata.consumer).toMatch(/^x{1024}… \(1000000 characters\)$/);
+    // Short values are kept as they are.
+    expect(errorInfoOf(err)!.metadata.field).toBe("consumer_name");
+  });
+
   it("has no reason for other errors", () => {
     expect(reasonOf(new Error("boom"))).toBeUndefined();
     expect(reasonOf(new ConnectError("plain", Code.Internal))).toBeUndefined();

@@ -22,6 +22,8 @@ export const Reason = {
   EmptyBatch: "empty_batch",
   DigestMismatch: "digest_mismatch",
   SizeMismatch: "size_mismatch",
+  /** The request's bytes are no message of the method's type: protobuf that does not decode, JSON that is not of the type or not UTF-8, a broken envelope. */
+  MalformedRequest: "malformed_request",
   // already_exists
   ConflictingDuplicate: "conflicting_duplicate",
   ConflictingObject: "conflicting_object",
@@ -78,8 +80,20 @@ export function rejection(
   message: string,
   metadata: Record<string, string> = {},
 ): ConnectError {
-  const info = create(ErrorInfoSchema, { reason, metadata });
-  return new ConnectError(message, code, undefined, [{ desc: ErrorInfoSchema, value: info }]);
+  const info = create(ErrorInfoSchema, { reason, metadata: Object.fromEntries(Object.entries(metadata).map(([key, value]) => [key, capped(value, MAX_METADATA_CHARS)])) });
+  return new ConnectError(capped(message, MAX_MESSAGE_CHARS), code, undefined, [{ desc: ErrorInfoSchema, value: info }]);
+}
+
+/*
+ * A rejection quotes what it refuses, and a hostile input can be a megabyte: quoted whole
+ * it made a megabyte of gRPC trailers (which clients refuse: the caller saw a reset stream,
+ * not the error) and of log line. What is quoted is cut, saying how long it was.
+ */
+const MAX_MESSAGE_CHARS = 4_096;
+const MAX_METADATA_CHARS = 1_024;
+
+function capped(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length} characters)`;
 }
 
 /** The reason of a rejection, whether raised locally or received over the wire. */

@@ -9,6 +9,7 @@ import { createMetrics, serverTracing, tlsFailureCode, type BsfgMetrics } from "
 import { metricsInterceptor } from "./metrics-interceptor.js";
 import { healthRoutes, type NotReady } from "./health.js";
 import { knownIdentityOnly, refuseWhileDraining, rejectionLogger } from "./interceptors.js";
+import { malformedRequestGate } from "./malformed-request.js";
 import { parseListen, urlFor } from "./listen-address.js";
 import { identityOfSocket, peerIdentityKey } from "./peer-identity.js";
 import type { TlsPems } from "./tls-reload.js";
@@ -121,6 +122,10 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
     interceptors: [serverTracing(config.zone, (req) => req.contextValues.get(peerIdentityKey)?.cn), metricsInterceptor(metrics), rejectionLogger(log), refuseWhileDraining(() => draining), knownIdentityOnly(policy)],
     contextValues: (req) => createContextValues().set(peerIdentityKey, identityOfSocket(tlsSocketOf(req.raw))),
     readMaxBytes: maxMessageBytes,
+    // A request body that is not a message of its type is invalid_argument / malformed_request (see malformed-request.ts).
+    requestGate: malformedRequestGate(log, metrics),
+    // JSON text that is not UTF-8 is refused: the default decoder would store U+FFFD in its place.
+    jsonOptions: strictJson,
   });
   const notReady: NotReady = async () => (draining ? "draining" : await opts.notReady());
   await app.register(healthRoutes(notReady));
@@ -172,6 +177,9 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
     },
   };
 }
+
+/** Connect's JSON codec (unknown fields ignored, its default) reading only well-formed UTF-8. */
+const strictJson = { ignoreUnknownFields: true, textDecoder: new TextDecoder("utf-8", { fatal: true }) };
 
 /** The TLS socket under an HTTP/1.1 or HTTP/2 request. */
 function tlsSocketOf(raw: unknown): TLSSocket | undefined {

@@ -2,6 +2,7 @@ import { Code, ConnectError, type Interceptor, type StreamRequest, type UnaryReq
 import type { FastifyBaseLogger } from "fastify";
 import type { Policy } from "@bsfg/config";
 import { AppendStatus, errorInfoOf, Reason, rejection, type AppendFactResponse, type FactMessage } from "@bsfg/proto";
+import { markReported, reclassifyMalformedRequest } from "./malformed-request.js";
 import { peerIdentityKey } from "./peer-identity.js";
 
 /**
@@ -15,6 +16,9 @@ export function rejectionLogger(log: FastifyBaseLogger): Interceptor {
     const procedure = `${req.service.typeName}/${req.method.name}`;
     const logged = (err: unknown): ConnectError => {
       if (err instanceof ConnectError) {
+        // A streaming call's request is read inside the handler: its malformed messages show up here.
+        reclassifyMalformedRequest(err);
+        markReported(err);
         const info = errorInfoOf(err);
         log.warn({ event: "rejected", procedure, code: Code[err.code], reason: info?.reason, identity: peer?.names[0], ...requestContext(req), ...info?.metadata, message: err.rawMessage }, "call rejected");
         return err;

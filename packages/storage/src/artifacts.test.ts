@@ -94,6 +94,20 @@ describe("artifacts: streamed, verified, immutable", () => {
     expect(reasonOf(noObject)).toBe("object_not_found");
   });
 
+  it("answers a 1 MB key, media type or file name, or a line break in one, as what it is (the hostile campaign)", async () => {
+    // A huge one went to JetStream in one message beyond its max_payload: unavailable / store_unavailable,
+    // "retry"; a line break threw in the NATS client's header check: internal.
+    const huge = "m".repeat(MiB);
+    expect(await zone.store.statObject("batch-files", huge)).toBeUndefined();
+    expect(reasonOf(await zone.store.getObject("batch-files", huge).catch((e: unknown) => e))).toBe("object_not_found");
+    for (const header of [{ mediaType: huge }, { mediaType: "text/plain", fileName: huge }, { mediaType: "text/plain\r\nX-Injected: 1" }, { mediaType: "text/plain", fileName: "a\nb.pdf" }]) {
+      const refused = await zone.store.putObject({ bucket: "batch-files", key: "huge-meta", ...header }, bytes("x")).catch((e: unknown) => e);
+      expect((refused as ConnectError).code).toBe(Code.InvalidArgument);
+      expect(reasonOf(refused)).toBe("invalid_field");
+    }
+    expect(await zone.store.statObject("batch-files", "huge-meta")).toBeUndefined();
+  });
+
   it("detects a corrupted stored chunk on read", async () => {
     const ref = await zone.store.putObject({ bucket: "batch-files", key: "tampered.bin", mediaType: "application/octet-stream" }, content(600 * 1024, 3, 64 * 1024));
     // Rewrite the object's second chunk in place on the server: same subject, different bytes.

@@ -41,6 +41,9 @@ export interface Artifacts {
 const Meta = { MediaType: "Bsfg-Media-Type", FileName: "Bsfg-File-Name" } as const;
 const digestPattern = /^sha256:[0-9a-f]{64}$/;
 const keyPattern = /^[^\x00-\x1f\x7f]{1,1024}$/;
+const noControlCharacters = /^[^\x00-\x1f\x7f]*$/;
+const MAX_MEDIA_TYPE = 256;
+const MAX_FILE_NAME = 1024;
 const CHUNKS_PER_PULL = 8;
 
 export function artifacts(substrate: Substrate, buckets: ReadonlyMap<string, ObjectStore>, chunkBytes: number): Artifacts {
@@ -57,6 +60,9 @@ export function artifacts(substrate: Substrate, buckets: ReadonlyMap<string, Obj
   }
 
   async function currentInfo(store: ObjectStore, key: string): Promise<ObjectInfo | undefined> {
+    // No object is stored under a key PutObject refuses, and asking JetStream about a huge one
+    // fails as "did not answer" (max_payload): that would be a retry-safe unavailable for ever.
+    if (!keyPattern.test(key)) return undefined;
     const info = await anyInfo(store, key);
     return info && !info.deleted ? info : undefined;
   }
@@ -158,6 +164,16 @@ function checkHeader(header: ObjectHeaderInput): void {
   const at = { bucket: header.bucket, key: header.key };
   if (!keyPattern.test(header.key)) throw rejection(Code.InvalidArgument, Reason.InvalidField, "object key must be 1–1024 characters without control characters", at);
   if (header.mediaType === "") throw rejection(Code.InvalidArgument, Reason.MissingField, "object media_type is required", at);
+  // Both travel as NATS headers of the object's metadata record: a line break there threw
+  // inside the client library (an internal error), and a record beyond JetStream's
+  // max_payload was refused as "did not answer" (a retry-safe unavailable, retried for ever).
+  // A fact's envelope takes at most 256 characters of object_media_type anyway.
+  if (header.mediaType.length > MAX_MEDIA_TYPE || !noControlCharacters.test(header.mediaType)) {
+    throw rejection(Code.InvalidArgument, Reason.InvalidField, `object media_type must be at most ${MAX_MEDIA_TYPE} characters without control characters`, at);
+  }
+  if ((header.fileName ?? "").length > MAX_FILE_NAME || !noControlCharacters.test(header.fileName ?? "")) {
+    throw rejection(Code.InvalidArgument, Reason.InvalidField, `object file_name must be at most ${MAX_FILE_NAME} characters without control characters`, at);
+  }
   if (header.expectedDigest !== undefined && !digestPattern.test(header.expectedDigest)) {
     throw rejection(Code.InvalidArgument, Reason.InvalidField, 'expected_digest must be "sha256:<64 lowercase hex>"', at);
   }

@@ -55,4 +55,13 @@ describe("RFC 8785 canonical JSON", () => {
   it("gives the same text for the same value in any key order", () => {
     expect(canonicalizeJsonText('{"b":1,"a":2}')).toBe(canonicalizeJsonText('{"a":2,"b":1}'));
   });
+
+  it("canonicalizes values nested deeper than the call stack goes (the hostile campaign's 100,000 levels)", () => {
+    // Recursion ran out of stack here, and an append of such a fact failed as an internal error.
+    const depth = 100_000;
+    const arrays = "[".repeat(depth) + "]".repeat(depth);
+    expect(canonicalizeJsonText(arrays)).toBe(arrays);
+    const objects = "{ \"b\": 1, \"a\": ".repeat(depth) + "null" + "}".repeat(depth);
+    expect(canonicalizeJsonText(objects)).toBe("{\"a\":".repeat(depth) + "null" + ",\"b\":1}".repeat(depth));
+  });
 });

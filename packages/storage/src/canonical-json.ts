@@ -38,8 +38,53 @@ export function parseCanonical(text: string): { value: unknown; canonical: strin
   return { value, canonical: canonicalize(value) };
 }
 
-/** The canonical form of a JSON-compatible value. */
+/** Text to emit as it is, between the values of an array or object (a value may be a string too). */
+class Punctuation {
+  constructor(readonly text: string) {}
+}
+
+/**
+ * The canonical form of a JSON-compatible value.
+ *
+ * Iterative, not recursive: object_json may nest as deep as its size allows (a 64 KiB fact
+ * holds 30,000 levels of `[`), and JSON.parse and findInexact take that depth, so the
+ * canonical form must too; recursion ran out of call stack and failed the append as an
+ * internal error.
+ */
 export function canonicalize(value: unknown): string {
+  if (typeof value !== "object" || value === null) return canonicalScalar(value);
+  let out = "";
+  // What is left to write, last first.
+  const pending: unknown[] = [value];
+  while (pending.length > 0) {
+    const next = pending.pop();
+    if (next instanceof Punctuation) {
+      out += next.text;
+    } else if (typeof next !== "object" || next === null) {
+      out += canonicalScalar(next);
+    } else if (Array.isArray(next)) {
+      out += "[";
+      pending.push(new Punctuation("]"));
+      for (let i = next.length - 1; i >= 0; i--) {
+        pending.push(next[i]);
+        if (i > 0) pending.push(new Punctuation(","));
+      }
+    } else {
+      const record = next as Record<string, unknown>;
+      // Array.prototype.sort compares UTF-16 code units, which is what RFC 8785 §3.2.3 asks for.
+      const keys = Object.keys(record).sort().filter((key) => record[key] !== undefined);
+      out += "{";
+      pending.push(new Punctuation("}"));
+      for (let i = keys.length - 1; i >= 0; i--) {
+        pending.push(record[keys[i]!]);
+        pending.push(new Punctuation(`${i > 0 ? "," : ""}${serializeString(keys[i]!)}:`));
+      }
+    }
+  }
+  return out;
+}
+
+function canonicalScalar(value: unknown): string {
   switch (typeof value) {
     case "string":
       return serializeString(value);
@@ -48,26 +93,9 @@ export function canonicalize(value: unknown): string {
       return JSON.stringify(value);
     case "boolean":
       return value ? "true" : "false";
-    case "object": {
+    case "object":
       if (value === null) return "null";
-      if (Array.isArray(value)) {
-        let out = "[";
-        for (let i = 0; i < value.length; i++) out += (i === 0 ? "" : ",") + canonicalize(value[i]);
-        return `${out}]`;
-      }
-      const record = value as Record<string, unknown>;
-      // Array.prototype.sort compares UTF-16 code units, which is what RFC 8785 §3.2.3 asks for.
-      const keys = Object.keys(record).sort();
-      let out = "{";
-      let first = true;
-      for (const key of keys) {
-        const member = record[key];
-        if (member === undefined) continue;
-        out += `${first ? "" : ","}${serializeString(key)}:${canonicalize(member)}`;
-        first = false;
-      }
-      return `${out}}`;
-    }
+      return canonicalize(value);
     default:
       throw new CanonicalJsonError(`${typeof value} is not a JSON value`);
   }
