@@ -31,3 +31,9 @@ for (const dir of workspaces) {
 console.log(`\n${passed} passed, ${failed} failed` + (skipped ? `, ${skipped} skipped` : ""));
 if (passed === 0 || failed > 0) process.exit(1);
 '
+
+# The fault and hostile-input campaign, short (docs/reliability.md): a seeded schedule of kills,
+# partitions and a full store against a live estate, and malformed input at every method. Its
+# seed is printed; `pnpm campaign -- --quick --seed <seed>` replays a failing run.
+echo "==> campaign --quick"
+pnpm campaign -- --quick
