@@ -122,19 +122,19 @@ export function faults(estate: CampaignEstate, random: Random, log: (line: strin
     record({ kind: "connection_reset", target: `${receiver} ← ${sender} ${role}`, atMs: Date.now(), durationMs: performance.now() - started, unreachable: [`${receiver}←${sender}`] });
   }
 
-  /** A slow link: forwarding held and released in turns (about a fifth of the time open) for a few seconds. */
+  /** A slow link for 1–4 s: every chunk 50–300 ms late, or the bandwidth capped at 16–128 KB/s. */
   async function slowLink(): Promise<void> {
     const started = performance.now();
     const { receiver, sender, role, proxy } = random.pick(estate.proxies);
     underWay = [`${receiver}←${sender}`];
-    const until = performance.now() + random.int(1_000, 4_000);
-    while (performance.now() < until) {
-      proxy.pause();
-      await pause(40);
-      proxy.resume();
-      await pause(10);
+    const shape = random.next() < 0.5 ? { delayMs: random.int(50, 300) } : { bytesPerSecond: random.int(16, 128) * 1024 };
+    proxy.shape(shape);
+    try {
+      await pause(random.int(1_000, 4_000));
+    } finally {
+      proxy.shape({});
     }
-    record({ kind: "slow_link", target: `${receiver} ← ${sender} ${role}`, atMs: Date.now(), durationMs: performance.now() - started, unreachable: [`${receiver}←${sender}`] });
+    record({ kind: "slow_link", target: `${receiver} ← ${sender} ${role} ${"delayMs" in shape ? `+${shape.delayMs} ms` : `${Math.round(shape.bytesPerSecond! / 1024)} KB/s`}`, atMs: Date.now(), durationMs: performance.now() - started, unreachable: [`${receiver}←${sender}`] });
   }
 
   /**

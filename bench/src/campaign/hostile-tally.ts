@@ -93,7 +93,10 @@ export async function send(ctx: GroupContext, tally: GroupTally, input: HostileI
 
 function rememberAppend(ctx: GroupContext, input: HostileInput, outcome: Outcome): void {
   if (outcome.code === "tls_refused" || outcome.code === "unimplemented") return;
-  const facts = input.req.rawBody ? undefined : decodeAppendRequest(input.req.framing, input.req.messages ?? []);
+  // A raw body is read as the server reads it: a frame with a reserved flag bit set (not the
+  // compression bit) still carries the message, and the zone may store it as sent.
+  const messages = input.req.rawBody ? messagesOf(input.req.framing, input.req.rawBody) : input.req.messages ?? [];
+  const facts = messages ? decodeAppendRequest(input.req.framing, messages) : undefined;
   if (!facts) {
     // Bytes that are no AppendFactRequest: if the zone stored anything, the log check finds it unaccounted for.
     if (outcome.code === "ok") ctx.log(`hostile: ${describe(input)} answered ok to a body the campaign cannot decode`);
@@ -131,4 +134,20 @@ function watchCursor(ctx: GroupContext, framing: Framing, body: Uint8Array | und
 export function pickTarget(rng: Random, methods: readonly DescMethod[], servedBy: (m: DescMethod) => Role, roles: readonly Role[]): { method: DescMethod; role: Role } {
   const method = rng.pick(methods);
   return { method, role: rng.next() < 0.85 ? servedBy(method) : rng.pick(roles) };
+}
+
+/** The messages of a raw body: the body itself (Connect unary), or its data frames (gRPC, gRPC-web); undefined if it is not well framed or compressed. */
+function messagesOf(framing: WireRequest["framing"], body: Uint8Array): Uint8Array[] | undefined {
+  if (framing === "connect-proto" || framing === "connect-json") return [body];
+  const messages: Uint8Array[] = [];
+  for (let at = 0; at < body.byteLength;) {
+    if (body.byteLength - at < 5) return undefined;
+    const flags = body[at]!;
+    const length = new DataView(body.buffer, body.byteOffset + at + 1, 4).getUint32(0);
+    if ((flags & 0x01) !== 0 || at + 5 + length > body.byteLength) return undefined;
+    // gRPC-web's trailer frame is not a message.
+    if ((flags & 0x80) === 0 || framing === "grpc") messages.push(body.subarray(at + 5, at + 5 + length));
+    at += 5 + length;
+  }
+  return messages;
 }

@@ -149,6 +149,31 @@ describe("startTcpProxy", () => {
     await pollUntil(() => proxy.connections === 0 && echo.open === 0, { what: "the connection to close on both sides" });
   });
 
+  test("shape() delays every chunk and caps the bandwidth, in order; {} takes it away", async () => {
+    const client = await establishedClient(proxy, echo);
+    proxy.shape({ delayMs: 150 });
+    let sentAt = performance.now();
+    client.socket.write("-delayed");
+    await pollUntil(() => client.received().toString() === "hello-delayed", { what: "the delayed echo" });
+    // Delayed on the way there and on the way back.
+    expect(performance.now() - sentAt).toBeGreaterThanOrEqual(290);
+
+    proxy.shape({ bytesPerSecond: 20_000 });
+    const payload = Buffer.alloc(10_000, 0x61);
+    sentAt = performance.now();
+    client.socket.write(payload);
+    await pollUntil(() => client.received().length === 5 + 8 + payload.length, { timeoutMs: 5_000, what: "the capped payload echoed" });
+    // 10,000 bytes at 20,000 B/s each way: at least half a second (chunks may pass the cap together at its start).
+    expect(performance.now() - sentAt).toBeGreaterThanOrEqual(450);
+    expect(client.received().subarray(13).equals(payload)).toBe(true);
+
+    proxy.shape({});
+    sentAt = performance.now();
+    client.socket.write("!");
+    await pollUntil(() => client.received().length === 5 + 8 + payload.length + 1, { what: "the unshaped echo" });
+    expect(performance.now() - sentAt).toBeLessThan(150);
+  });
+
   test("pause() holds data without closing; resume() delivers it in order, exactly once", async () => {
     const client = await establishedClient(proxy, echo);
     proxy.pause();

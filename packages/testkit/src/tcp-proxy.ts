@@ -41,6 +41,12 @@ export interface TcpProxy {
   cut(): void;
   /** Accept (and forward) connections again. */
   restore(): void;
+  /**
+   * A slow link, for open and new connections: every chunk arrives `delayMs` late, and
+   * no more than `bytesPerSecond` pass per connection and direction (0: no cap). `{}`
+   * takes both away. Order and backpressure are kept, as with pause().
+   */
+  shape(shape: LinkShape): void;
   /** Number of currently open client connections. */
   readonly connections: number;
   /** Total bytes forwarded per direction, over all connections (for assertions). */
@@ -49,6 +55,11 @@ export interface TcpProxy {
   readonly held: { upstream: number; downstream: number };
   /** Destroy all connections and stop listening. Idempotent. */
   close(): Promise<void>;
+}
+
+export interface LinkShape {
+  readonly delayMs?: number;
+  readonly bytesPerSecond?: number;
 }
 
 const DEFAULT_MAX_HELD_BYTES = 8 * 1024 * 1024;
@@ -104,6 +115,8 @@ class TcpProxyImpl implements TcpProxy {
   private readonly open = new Set<Connection>();
   private readonly paused: Record<ProxyDirection, boolean> = { upstream: false, downstream: false };
   private readonly forwarded: Counters = { upstream: 0, downstream: 0 };
+  /** Read by every pipe at each chunk, so a change applies to open connections too. */
+  private readonly shaping: { delayMs: number; bytesPerSecond: number } = { delayMs: 0, bytesPerSecond: 0 };
   private isCut = false;
   private closing: Promise<void> | undefined;
   private listenPort = 0;
@@ -190,6 +203,14 @@ class TcpProxyImpl implements TcpProxy {
     this.isCut = false;
   }
 
+  shape(shape: LinkShape): void {
+    const delayMs = shape.delayMs ?? 0;
+    const bytesPerSecond = shape.bytesPerSecond ?? 0;
+    if (!(delayMs >= 0) || !(bytesPerSecond >= 0)) throw new Error(`TcpProxy.shape: delayMs and bytesPerSecond must be ≥ 0, got ${delayMs}, ${bytesPerSecond}`);
+    this.shaping.delayMs = delayMs;
+    this.shaping.bytesPerSecond = bytesPerSecond;
+  }
+
   close(): Promise<void> {
     this.closing ??= new Promise<void>((resolve, reject) => {
       this.isCut = true;
@@ -222,7 +243,7 @@ class TcpProxyImpl implements TcpProxy {
     const upstream = netConnect({ host: this.targetHost, port: this.targetPort, allowHalfOpen: true });
     upstream.unref();
     upstream.setNoDelay(true);
-    const connection = new Connection(client, upstream, this.paused, this.forwarded, this.maxHeldBytes, () =>
+    const connection = new Connection(client, upstream, this.paused, this.forwarded, this.maxHeldBytes, this.shaping, () =>
       this.open.delete(connection),
     );
     this.open.add(connection);
@@ -246,10 +267,11 @@ class Connection {
     paused: Readonly<Record<ProxyDirection, boolean>>,
     forwarded: Counters,
     maxHeldBytes: number,
+    shaping: Readonly<{ delayMs: number; bytesPerSecond: number }>,
     private readonly onClosed: () => void,
   ) {
-    this.up = new Pipe(client, upstream, paused.upstream, maxHeldBytes, (n) => (forwarded.upstream += n));
-    this.down = new Pipe(upstream, client, paused.downstream, maxHeldBytes, (n) => (forwarded.downstream += n));
+    this.up = new Pipe(client, upstream, paused.upstream, maxHeldBytes, shaping, (n) => (forwarded.upstream += n));
+    this.down = new Pipe(upstream, client, paused.downstream, maxHeldBytes, shaping, (n) => (forwarded.downstream += n));
     upstream.on("error", () => undefined);
     client.on("close", (hadError) => this.socketClosed(client, upstream, hadError));
     upstream.on("close", (hadError) => this.socketClosed(upstream, client, hadError));
@@ -295,12 +317,19 @@ class Pipe {
   heldBytes = 0;
   private sourceEnded = false;
   private destEnded = false;
+  /** Chunks on their way through a shaped link, in order, each with when it may be written. */
+  private inFlight: Array<{ chunk: Buffer; at: number }> = [];
+  private inFlightBytes = 0;
+  private timer: NodeJS.Timeout | undefined;
+  /** When the last chunk passes the bandwidth cap (ms, performance.now()). */
+  private capFreeAt = 0;
 
   constructor(
     private readonly source: Socket,
     private readonly dest: Socket,
     private holding: boolean,
     private readonly maxHeldBytes: number,
+    private readonly shaping: Readonly<{ delayMs: number; bytesPerSecond: number }>,
     private readonly onForwarded: (bytes: number) => void,
   ) {
     source.on("data", (chunk: Buffer) => {
@@ -336,19 +365,48 @@ class Pipe {
 
   private forward(chunk: Buffer): void {
     if (this.dest.destroyed || this.destEnded) return;
-    this.dest.write(chunk);
-    this.onForwarded(chunk.length);
+    const { delayMs, bytesPerSecond } = this.shaping;
+    if (delayMs === 0 && bytesPerSecond === 0 && this.inFlight.length === 0) {
+      this.dest.write(chunk);
+      this.onForwarded(chunk.length);
+      return;
+    }
+    const now = performance.now();
+    const sent = bytesPerSecond > 0 ? (this.capFreeAt = Math.max(now, this.capFreeAt) + (chunk.length * 1000) / bytesPerSecond) : now;
+    this.inFlight.push({ chunk, at: Math.max(now + delayMs, sent) });
+    this.inFlightBytes += chunk.length;
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.timer || this.inFlight.length === 0) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      const now = performance.now();
+      while (this.inFlight.length > 0 && this.inFlight[0]!.at <= now) {
+        const { chunk } = this.inFlight.shift()!;
+        this.inFlightBytes -= chunk.length;
+        if (!this.dest.destroyed && !this.destEnded) {
+          this.dest.write(chunk);
+          this.onForwarded(chunk.length);
+        }
+      }
+      this.maybeEnd();
+      this.updateFlow();
+      this.schedule();
+    }, Math.max(0, this.inFlight[0]!.at - performance.now()));
+    this.timer.unref();
   }
 
   private maybeEnd(): void {
-    if (!this.sourceEnded || this.holding || this.destEnded) return;
+    if (!this.sourceEnded || this.holding || this.destEnded || this.inFlight.length > 0) return;
     this.destEnded = true;
     if (!this.dest.destroyed) this.dest.end();
   }
 
   private updateFlow(): void {
     if (this.source.destroyed || this.sourceEnded) return;
-    const stall = this.dest.writableNeedDrain || (this.holding && this.heldBytes >= this.maxHeldBytes);
+    const stall = this.dest.writableNeedDrain || (this.holding && this.heldBytes >= this.maxHeldBytes) || this.inFlightBytes >= this.maxHeldBytes;
     if (stall) this.source.pause();
     else if (this.source.isPaused()) this.source.resume();
   }
