@@ -8,7 +8,7 @@ import {
 import { admitFact } from "@bsfg/replication";
 import { authorize, peerOf } from "@bsfg/service-kit";
 import {
-  dropQuarantined, getQuarantined, historyOf, listQuarantine, messageDigest, releaseQuarantined,
+  dropQuarantined, historyOf, requireQuarantined, listQuarantine, messageDigest, releaseQuarantined,
   type QuarantineEntry, type QuarantineRecord,
 } from "@bsfg/storage";
 import type { BoundaryDeps } from "./deps.js";
@@ -23,11 +23,7 @@ export function quarantineHandlers(deps: BoundaryDeps): ServiceImpl<typeof Quara
   const may = (ctx: HandlerContext, verb: QuarantineVerb, id?: bigint) =>
     authorize(policy.mayOperateQuarantine(peerOf(ctx).names, verb), id === undefined ? {} : { id: String(id) });
 
-  async function found(id: bigint) {
-    const entry = await getQuarantined(store.substrate, Number(id));
-    if (!entry) throw rejection(Code.NotFound, Reason.QuarantineEntryNotFound, `there is no quarantine entry ${id} (bsfg quarantine list shows the entries)`, { id: String(id) });
-    return entry;
-  }
+  const found = (id: bigint) => requireQuarantined(store.substrate, Number(id));
 
   /** Refuses the release while what set the fact aside still holds: the same admission a link runs, and the artifact here. */
   async function requireCauseGone(entry: QuarantineEntry, fact: Uint8Array): Promise<string> {

@@ -47,4 +47,4 @@ export {
   type Parked,
   type Transition,
 } from "./quarantine.js";
-export { releaseQuarantined, dropQuarantined, RELEASED_FROM_HEADER, RELEASE_RESUME_AFTER_MS, type Released, type ActionOptions } from "./quarantine-actions.js";
+export { releaseQuarantined, dropQuarantined, requireQuarantined, RELEASED_FROM_HEADER, RELEASE_RESUME_AFTER_MS, type Released, type ActionOptions } from "./quarantine-actions.js";

@@ -49,7 +49,7 @@ export interface ActionOptions {
  * longer holds (not again when resuming: that was decided).
  */
 export async function releaseQuarantined(substrate: Substrate, id: number, by: string, kind: string, options: ActionOptions = {}): Promise<Released> {
-  const found = await requireEntry(substrate, id);
+  const found = await requireQuarantined(substrate, id);
   let { entry } = found;
   if (entry.state === "released") return { entry, offset: entry.releasedOffset ?? 0, already: true, found: false };
   if (entry.state === "dropped") throw settled(entry);
@@ -76,7 +76,7 @@ export async function releaseQuarantined(substrate: Substrate, id: number, by: s
 
 /** Settles an entry without appending its fact. */
 export async function dropQuarantined(substrate: Substrate, id: number, by: string, options: ActionOptions & { readonly note: string }): Promise<{ entry: QuarantineEntry; already: boolean }> {
-  const { entry } = await requireEntry(substrate, id);
+  const { entry } = await requireQuarantined(substrate, id);
   if (entry.state === "dropped") return { entry, already: true };
   if (entry.state === "released") throw settled(entry);
   // A release in progress may have appended the fact already: it is finished (release), not dropped.
@@ -85,7 +85,8 @@ export async function dropQuarantined(substrate: Substrate, id: number, by: stri
   return { entry: await moveOn(substrate, entry, { state: "dropped", by, note: options.note }), already: false };
 }
 
-async function requireEntry(substrate: Substrate, id: number) {
+/** An entry and its fact's bytes, or not_found / quarantine_entry_not_found. */
+export async function requireQuarantined(substrate: Substrate, id: number): Promise<{ entry: QuarantineEntry; fact: Uint8Array }> {
   const found = await getQuarantined(substrate, id);
   if (!found) throw rejection(Code.NotFound, Reason.QuarantineEntryNotFound, `there is no quarantine entry ${id} (bsfg quarantine list shows the entries)`, { id: String(id) });
   return found;
