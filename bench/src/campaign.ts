@@ -102,9 +102,19 @@ async function runFaults(dir: string): Promise<FaultsResult> {
         diskFullDone = true;
         continue;
       }
-      const roll = random.next();
       const behind = zoneNames.find((z) => natsKillsOf(z) < targets.natsKillsPerZone && natsKillsOf(z) <= Math.min(...zoneNames.map(natsKillsOf)));
-      const fault = roll < 0.45 ? "sync_kill" : roll < 0.6 ? "partition" : roll < 0.72 ? "connection_reset" : roll < 0.82 ? "service_kill" : roll < 0.92 ? "nats_kill" : "slow_link";
+      // Drawn by weight among the kinds still short of their count, so that no kind is starved.
+      const unmet: Array<[Exclude<FaultKind, "disk_full">, number]> = ([
+        ["sync_kill", 0.45, count("sync_kill", true) < targets.landedSyncKills],
+        ["partition", 0.15, count("partition") + count("connection_reset") < targets.partitions],
+        ["connection_reset", 0.12, count("partition") + count("connection_reset") < targets.partitions],
+        ["service_kill", 0.1, count("service_kill") < targets.serviceKills],
+        ["nats_kill", 0.1, behind !== undefined],
+        ["slow_link", 0.08, count("slow_link") < targets.slowLinks],
+      ] as const).filter(([, , short]) => short).map(([kind, weight]) => [kind, weight]);
+      if (unmet.length === 0) continue;
+      let roll = random.next() * unmet.reduce((sum, [, weight]) => sum + weight, 0);
+      const fault = unmet.find(([, weight]) => (roll -= weight) < 0)?.[0] ?? unmet.at(-1)![0];
       if (fault === "sync_kill") await injector.syncKill();
       else if (fault === "partition") await injector.partition();
       else if (fault === "connection_reset") await injector.connectionReset();
@@ -195,6 +205,8 @@ if (faultsResult) {
   atLeast("landed sync kills", r.landedSyncKills, targets.landedSyncKills);
   for (const [zone, n] of Object.entries(r.natsKillsByZone)) atLeast(`nats-server kills in ${zone}`, n, targets.natsKillsPerZone);
   atLeast("partitions and connection resets", r.faults.partition + r.faults.connection_reset, targets.partitions);
+  atLeast("service kills", r.faults.service_kill, targets.serviceKills);
+  atLeast("slow links", r.faults.slow_link, targets.slowLinks);
   atLeast("appends refused while the store was full", r.storeFullRefusals, 1);
 }
 if (hostile) {
