@@ -1,4 +1,5 @@
 import { createInbox, headers as natsHeaders, nuid, type MsgHdrs, type NatsConnection, type Msg } from "@nats-io/nats-core";
+import { ConnectionLost, onConnectionLoss } from "./connection-loss.js";
 
 /** A JetStream publish acknowledgement. */
 export interface Ack {
@@ -99,6 +100,14 @@ export function publisher(nc: NatsConnection, timeoutMs: number): Publisher {
   }, SWEEP_MS);
   sweep.unref();
 
+  // An acknowledgement that was due from a server the connection lost never comes: say so now.
+  const watchLosses = (): (() => void) => onConnectionLoss(nc, () => {
+    for (const waiter of waiting.values()) waiter.reject(new PublishError(new ConnectionLost("publish").message, undefined));
+    waiting.clear();
+    if (!closed) unwatch = watchLosses();
+  });
+  let unwatch = watchLosses();
+
   const send = (subject: string, data: Uint8Array, headers: MsgHdrs | undefined, timeout: number) => {
     if (closed) return Promise.reject(new PublishError("publisher closed", undefined));
     const id = (next++).toString(36);
@@ -157,6 +166,7 @@ export function publisher(nc: NatsConnection, timeoutMs: number): Publisher {
     close() {
       closed = true;
       clearInterval(sweep);
+      unwatch();
       sub.unsubscribe();
       for (const waiter of waiting.values()) waiter.reject(new PublishError("publisher closed", undefined));
       waiting.clear();

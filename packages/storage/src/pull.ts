@@ -1,4 +1,5 @@
 import { createInbox, type Msg, type MsgHdrs } from "@nats-io/nats-core";
+import { ConnectionLost, onConnectionLoss } from "./connection-loss.js";
 import type { Substrate } from "./substrate.js";
 
 /** One message as the stream holds it. */
@@ -53,6 +54,12 @@ export async function pullOnce(substrate: Substrate, stream: string, consumer: s
   // One deadline for the whole pull: a connection lost mid-page must not leave us waiting forever.
   const timeoutMs = request.timeoutMs ?? 10_000;
   const deadline = setTimeout(() => sub.unsubscribe(), timeoutMs);
+  // … nor a server that went away with the pull: the page is not coming.
+  let lost = false;
+  const unwatch = onConnectionLoss(nc, () => {
+    lost = true;
+    sub.unsubscribe();
+  });
   nc.publish(
     `${apiPrefix}.CONSUMER.MSG.NEXT.${stream}.${consumer}`,
     JSON.stringify({ batch: request.batch, no_wait: true, ...(request.maxBytes ? { max_bytes: request.maxBytes } : {}) }),
@@ -72,9 +79,10 @@ export async function pullOnce(substrate: Substrate, stream: string, consumer: s
     }
   } finally {
     clearTimeout(deadline);
+    unwatch();
     sub.unsubscribe();
   }
-  if (end === undefined) throw new PullUnansweredError(`pull from ${stream} did not complete within ${timeoutMs} ms`);
+  if (end === undefined) throw new PullUnansweredError(lost ? new ConnectionLost(`pull from ${stream}`).message : `pull from ${stream} did not complete within ${timeoutMs} ms`);
   return { messages, end };
 }
 

@@ -1,6 +1,7 @@
 import { headers as natsHeaders, nuid, type NatsConnection } from "@nats-io/nats-core";
 import { factStreamName } from "./routing.js";
 import { ApiCode, apiCode, isWrongLastSequenceCode } from "./substrate-errors.js";
+import { unlessConnectionLost } from "./connection-loss.js";
 import type { Substrate } from "./substrate.js";
 
 /*
@@ -160,6 +161,6 @@ async function publishAtomic(nc: NatsConnection, batchId: string, messages: Read
     if (i + 1 < last) nc.publish(m.subject, m.data, { headers: headersFor(i + 1, m.headers) });
   });
   const commit = messages[last - 1]!;
-  const reply = await nc.request(commit.subject, commit.data, { headers: headersFor(last, commit.headers), timeout: timeoutMs });
+  const reply = await unlessConnectionLost(nc, nc.request(commit.subject, commit.data, { headers: headersFor(last, commit.headers), timeout: timeoutMs }), `atomic batch ${batchId}`);
   return reply.json<BatchAck>();
 }
