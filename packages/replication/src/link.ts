@@ -9,7 +9,7 @@ import { admit, DIGEST_MISMATCH, type AdmittedFact, type RefusedFact } from "./a
 import { ensureArtifact } from "./artifact-copy.js";
 import { backoff, pause } from "./backoff.js";
 import { confirmer } from "./confirmer.js";
-import type { LinkState, LinkStatus } from "./link-status.js";
+import type { LinkConnection, LinkState, LinkStatus } from "./link-status.js";
 import type { Logger } from "./logger.js";
 import { pager } from "./pager.js";
 import { classifyRelayError, setAsideCause } from "./relay-errors.js";
@@ -42,6 +42,8 @@ export interface LinkContext {
   readonly log: Logger;
   /** Why appends here are not durable yet (see SyncWorkerOptions.notDurable); the link waits. */
   readonly notDurable?: () => string | undefined;
+  /** The connection the link calls its peer over, as status shows it (default: the configured dial and identity). */
+  readonly connection?: () => LinkConnection;
 }
 
 export interface RunningLink {
@@ -236,8 +238,10 @@ export function startLink(ctx: LinkContext): RunningLink {
           landed = landed.then(() => {
             if (confirms.cursor >= highWater) oldestUnconfirmedMs = undefined;
           });
-          // An idle link confirms before its next long poll; a busy one confirms while it fetches and ships.
+          // An idle link confirms before its next long poll; a busy one confirms while it fetches and ships,
+          // and a confirm that fails then ends the round at once (its long poll may wait for minutes).
           if (!fetched.moved || ctx.options.prefetch === 0) await landed;
+          else landed.catch(pages.interrupter());
         }
         totals.pages++;
         if (confirms.cursor >= highWater) oldestUnconfirmedMs = undefined;
@@ -374,6 +378,7 @@ export function startLink(ctx: LinkContext): RunningLink {
   return {
     status: () => ({
       ...fields,
+      connection: ctx.connection?.() ?? { dial: link.dial, peerIdentity: link.peerIdentity },
       state,
       cursor: confirms.cursor,
       highWater,

@@ -33,8 +33,14 @@ export interface FetchedPage {
 export interface Pager {
   /** The next page: already fetched ahead, or fetched now. A failed fetch throws; reset() then. */
   next(): Promise<FetchedPage>;
-  /** Drops what was read ahead: the next page is read after the peer's confirmed cursor. */
+  /** Drops what was read ahead (fetches in flight are cancelled): the next page is read after the peer's confirmed cursor. */
   reset(): void;
+  /**
+   * A function that makes the current (or next) `next()` throw `err` — until the next reset,
+   * after which it does nothing: a confirm sent in the background that failed ends the
+   * round at once, instead of when an idle link's long poll answers.
+   */
+  interrupter(): (err: unknown) => void;
 }
 
 interface Fetch {
@@ -50,12 +56,15 @@ export function pager(peer: Pick<BsfgClient, "fetchFactPage">, options: PagerOpt
   let ahead: Fetch[] = [];
   /** The newest fetch issued: the next one reads after it. */
   let newest: Fetch | undefined;
+  /** Cancels this round's fetches at reset(). */
+  let round = new AbortController();
+  let interruption = interruptible();
 
   function issue(after: number | undefined): Fetch {
     const span = openSpan("sync page", options.span.attributes, options.span.parent);
     const fetch: { -readonly [K in keyof Fetch]: Fetch[K] } = { after, result: undefined! };
     fetch.result = span.run(() => peer.fetchFactPage(options.consumer, {
-      limit: options.pageLimit, maxWaitMs: options.maxWait, signal: options.signal, ...(after === undefined ? {} : { afterOffset: after }),
+      limit: options.pageLimit, maxWaitMs: options.maxWait, signal: AbortSignal.any([options.signal, round.signal]), ...(after === undefined ? {} : { afterOffset: after }),
     })).then((page) => {
       const fetched = { page, span, moved: Number(page.lastOffset) > (after ?? Number(page.cursor)) };
       fetch.settled = fetched;
@@ -94,12 +103,29 @@ export function pager(peer: Pick<BsfgClient, "fetchFactPage">, options: PagerOpt
       }
       const head = ahead.shift()!;
       readAhead();
-      return head.result;
+      return Promise.race([head.result, interruption.promise]);
     },
     reset() {
       for (const fetch of ahead) fetch.result.then((fetched) => fetched.span.end(), () => undefined);
       ahead = [];
       newest = undefined;
+      round.abort();
+      round = new AbortController();
+      interruption = interruptible();
+    },
+    interrupter() {
+      const current = interruption;
+      return (err) => current.reject(err);
     },
   };
+}
+
+/** A promise that only ever rejects, when told to (and is never an unhandled rejection). */
+function interruptible(): { promise: Promise<never>; reject(err: unknown): void } {
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<never>((_resolve, rejectWith) => {
+    reject = rejectWith;
+  });
+  promise.catch(() => undefined);
+  return { promise, reject };
 }

@@ -6,7 +6,7 @@ import { pollUntil } from "@bsfg/testkit";
 import { admit } from "./admission.js";
 import { classifyRelayError } from "./relay-errors.js";
 import { confirmer } from "./confirmer.js";
-import { CORRUPT_FETCHES_BEFORE_SET_ASIDE, startLink } from "./link.js";
+import { CORRUPT_FETCHES_BEFORE_SET_ASIDE, startLink, type PeerClient } from "./link.js";
 import { getQuarantined, listQuarantine } from "@bsfg/storage";
 import { pager } from "./pager.js";
 import { CONSUMER, produce, producedFacts, silentLog, startTestZones, testLink, testPeer, testPolicy, type TestZones } from "./test-support.js";
@@ -206,6 +206,42 @@ describe("link: fetch → admit → ship → confirm, with real zones on both si
       await second.stop();
     }
     expect((await localFacts()).length).toBe(before);
+  });
+
+  it("a confirm that fails while the link waits in a long poll is sent again at once, not when the poll answers", async () => {
+    await produce(zones.peerStore, producedFacts(40));
+    const peerLast = (await zones.peerStore.substrate.jsm.streams.info("facts-operational")).state.last_seq;
+    const inner = testPeer(zones.peerStore);
+    let confirmsToFail = 1;
+    const peer: PeerClient = {
+      ...inner,
+      // The peer's ledger restarts just as the page's confirm reaches it.
+      async confirmReceipt(consumer, offset) {
+        if (confirmsToFail-- > 0) throw new ConnectError("the ledger is restarting", Code.Unavailable);
+        return inner.confirmReceipt(consumer, offset);
+      },
+      // An empty page waits the whole long poll (a minute here), as an egress does, unless cancelled.
+      async fetchFactPage(consumer, options = {}) {
+        const page = await inner.fetchFactPage(consumer, { ...options, maxWaitMs: 0 });
+        if (page.facts.length === 0 && options.maxWaitMs) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, options.maxWaitMs);
+            options.signal?.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, { once: true });
+          });
+          options.signal?.throwIfAborted();
+        }
+        return page;
+      },
+    };
+    const link = startLink({ zone: "enterprise", link: testLink, store: zones.localStore, peer, policy: testPolicy, options: { ...linkOptions, maxWait: 60_000 }, holder: "worker-1", log: silentLog });
+    try {
+      // The page is shipped, its confirm fails in the background while the next long poll waits a minute.
+      await pollUntil(() => link.status().cursor === peerLast, { timeoutMs: 15_000, what: "the confirm sent again, well before the long poll's minute" });
+      expect(confirmsToFail).toBeLessThan(0);
+      expect(link.status().lastError?.message).toMatch(/ledger is restarting/);
+    } finally {
+      await link.stop();
+    }
   });
 
   it("fetches a page again while a fact does not match its digest, and relays it once it arrives intact", async () => {
