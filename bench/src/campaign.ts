@@ -14,7 +14,7 @@
  * One table, printed and written to bench/results/campaign.json; exits 1 when a
  * "must be 0" cell is not 0 or a count was not reached.
  *
- *   pnpm campaign [-- --seed N --quick --only faults,hostile]
+ *   pnpm campaign [-- --seed N --quick --only faults,hostile --ha-zone enterprise|none]
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -24,7 +24,7 @@ import { runHostileCampaign, type HostileResult } from "./campaign/hostile.js";
 import { startCampaignEstate, type CampaignEstate } from "./campaign/estate.js";
 import { faults, type FaultKind } from "./campaign/faults.js";
 import { producer, type Producer } from "./campaign/load.js";
-import { progressWatch } from "./campaign/progress.js";
+import { progressWatch, type StallEpisode } from "./campaign/progress.js";
 import { seededRandom } from "./campaign/random.js";
 import { checkCrossing, factsOf, type Crossing } from "./campaign/verify.js";
 import { benchArgs, printTable, writeResults } from "./report.js";
@@ -34,10 +34,13 @@ const { values } = parseArgs({ args: benchArgs(), options: {
   quick: { type: "boolean", default: false },
   only: { type: "string", default: "faults,hostile" },
   "keep-dir": { type: "boolean", default: false },
+  /** The zone run on a three-node JetStream cluster, whose node kills hit the fact log's leader. */
+  "ha-zone": { type: "string", default: "enterprise" },
 } });
 const quick = values.quick;
 const seed = Number(values.seed ?? Math.floor(Math.random() * 2 ** 31));
 const parts = new Set(values.only.split(","));
+const haZone = values["ha-zone"] === "none" ? undefined : values["ha-zone"];
 
 /** What the run must reach; the full run's are the issue's. */
 const targets = quick
@@ -52,9 +55,13 @@ interface FaultsResult {
   readonly faults: Record<FaultKind, number>;
   readonly landedSyncKills: number;
   readonly natsKillsByZone: Record<string, number>;
+  readonly haZone: string | undefined;
+  /** Node kills in the three-node zone that hit the fact log's leader. */
+  readonly leaderKills: number;
   readonly crossings: Record<string, Crossing>;
   readonly longestStallMs: number;
   readonly longestStallLink: string;
+  readonly stalls: ReadonlyArray<StallEpisode>;
   readonly storeFullRefusals: number;
   readonly unexpectedExits: number;
   readonly seconds: number;
@@ -64,7 +71,7 @@ async function runFaults(dir: string): Promise<FaultsResult> {
   const random = seededRandom(seed);
   const started = performance.now();
   log(`estate: starting in ${dir}`);
-  const estate: CampaignEstate = await startCampaignEstate({ dir, operationalBytes: "2GiB", syncReplicas: 2 });
+  const estate: CampaignEstate = await startCampaignEstate({ dir, operationalBytes: "2GiB", syncReplicas: 2, haZone });
   const stop = new AbortController();
   try {
     log(`estate: up in ${((performance.now() - started) / 1000).toFixed(1)} s`);
@@ -97,7 +104,7 @@ async function runFaults(dir: string): Promise<FaultsResult> {
       const acknowledged = producers.reduce((n, p) => n + p.acknowledged.length, 0);
       if (!diskFullDone && acknowledged >= targets.facts / 4) {
         const before = producers[0]!.refusals.get(`8/store_full`) ?? 0;
-        await injector.diskFull(estate.zones["plant-a"]!, 3_000);
+        await injector.diskFull(estate.zones["plant-a"]!, { minMs: 3_000, maxMs: 30_000, until: () => (producers[0]!.refusals.get(`8/store_full`) ?? 0) > before });
         storeFullRefusals = (producers[0]!.refusals.get(`8/store_full`) ?? 0) - before;
         diskFullDone = true;
         continue;
@@ -141,6 +148,11 @@ async function runFaults(dir: string): Promise<FaultsResult> {
     }
     log(`converged in ${((performance.now() - converged) / 1000).toFixed(1)} s`);
     watch.stop();
+    // The longest stalls with the faults around them: what an explanation starts from.
+    for (const stall of watch.stalls.slice(0, 5)) {
+      const around = injector.records.filter((r) => r.atMs >= stall.fromMs - 5_000 && r.atMs - r.durationMs <= stall.toMs);
+      log(`stall ${(stall.ms / 1000).toFixed(1)} s on ${stall.link} from ${new Date(stall.fromMs).toISOString()}: ${stall.holders}; faults around it: ${around.map((r) => `${new Date(r.atMs - r.durationMs).toISOString().slice(11, 23)} ${r.kind} ${r.target} ${Math.round(r.durationMs)} ms`).join(" | ") || "none"}`);
+    }
 
     const crossings: Record<string, Crossing> = {};
     for (const [i, p] of producers.entries()) {
@@ -155,9 +167,12 @@ async function runFaults(dir: string): Promise<FaultsResult> {
       faults: faultCounts,
       landedSyncKills: count("sync_kill", true),
       natsKillsByZone: Object.fromEntries(zoneNames.map((z) => [z, natsKillsOf(z)])),
+      haZone,
+      leaderKills: injector.records.filter((r) => r.kind === "nats_kill" && r.landed).length,
       crossings,
       longestStallMs: watch.longestStallMs,
       longestStallLink: watch.longestStallLink,
+      stalls: watch.stalls.slice(0, 10),
       storeFullRefusals,
       unexpectedExits: estate.unexpectedExits(),
       seconds: (performance.now() - started) / 1000,
@@ -195,7 +210,8 @@ if (faultsResult) {
   printTable("Faults injected", [
     ...Object.entries(r.faults).map(([fault, count]) => ({ name: fault, count })),
     { name: "sync kills that landed on the active holder mid-transfer", count: r.landedSyncKills },
-    ...Object.entries(r.natsKillsByZone).map(([zone, count]) => ({ name: `nats-server kills: ${zone}`, count })),
+    ...Object.entries(r.natsKillsByZone).map(([zone, count]) => ({ name: `nats-server kills: ${zone}${zone === r.haZone ? " (a node of three)" : ""}`, count })),
+    ...(r.haZone ? [{ name: `… of which hit the leader of ${r.haZone}'s fact log`, count: r.leaderKills }] : []),
     { name: "appends refused while the store was full (resource_exhausted)", count: r.storeFullRefusals },
   ]);
   log(`facts moved: ${r.facts.toLocaleString("en-US")} (${r.artifacts} with artifacts) in ${r.seconds.toFixed(0)} s; longest time a link made no progress while its peer was reachable: ${(r.longestStallMs / 1000).toFixed(1)} s (${r.longestStallLink || "none"}); unexpected process exits: ${r.unexpectedExits}`);

@@ -7,14 +7,16 @@ import { loadZoneConfig } from "@bsfg/config";
 import { estateDocuments, estateIdentities, threeZoneEstate, type EstateTopology, type ZoneEndpoints } from "@bsfg/estate-kit";
 import { ensureDevPki, type DevPki } from "@bsfg/pki";
 import { openZoneStore, type ZoneStore } from "@bsfg/storage";
-import { freePort, startNatsServer, startTcpProxy, type NatsServerHandle, type TcpProxy } from "@bsfg/testkit";
+import { freePort, startNatsCluster, startNatsServer, startTcpProxy, type NatsClusterHandle, type NatsServerHandle, type TcpProxy } from "@bsfg/testkit";
 import { childDeployable, type ChildDeployable } from "./processes.js";
 
 /*
  * The campaign's estate: PlantA — IDMZ — Enterprise on loopback, every zone on its
- * own nats-server, every deployable a child process (ingest, egress and ledger
- * apart, two sync replicas per zone), and every link through a TCP proxy per
- * service, so that each can be killed, cut or reset on its own.
+ * own nats-server — or, for the highly available zone, a three-node JetStream
+ * cluster with every stream at replicas 3 — every deployable a child process
+ * (ingest, egress and ledger apart, two sync replicas per zone), and every link
+ * through a TCP proxy per service, so that each can be killed, cut or reset on
+ * its own.
  */
 
 const APPS = fileURLToPath(new URL("../../../apps/", import.meta.url));
@@ -26,9 +28,12 @@ export const campaignTopology: EstateTopology = {
   producers: { "plant-a": ["mes-producer"], enterprise: ["erp-producer"] },
 };
 
+/** A zone's substrate: one nats-server, or the highly available zone's three-node cluster. */
+export type CampaignSubstrate = { readonly kind: "server"; readonly server: NatsServerHandle } | { readonly kind: "cluster"; readonly cluster: NatsClusterHandle };
+
 export interface CampaignZone {
   readonly name: string;
-  readonly nats: NatsServerHandle;
+  readonly nats: CampaignSubstrate;
   readonly services: Record<ServiceRole, ChildDeployable>;
   readonly syncs: ChildDeployable[];
   readonly ingestUrl: string;
@@ -52,26 +57,32 @@ export interface CampaignEstateOptions {
   /** The operational stream's capacity per zone (small: the disk-full fault fills one). */
   readonly operationalBytes: string;
   readonly syncReplicas: number;
+  /** The zone run on a three-node JetStream cluster (streams, KV and buckets at replicas 3). */
+  readonly haZone?: string;
 }
 
 export async function startCampaignEstate(opts: CampaignEstateOptions): Promise<CampaignEstate> {
   const topology = campaignTopology;
   const pki = await ensureDevPki(join(opts.dir, "pki"), { identities: estateIdentities(topology) });
-  const nats: Record<string, NatsServerHandle> = {};
+  const nats: Record<string, CampaignSubstrate> = {};
   const endpoints: Record<string, ZoneEndpoints> = {};
   const ports: Record<string, Record<ServiceRole | "syncs", number[]>> = {};
   const disposers: Array<() => Promise<unknown>> = [];
   const clients: BsfgClient[] = [];
   const proxies: Array<{ receiver: string; sender: string; role: "egress" | "ledger"; proxy: TcpProxy }> = [];
   for (const zone of topology.zones) {
-    nats[zone] = await startNatsServer({ domain: zone, maxFileStore: "8GB", syncInterval: "always" });
-    disposers.push(() => nats[zone]!.dispose());
+    // JetStream reserves each stream's max_bytes from the file store limit, on every node holding it.
+    const substrate: CampaignSubstrate = zone === opts.haZone
+      ? { kind: "cluster", cluster: await startNatsCluster({ domain: zone, nodes: 3, maxFileStore: "8GB", syncInterval: "always" }) }
+      : { kind: "server", server: await startNatsServer({ domain: zone, maxFileStore: "8GB", syncInterval: "always" }) };
+    nats[zone] = substrate;
+    disposers.push(() => (substrate.kind === "cluster" ? substrate.cluster.dispose() : substrate.server.dispose()));
     const listen = { ingest: await freePort(), egress: await freePort(), ledger: await freePort() };
     const health = { ingest: await freePort(), egress: await freePort(), ledger: await freePort() };
     ports[zone] = { ingest: [listen.ingest, health.ingest], egress: [listen.egress, health.egress], ledger: [listen.ledger, health.ledger], syncs: [] };
     endpoints[zone] = {
-      nats: nats[zone].url,
-      natsMonitor: nats[zone].monitorUrl,
+      nats: substrate.kind === "cluster" ? substrate.cluster.urls : substrate.server.url,
+      natsMonitor: substrate.kind === "cluster" ? substrate.cluster.monitorUrls : substrate.server.monitorUrl,
       listen: { zone: `127.0.0.1:${listen.ingest}`, ingest: `127.0.0.1:${listen.ingest}`, egress: `127.0.0.1:${listen.egress}`, ledger: `127.0.0.1:${listen.ledger}` },
       health: { zone: `127.0.0.1:${await freePort()}`, ingest: `127.0.0.1:${health.ingest}`, egress: `127.0.0.1:${health.egress}`, ledger: `127.0.0.1:${health.ledger}`, sync: "127.0.0.1:0" },
     };
@@ -106,6 +117,7 @@ export async function startCampaignEstate(opts: CampaignEstateOptions): Promise<
   try {
     for (const zone of topology.zones) {
       const doc = documents[zone]!;
+      if (zone === opts.haZone) doc.storage = { ...(doc.storage as object), replicas: 3 };
       const configPath = join(opts.dir, `${zone}.json`);
       await writeFile(configPath, JSON.stringify(doc, null, 2));
       const services = {} as Record<ServiceRole, ChildDeployable>;

@@ -16,7 +16,7 @@ export interface FaultRecord {
   readonly target: string;
   readonly atMs: number;
   readonly durationMs: number;
-  /** Sync kills: it hit the active holder of a link with facts waiting. */
+  /** Sync kills: it hit the active holder of a link with facts waiting. Node kills in the three-node zone: it hit the fact log's leader. */
   readonly landed?: boolean;
   /**
    * The links ("<receiver>←<sender>") whose peer the fault made unreachable, for the
@@ -26,7 +26,7 @@ export interface FaultRecord {
   readonly unreachable: readonly string[];
 }
 
-interface LinkView {
+export interface LinkView {
   readonly link: string;
   readonly peer: string;
   readonly state: string;
@@ -57,7 +57,7 @@ export function faults(estate: CampaignEstate, random: Random, log: (line: strin
   const record = (r: FaultRecord) => {
     underWay = [];
     records.push(r);
-    log(`${new Date().toISOString()} ${r.kind} ${r.target}${r.landed === undefined ? "" : r.landed ? " (landed on the active holder mid-transfer)" : " (did not land: not the active holder of a moving link)"} ${Math.round(r.durationMs)} ms`);
+    log(`${new Date().toISOString()} ${r.kind} ${r.target}${r.landed === undefined || r.kind !== "sync_kill" ? "" : r.landed ? " (landed on the active holder mid-transfer)" : " (did not land: not the active holder of a moving link)"} ${Math.round(r.durationMs)} ms`);
   };
 
   /** SIGKILL the replica holding a link that has facts waiting, then start it again. */
@@ -91,13 +91,28 @@ export function faults(estate: CampaignEstate, random: Random, log: (line: strin
     record({ kind: "service_kill", target: `${zone.name}-${role}`, atMs: Date.now(), durationMs: performance.now() - started, unreachable: role === "ingest" ? [] : fromSender(zone.name) });
   }
 
-  /** kill -9 the zone's nats-server and start it again on its store. */
+  /**
+   * kill -9 the zone's nats-server and start it again on its store. In the highly available
+   * zone, kill the node leading the fact log (read from stream info, not assumed): the zone
+   * must stay reachable, so its links' stall is measured through the leader election, and the
+   * node restarts on its store and catches up.
+   */
   async function natsKill(zone: CampaignZone = random.pick(zones)): Promise<void> {
     const started = performance.now();
+    if (zone.nats.kind === "cluster") {
+      const cluster = zone.nats.cluster;
+      const leader = await cluster.streamLeader("facts-operational").catch(() => undefined);
+      const node = leader ? cluster.node(leader) : random.pick(cluster.running());
+      await node.kill();
+      await pause(random.int(0, 500));
+      await node.restart();
+      record({ kind: "nats_kill", target: `${zone.name} nats-server ${node.name} (one of three${leader ? ", leading the fact log" : ""})`, atMs: Date.now(), durationMs: performance.now() - started, landed: leader !== undefined, unreachable: [] });
+      return;
+    }
     underWay = [...fromSender(zone.name), ...intoReceiver(zone.name)];
-    await zone.nats.kill();
+    await zone.nats.server.kill();
     await pause(random.int(0, 500));
-    await zone.nats.restart();
+    await zone.nats.server.restart();
     record({ kind: "nats_kill", target: `${zone.name} nats-server`, atMs: Date.now(), durationMs: performance.now() - started, unreachable: [...fromSender(zone.name), ...intoReceiver(zone.name)] });
   }
 
@@ -140,9 +155,10 @@ export function faults(estate: CampaignEstate, random: Random, log: (line: strin
   /**
    * The origin zone's store fills up: its operational stream's capacity is set to what it
    * holds, so every write is refused (the producers must get resource_exhausted, and
-   * nothing acknowledged may be lost), then given back.
+   * nothing acknowledged may be lost), then given back — once `hold.until()` says a
+   * producer was refused, after `hold.minMs` at least and `hold.maxMs` at most.
    */
-  async function diskFull(zone: CampaignZone, holdMs: number): Promise<void> {
+  async function diskFull(zone: CampaignZone, hold: { readonly minMs: number; readonly maxMs: number; readonly until: () => boolean }): Promise<void> {
     const started = performance.now();
     underWay = intoReceiver(zone.name);
     const store = await zone.store();
@@ -151,7 +167,9 @@ export function faults(estate: CampaignEstate, random: Random, log: (line: strin
     const capacity = info.config.max_bytes;
     await jsm.streams.update("facts-operational", { ...info.config, max_bytes: Math.max(info.state.bytes, 1) });
     try {
-      await pause(holdMs);
+      // At least minMs, and until a producer was refused (it may be between calls, or retrying another fault's refusal).
+      const started = performance.now();
+      while (performance.now() - started < hold.minMs || (!hold.until() && performance.now() - started < hold.maxMs)) await pause(50);
     } finally {
       const now = await jsm.streams.info("facts-operational");
       await jsm.streams.update("facts-operational", { ...now.config, max_bytes: capacity });

@@ -1,5 +1,5 @@
 import type { CampaignEstate } from "./estate.js";
-import { linksOf, type FaultRecord } from "./faults.js";
+import { linksOf, type FaultRecord, type LinkView } from "./faults.js";
 
 /**
  * The longest time any link made no progress while it had facts waiting and its
@@ -10,12 +10,26 @@ import { linksOf, type FaultRecord } from "./faults.js";
  * moves the link again is part of the measure. Sampled from every sync
  * replica's /links; a link is one (zone, link) whichever replica holds it.
  */
-export function progressWatch(estate: CampaignEstate, records: readonly FaultRecord[], underWay: () => readonly string[], graceMs: number, intervalMs = 250) {
+export interface StallEpisode {
+  readonly link: string;
+  readonly fromMs: number;
+  readonly toMs: number;
+  readonly ms: number;
+  /** What each replica's /links said at its last sample. */
+  readonly holders: string;
+}
+
+const describe = (views: ReadonlyArray<LinkView & { replica: string }>) => views.map((l) => `${l.replica} ${l.state} cursor ${l.cursor} lag ${l.lagFacts}`).join("; ");
+
+export function progressWatch(estate: CampaignEstate, records: readonly FaultRecord[], underWay: () => readonly string[], graceMs: number, reportAfterMs = 5_000, intervalMs = 250) {
   const cursor = new Map<string, number>();
   const waiting = new Map<string, boolean>();
   const lastProgressAt = new Map<string, number>();
   let longestStallMs = 0;
   let longestStallLink = "";
+  /** Stalls longer than `reportAfterMs`, kept with their window so that the faults around them can be shown. */
+  const stalls: StallEpisode[] = [];
+  const current = new Map<string, StallEpisode>();
   let sampling = false;
   const timer = setInterval(() => {
     if (sampling) return;
@@ -36,13 +50,16 @@ export function progressWatch(estate: CampaignEstate, records: readonly FaultRec
   async function sample(): Promise<void> {
     const now = Date.now();
     for (const zone of Object.values(estate.zones)) {
-      const views = (await Promise.all(zone.syncs.map((sync) => linksOf(sync)))).flat();
+      const views = (await Promise.all(zone.syncs.map(async (sync) => (await linksOf(sync)).map((l) => ({ ...l, replica: sync.name }))))).flat();
       for (const link of new Set(views.map((l) => l.link))) {
         const key = `${zone.name}:${link}`;
         const seen = views.filter((l) => l.link === link);
         const active = seen.find((l) => l.state === "active");
         const highest = Math.max(...seen.map((l) => l.cursor));
         if (!lastProgressAt.has(key) || highest > (cursor.get(key) ?? -1) || (active && active.lagFacts === 0)) {
+          const ended = current.get(key);
+          if (ended) stalls.push({ ...ended, holders: describe(seen) });
+          current.delete(key);
           cursor.set(key, Math.max(highest, cursor.get(key) ?? -1));
           lastProgressAt.set(key, now);
           waiting.set(key, active ? active.lagFacts > 0 : waiting.get(key) ?? false);
@@ -53,6 +70,7 @@ export function progressWatch(estate: CampaignEstate, records: readonly FaultRec
         if (!waiting.get(key)) continue;
         const peer = seen[0]!.peer;
         const since = Math.max(lastProgressAt.get(key)!, lastUnreachable(`${zone.name}←${peer}`) + graceMs);
+        if (now - since > reportAfterMs) current.set(key, { link: key, fromMs: since, toMs: now, ms: now - since, holders: describe(seen) });
         if (now - since > longestStallMs) {
           longestStallMs = now - since;
           longestStallLink = key;
@@ -67,6 +85,10 @@ export function progressWatch(estate: CampaignEstate, records: readonly FaultRec
     },
     get longestStallLink() {
       return longestStallLink;
+    },
+    /** The stalls longer than `reportAfterMs`, longest first (one still going counts up to now). */
+    get stalls(): StallEpisode[] {
+      return [...stalls, ...current.values()].sort((a, b) => b.ms - a.ms);
     },
     stop: () => clearInterval(timer),
   };
