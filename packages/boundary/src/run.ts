@@ -1,5 +1,6 @@
 import { configFromCommandLine, createPolicy, printableConfig, type ZoneConfig } from "@bsfg/config";
-import { startBoundaryServer, startTlsReloader, onReloadSignal, onStopSignal, readiness, watchDurability, type BoundaryServer, type DurabilityWatch, type TlsCheckOutcome } from "@bsfg/service-kit";
+import { hostname } from "node:os";
+import { reverseTargets, startBoundaryServer, startTlsReloader, onReloadSignal, onStopSignal, readiness, watchDurability, type BoundaryServer, type DurabilityWatch, type TlsCheckOutcome } from "@bsfg/service-kit";
 import { startTracing } from "@bsfg/telemetry";
 import { createMetrics, observeCertificates, observeStore, type BsfgMetrics } from "@bsfg/telemetry";
 import { openZoneStore, type ZoneStore } from "@bsfg/storage";
@@ -38,6 +39,8 @@ export async function startDeployable(role: Role, config: ZoneConfig, overrides:
       routes: routesFor(role, { config, store, policy: createPolicy(config.policy), watch, notDurable, metrics, log: (fields, message) => serverLog?.info(fields, message) }),
       notReady,
       metrics,
+      // Outbound-only zone (config `serve`): egress and ledger also serve peers over connections they dial.
+      reverse: role === "ingest" ? undefined : { targets: reverseTargets(config.serve), roles: role === "zone" ? ["egress", "ledger"] : [role], replica: `${hostname()}:${process.pid}:${role}` },
       ...(overrides.logStream ? { logStream: overrides.logStream } : {}),
     });
     serverLog = server.log;

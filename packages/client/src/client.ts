@@ -7,7 +7,7 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { WireType } from "@bufbuild/protobuf/wire";
 import type { DescMethodUnary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { compressionGzip, createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { compressionGzip, createConnectTransport, createGrpcTransport, Http2SessionManager, type ConnectTransportOptions } from "@connectrpc/connect-node";
 import {
   AppendFactRequestSchema,
   AppendStatus,
@@ -73,7 +73,15 @@ export interface BsfgClientOptions {
   readonly compression?: "none" | "gzip";
   /** Connect interceptors for every call, e.g. clientTracing() from @bsfg/telemetry to carry trace context. */
   readonly interceptors?: Interceptor[];
+  /**
+   * Calls to an endpoint for which this returns a session manager go over it instead of a
+   * connection the client opens: a peer that dialed this zone (reverse connect, @bsfg/reverse).
+   */
+  readonly sessionManagers?: (url: string) => SessionManager | undefined;
 }
+
+/** What a Connect transport sends its calls through (connect-node's `sessionManager`). */
+export type SessionManager = NonNullable<Extract<ConnectTransportOptions, { httpVersion: "2" }>["sessionManager"]>;
 
 export interface FetchOptions {
   readonly limit?: number;
@@ -141,13 +149,17 @@ export function createBsfgClient(options: BsfgClientOptions): BsfgClient {
   const transportFor = (url: string) => {
     let transport = transports.get(url);
     if (!transport) {
-      const sessionManager = new GuardedSessionManager(url, {}, {
-        ca: tls.ca,
-        cert: tls.cert,
-        key: tls.key,
-        ...(options.serverIdentity ? { checkServerIdentity: serverIdentityCheck(options.serverIdentity) } : {}),
-      });
-      sessions.push(sessionManager);
+      let sessionManager = options.sessionManagers?.(url);
+      if (!sessionManager) {
+        const own = new GuardedSessionManager(url, {}, {
+          ca: tls.ca,
+          cert: tls.cert,
+          key: tls.key,
+          ...(options.serverIdentity ? { checkServerIdentity: serverIdentityCheck(options.serverIdentity) } : {}),
+        });
+        sessions.push(own);
+        sessionManager = own;
+      }
       const gzip = options.compression === "gzip";
       const shared = { baseUrl: url, sessionManager, useBinaryFormat: true, acceptCompression: gzip ? [compressionGzip] : [], ...(gzip ? { sendCompression: compressionGzip } : {}), interceptors: options.interceptors ?? [] };
       transport = options.protocol === "grpc" ? createGrpcTransport(shared) : createConnectTransport({ ...shared, httpVersion: "2" });

@@ -141,7 +141,7 @@ describe("policy", () => {
       policy: { ...valid.policy, "idmz-bsfg": { ...valid.policy["idmz-bsfg"], assertFromZones: ["idmz", "enterprise"], targetZones: ["*"] } },
     };
     const cfg = parseZoneConfig(withLinks, { baseDir: "/pki", readFile });
-    expect(cfg.sync.links).toEqual([{ name: "idmz/plant-a-from-idmz-operational", peer: "idmz", consumer: "plant-a-from-idmz-operational", egressUrls: ["https://idmz.example:8443"], ledgerUrls: ["https://idmz.example:8443"], peerIdentity: "idmz-bsfg" }]);
+    expect(cfg.sync.links).toEqual([{ name: "idmz/plant-a-from-idmz-operational", peer: "idmz", consumer: "plant-a-from-idmz-operational", egressUrls: ["https://idmz.example:8443"], ledgerUrls: ["https://idmz.example:8443"], peerIdentity: "idmz-bsfg", dial: "outbound" }]);
     expect(cfg.sync.tls.cert).toBe(pem("cert"));
     expect(cfg.sync.maxWait).toBe(20_000);
     // What start-up logs: paths, never key material.

@@ -27,17 +27,38 @@ const endpoints = z.union([httpsUrl, z.array(httpsUrl).min(1)]);
 
 /** A zone this zone pulls facts from. */
 export const peerSchema = z.object({
+  /**
+   * Who opens the connection. "outbound" (default): this zone connects to the peer's
+   * egress and ledger (`url` or `urls`). "inbound": the peer accepts no inbound
+   * connection and dials this zone's reverse listener (`listen.reverse`) instead; this
+   * zone still drives the link over that connection (docs/architecture.md, "Outbound-only zones").
+   */
+  dial: z.enum(["outbound", "inbound"]).default("outbound"),
   /** The peer's all-in-one endpoint(s) … */
   url: endpoints.optional(),
   /** … or its egress (FetchFacts, FetchObject, StatObject) and ledger (ConfirmReceipt) endpoints; a list for replicas. */
   urls: z.object({ egress: endpoints.optional(), ledger: endpoints.optional() }).strict().optional(),
   /**
-   * The identity (CN or SAN) the peer's server certificate must carry. Facts
-   * fetched from the peer are appended here only as far as this identity's
-   * policy allows: it is the relaying identity.
+   * The identity (CN or SAN) the peer's certificate must carry (its server certificate, or
+   * with dial: inbound the client certificate it dials in with). Facts fetched from the
+   * peer are appended here only as far as this identity's policy allows: it is the
+   * relaying identity.
    */
   identity: z.string().min(1),
-}).strict().refine((p) => p.url !== undefined || (p.urls?.egress !== undefined && p.urls?.ledger !== undefined), "give url, or both urls.egress and urls.ledger");
+}).strict();
+
+/**
+ * A zone that pulls from this one over connections this zone opens: this zone accepts no
+ * connection from it (an outbound-only plant). It dials every listed reverse listener —
+ * one per replica of the peer's sync worker — and serves its verbs over them.
+ */
+export const servedPeerSchema = z.object({
+  dial: z.literal("outbound", { error: 'write dial: outbound (this zone dials the peer); a peer that connects in needs no entry here' }),
+  /** The peer's reverse listeners ("https://host:port", its `listen.reverse`), one per sync replica. */
+  urls: z.array(httpsUrl).min(1),
+  /** The identity (CN or SAN) the peer's listener certificate must carry. */
+  identity: z.string().min(1),
+}).strict();
 
 /** "This zone pulls consumer C from peer P." */
 export const linkSchema = z.object({
@@ -102,6 +123,8 @@ export const zoneConfigSchema = z.object({
     ingest: listen.default("127.0.0.1:8444"),
     egress: listen.default("127.0.0.1:8445"),
     ledger: listen.default("127.0.0.1:8446"),
+    /** The sync worker's reverse listener, where peers with dial: inbound connect (each sync replica its own). */
+    reverse: listen.optional(),
   }).strict().default({ zone: "127.0.0.1:8443", ingest: "127.0.0.1:8444", egress: "127.0.0.1:8445", ledger: "127.0.0.1:8446" }),
   /** Plain HTTP per deployable for /healthz and /readyz (and /metrics later): probes carry no client certificate. */
   health: z.object({
@@ -121,6 +144,8 @@ export const zoneConfigSchema = z.object({
   }).strict().default({ maxLimit: 1_000, maxBytes: 4 * 2 ** 20, maxWait: 30_000 }),
   /** Zones this zone pulls from, by zone name. */
   peers: z.record(zoneName, peerSchema).default({}),
+  /** Zones that pull from this one over connections this zone dials (dial: outbound), by zone name. */
+  serve: z.record(zoneName, servedPeerSchema).default({}),
   /** The replication worker: which consumers of which peers this zone pulls. */
   sync: syncSchema.default({ links: [], pageLimit: 500, prefetch: 1, maxWait: 20_000, backoff: { initial: 250, max: 30_000 }, compression: "none" }),
   /** Per certificate identity (CN or SAN); deny by default. */
@@ -133,4 +158,5 @@ export const zoneConfigSchema = z.object({
 export type ZoneConfigInput = z.input<typeof zoneConfigSchema>;
 export type IdentityPolicy = z.output<typeof identityPolicySchema>;
 export type PeerConfig = z.output<typeof peerSchema>;
+export type ServedPeerConfig = z.output<typeof servedPeerSchema>;
 export type LinkConfig = z.output<typeof linkSchema>;

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { storageConfigSchema, type StorageConfig } from "@bsfg/storage";
-import { zoneConfigSchema, type IdentityPolicy, type PeerConfig } from "./schema.js";
+import { zoneConfigSchema, type IdentityPolicy, type PeerConfig, type ServedPeerConfig } from "./schema.js";
 
 /** One peer link, resolved: where to fetch and confirm, and whom to expect there. */
 export interface PeerLink {
@@ -14,8 +14,10 @@ export interface PeerLink {
   readonly egressUrls: readonly string[];
   /** The peer's ledger endpoints. */
   readonly ledgerUrls: readonly string[];
-  /** The identity the peer's server certificate must carry; its policy here bounds what the link may append. */
+  /** The identity the peer's certificate must carry; its policy here bounds what the link may append. */
   readonly peerIdentity: string;
+  /** "outbound": this zone connects to the peer; "inbound": the peer dials this zone's reverse listener. */
+  readonly dial: "outbound" | "inbound";
 }
 
 /** A zone's validated configuration: storage, transport, policy. */
@@ -36,11 +38,13 @@ export interface ZoneConfig {
     /** Milliseconds between reads of the certificate files for a rotation; 0: only on SIGHUP. */
     readonly reloadCheckMs: number;
   };
-  readonly listen: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string };
+  readonly listen: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string; readonly reverse?: string | undefined };
   readonly health: { readonly zone?: string | undefined; readonly ingest?: string | undefined; readonly egress?: string | undefined; readonly ledger?: string | undefined; readonly sync?: string | undefined };
   readonly fetch: { readonly maxLimit: number; readonly maxBytes: number; readonly maxWait: number };
   readonly policy: Readonly<Record<string, IdentityPolicy>>;
   readonly peers: Readonly<Record<string, PeerConfig>>;
+  /** Peers this zone dials and serves over those connections (outbound-only). */
+  readonly serve: Readonly<Record<string, ServedPeerConfig>>;
   readonly sync: {
     readonly links: readonly PeerLink[];
     readonly pageLimit: number;
@@ -128,8 +132,33 @@ export function parseZoneConfig(document: unknown, opts: { source?: string; base
     if (link.peer === cfg.zone) problems.push(`sync.links.${i}.peer: a zone does not pull from itself`);
     const name = `${link.peer}/${link.consumer}`;
     if (links.some((l) => l.name === name)) problems.push(`sync.links.${i}: link ${name} is defined twice`);
-    links.push({ name, peer: link.peer, consumer: link.consumer, egressUrls: list((peer.urls?.egress ?? peer.url)!), ledgerUrls: list((peer.urls?.ledger ?? peer.url)!), peerIdentity: peer.identity });
+    // With dial: inbound the calls go over the connections the peer dialed in (see @bsfg/reverse).
+    const inbound = peer.dial === "inbound";
+    links.push({
+      name, peer: link.peer, consumer: link.consumer, peerIdentity: peer.identity, dial: peer.dial,
+      egressUrls: inbound ? [`https://egress.${link.peer}.reverse`] : list((peer.urls?.egress ?? peer.url)!),
+      ledgerUrls: inbound ? [`https://ledger.${link.peer}.reverse`] : list((peer.urls?.ledger ?? peer.url)!),
+    });
   });
+  // A link is either dialed or listened, never both.
+  for (const [zone, peer] of Object.entries(cfg.peers)) {
+    const endpoints = peer.url !== undefined || peer.urls !== undefined;
+    if (peer.dial === "inbound" && endpoints) problems.push(`peers.${zone}: the link from ${zone} is dial: inbound (${zone} dials this zone), so it takes no url or urls: remove them, or set dial: outbound to connect to ${zone}`);
+    if (peer.dial === "outbound" && !(peer.url !== undefined || (peer.urls?.egress !== undefined && peer.urls?.ledger !== undefined))) problems.push(`peers.${zone}: give url, or both urls.egress and urls.ledger (or dial: inbound if ${zone} dials this zone)`);
+    if (peer.dial === "inbound" && cfg.listen.reverse === undefined) problems.push(`peers.${zone}: dial: inbound needs listen.reverse, the address where ${zone} dials this zone's sync worker (e.g. "0.0.0.0:8447")`);
+  }
+  const served = Object.keys(cfg.serve);
+  for (const zone of served) {
+    if (zone === cfg.zone) problems.push(`serve.${zone}: a zone does not serve itself`);
+    if (!cfg.policy[cfg.serve[zone]!.identity]) problems.push(`serve.${zone}.identity: "${cfg.serve[zone]!.identity}" has no policy here: give policy.${cfg.serve[zone]!.identity}.consumers (what ${zone} may fetch over the connections this zone dials)`);
+  }
+  if (served.length > 0) {
+    // Outbound-only: egress and ledger, which only peers call, bind loopback (local tools only). The
+    // all-in-one also serves the zone's producers, so its address is the operator's: the firewall's.
+    for (const role of ["egress", "ledger"] as const) {
+      if (!isLoopback(cfg.listen[role])) problems.push(`listen.${role}: ${cfg.listen[role]} is reachable from outside, but this zone serves ${served.join(", ")} outbound-only (serve.*.dial: outbound): bind it to 127.0.0.1, or remove serve.${served[0]} and let ${served[0]} connect in (a link is either dialed or listened, never both)`);
+    }
+  }
   for (const [zone, peer] of Object.entries(cfg.peers)) {
     const relay = cfg.policy[peer.identity];
     if (links.some((l) => l.peer === zone) && (!relay || relay.assertFromZones.length === 0)) {
@@ -163,6 +192,7 @@ export function parseZoneConfig(document: unknown, opts: { source?: string; base
     fetch: cfg.fetch,
     policy: cfg.policy,
     peers: cfg.peers,
+    serve: cfg.serve,
     sync: {
       links,
       pageLimit: cfg.sync.pageLimit,
@@ -178,6 +208,12 @@ export function parseZoneConfig(document: unknown, opts: { source?: string; base
 }
 
 const list = (endpoints: string | readonly string[]): readonly string[] => (typeof endpoints === "string" ? [endpoints] : endpoints);
+
+/** "127.0.0.1:8445", "localhost:8445", "[::1]:8445": reachable from this host only. */
+function isLoopback(address: string): boolean {
+  const host = address.slice(0, address.lastIndexOf(":"));
+  return host === "localhost" || host === "[::1]" || /^127\./.test(host);
+}
 
 /** The configuration as it may be logged: no key material, paths instead of PEMs. */
 export function printableConfig(cfg: ZoneConfig): unknown {

@@ -9,7 +9,8 @@ export interface ZoneEndpoints {
   readonly nats: string | readonly string[];
   /** Their monitoring endpoints (http://host:8222), where the zone checks how they sync. */
   readonly natsMonitor: string | readonly string[];
-  readonly listen: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string };
+  /** `reverse`: the sync worker's reverse listener, needed where an outbound-only peer dials in. */
+  readonly listen: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string; readonly reverse?: string };
   readonly health: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string; readonly sync: string };
 }
 
@@ -22,6 +23,11 @@ export interface DocumentOptions {
    * list when the sender runs replicas (a highly available zone).
    */
   readonly peerUrl: (receiver: string, sender: string) => Endpoints | { readonly egress: Endpoints; readonly ledger: Endpoints };
+  /**
+   * Where an outbound-only zone dials `receiver`: its reverse listener, one URL per sync
+   * replica (each replica listens on its own). Required when the topology has outbound-only zones.
+   */
+  readonly reverseUrls?: (receiver: string) => Endpoints;
   /** TLS file paths: the CA and each identity's certificate and key. */
   readonly pki: { readonly caCert: string; readonly files: Readonly<Record<string, { readonly cert: string; readonly key: string }>> };
   /**
@@ -45,6 +51,11 @@ export function estateDocuments(opts: DocumentOptions): Record<string, Record<st
   const { topology } = opts;
   const links = estateLinks(topology);
   const documents: Record<string, Record<string, unknown>> = {};
+  const outboundOnly = new Set(topology.outboundOnly ?? []);
+  const reverseUrlsOf = (receiver: string) => {
+    if (!opts.reverseUrls) throw new Error(`the topology has outbound-only zones (${[...outboundOnly].join(", ")}): give reverseUrls, where they dial ${receiver}`);
+    return list(opts.reverseUrls(receiver));
+  };
   for (const zone of topology.zones) {
     const outgoing = links.filter((l) => l.sender === zone);
     const incoming = links.filter((l) => l.receiver === zone);
@@ -84,10 +95,13 @@ export function estateDocuments(opts: DocumentOptions): Record<string, Record<st
       listen: endpoints.listen,
       health: endpoints.health,
       peers: Object.fromEntries([...new Set(incoming.map((l) => l.sender))].map((sender) => {
+        // An outbound-only sender dials this zone; the link is driven from here all the same.
+        if (outboundOnly.has(sender)) return [sender, { dial: "inbound", identity: zoneIdentity(sender) }];
         const url = opts.peerUrl(zone, sender);
         const endpoints = typeof url === "string" || Array.isArray(url) ? { url } : { urls: { egress: (url as { egress: Endpoints }).egress, ledger: (url as { ledger: Endpoints }).ledger } };
         return [sender, { ...endpoints, identity: zoneIdentity(sender) }];
       })),
+      ...(outboundOnly.has(zone) ? { serve: Object.fromEntries([...new Set(outgoing.map((l) => l.receiver))].map((receiver) => [receiver, { dial: "outbound", urls: reverseUrlsOf(receiver), identity: zoneIdentity(receiver) }])) } : {}),
       sync: { links: incoming.map((l) => ({ peer: l.sender, consumer: l.consumer })), ...(syncExtra as object | undefined) },
       policy,
       ...extra,

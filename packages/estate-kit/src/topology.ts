@@ -20,6 +20,12 @@ export interface EstateTopology {
   readonly buckets: readonly string[];
   /** Operator identities: in every zone they may read, release and drop quarantined facts. */
   readonly operators?: readonly string[];
+  /**
+   * Zones that accept no connection from their peers (a plant behind a firewall that allows
+   * outbound only): each dials its receivers' reverse listeners, which then pull over those
+   * connections (`serve.<peer>.dial: outbound` there, `peers.<zone>.dial: inbound` here).
+   */
+  readonly outboundOnly?: readonly string[];
 }
 
 export const threeZoneEstate: EstateTopology = {

@@ -10,11 +10,25 @@ export interface LinkError {
   readonly at: string;
 }
 
+/** The connection a link calls its peer over. */
+export interface LinkConnection {
+  /** "outbound": this zone connected to the peer; "inbound": the peer dialed this zone (outbound-only peer). */
+  readonly dial: "outbound" | "inbound";
+  /** The identity the peer's certificate carries (checked in the TLS handshake). */
+  readonly peerIdentity: string;
+  /** Inbound: the peer replica whose connection the link uses now, where it connects from, and since when. */
+  readonly replica?: string | undefined;
+  readonly remote?: string | undefined;
+  readonly connectedAt?: string | undefined;
+  readonly ageSeconds?: number | undefined;
+}
+
 /** What one peer link reports: enough to tell how far behind it is and why. */
 export interface LinkStatus {
   readonly link: string;
   readonly peer: string;
   readonly consumer: string;
+  readonly connection: LinkConnection;
   readonly state: LinkState;
   /** The peer consumer's confirmed offset, as last seen. */
   readonly cursor: number;

@@ -1,5 +1,7 @@
 import { configFromCommandLine, printableConfig, type ZoneConfig } from "@bsfg/config";
 import { onReloadSignal, onStopSignal, readiness, startProbeServer, startTlsReloader, watchDurability, type DurabilityWatch, type ProbeServer, type TlsCheckOutcome, type TlsReloader } from "@bsfg/service-kit";
+import { parseListen } from "@bsfg/service-kit";
+import { startReverseListener, type ReverseListener } from "@bsfg/reverse";
 import { openZoneStore, type ZoneStore } from "@bsfg/storage";
 import { createMetrics, observeCertificates, observeLinks, observeStore, startTracing, type BsfgMetrics } from "@bsfg/telemetry";
 import type { Logger } from "./logger.js";
@@ -13,6 +15,8 @@ export interface RunningSync {
   readonly log: Logger;
   /** Link lag, state and totals (and, with a registry of its own, store gauges and certificates). */
   readonly metrics: BsfgMetrics;
+  /** Where outbound-only peers dial this replica (listen.reverse), when any peer is dial: inbound. */
+  readonly reverseUrl: string | undefined;
   /** Reads the client certificate files now (SIGHUP); a rotated certificate is presented to peers from the next call on. */
   reloadTls(): Promise<TlsCheckOutcome>;
   stop(): Promise<void>;
@@ -29,6 +33,8 @@ export interface SyncOverrides {
    * port); this probe port then serves no /metrics, so nothing is scraped twice.
    */
   readonly metrics?: BsfgMetrics;
+  /** The reverse listener's address instead of listen.reverse (tests: port 0). */
+  readonly reverseListen?: string;
 }
 
 /** The sync deployable: its own zone store, the worker, and a probe server with the links' status. */
@@ -43,6 +49,7 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
   const unobserve = overrides.metrics ? [certificates.stop] : [observeStore(metrics, store), certificates.stop];
   let tls: TlsReloader | undefined;
   let durability: DurabilityWatch | undefined;
+  let reverse: ReverseListener | undefined;
   const { notDurable, notReady } = readiness(store, () => durability);
   try {
     probe = await startProbeServer({
@@ -56,7 +63,17 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
     });
     if (!overrides.store) probe.log.info({ event: "configuration", config: printableConfig(config), topology: store.topologyReport }, "started");
     durability = await watchDurability(config.nats, probe.log);
-    worker = startSyncWorker(config, { store, log: probe.log, notDurable, ...(overrides.holder ? { holder: overrides.holder } : {}) });
+    // Peers that accept no inbound connection dial this replica instead (dial: inbound).
+    const inbound = Object.entries(config.peers).filter(([, p]) => p.dial === "inbound").map(([zone, p]) => ({ zone, identity: p.identity }));
+    if (inbound.length > 0) {
+      const { host, port } = parseListen(overrides.reverseListen ?? config.listen.reverse!);
+      reverse = await startReverseListener({
+        host, port, tls: { ca: config.tls.ca, cert: config.tls.cert, key: config.tls.key }, peers: inbound, log: probe.log,
+        onConnection: (peer, event) => metrics.reverseConnections.inc({ peer, event }),
+      });
+      probe.log.info({ event: "reverse_listening", url: reverse.url, peers: inbound.map((p) => p.zone) }, `reverse listener: ${inbound.map((p) => p.zone).join(", ")} dial in at ${reverse.url}`);
+    }
+    worker = startSyncWorker(config, { store, log: probe.log, notDurable, ...(overrides.holder ? { holder: overrides.holder } : {}), ...(reverse ? { reverse } : {}) });
     const running = worker;
     unobserve.push(observeLinks(metrics, () => running.status()));
     tls = startTlsReloader({
@@ -72,16 +89,18 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
     });
   } catch (err) {
     for (const stop of unobserve) stop();
+    await reverse?.close();
     durability?.close();
     await probe?.close();
     if (!overrides.store) await store.close();
     throw err;
   }
-  const started = { worker, probe, tls: tls!, durability: durability! };
+  const started = { worker, probe, tls: tls!, durability: durability!, reverse };
   return {
     worker,
     store,
     probeUrl: probe.url,
+    reverseUrl: reverse?.url,
     log: probe.log,
     metrics,
     reloadTls: () => started.tls.check("signal"),
@@ -89,6 +108,7 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
       started.tls.close();
       started.durability.close();
       await started.worker.stop();
+      await started.reverse?.close();
       await started.probe.close();
       for (const stop of unobserve) stop();
       if (!overrides.store) await store.close();

@@ -110,7 +110,7 @@ export function testPeer(store: ZoneStore): TestPeer {
 }
 
 export const testLink: PeerLink = {
-  name: `plant-a/${CONSUMER}`, peer: "plant-a", consumer: CONSUMER, egressUrls: [], ledgerUrls: [], peerIdentity: "plant-a-bsfg",
+  name: `plant-a/${CONSUMER}`, peer: "plant-a", consumer: CONSUMER, egressUrls: [], ledgerUrls: [], peerIdentity: "plant-a-bsfg", dial: "outbound",
 };
 
 /** Enterprise's policy: plant-a's worker may relay facts from plant-a to enterprise. */

@@ -3,9 +3,10 @@ import { randomBytes } from "node:crypto";
 import { createBsfgClient, type BsfgClient } from "@bsfg/client";
 import { createPolicy, type ZoneConfig } from "@bsfg/config";
 import type { ZoneStore } from "@bsfg/storage";
+import { reverseBaseUrl, type ReverseListener } from "@bsfg/reverse";
 import { clientTracing } from "@bsfg/telemetry";
 import { startLink, type RunningLink } from "./link.js";
-import type { LinkStatus } from "./link-status.js";
+import type { LinkConnection, LinkStatus } from "./link-status.js";
 import type { Logger } from "./logger.js";
 
 export interface SyncWorker {
@@ -27,6 +28,8 @@ export interface SyncWorkerOptions {
   readonly notDurable?: () => string | undefined;
   /** This replica's name in link leases; default: host, pid and a random suffix. */
   readonly holder?: string;
+  /** Where peers with dial: inbound connect; their links call them over those connections. */
+  readonly reverse?: ReverseListener;
 }
 
 /** Runs every configured peer link of the zone. */
@@ -35,10 +38,14 @@ export function startSyncWorker(config: ZoneConfig, options: SyncWorkerOptions):
   const policy = createPolicy(config.policy);
   const clients = new Map<string, BsfgClient>();
   // One client (and HTTP/2 session) per peer, shared by its links.
-  const clientFor = (peer: string, egress: readonly string[], ledger: readonly string[], identity: string) => {
+  const { reverse } = options;
+  const clientFor = (peer: string, egress: readonly string[], ledger: readonly string[], identity: string, dial: "outbound" | "inbound") => {
     let client = clients.get(peer);
     if (!client) {
+      if (dial === "inbound" && !reverse) throw new Error(`peer ${peer} dials in (dial: inbound), but this worker has no reverse listener (listen.reverse)`);
       client = createBsfgClient({
+        // An outbound-only peer: calls go over the connections it dialed into the reverse listener.
+        ...(dial === "inbound" ? { sessionManagers: (url: string) => (url === reverseBaseUrl(peer, "egress") ? reverse!.sessionManager(peer, "egress") : url === reverseBaseUrl(peer, "ledger") ? reverse!.sessionManager(peer, "ledger") : undefined) } : {}),
         urls: { egress, ledger },
         tls: { ca: config.tls.ca, cert: config.sync.tls.cert, key: config.sync.tls.key },
         serverIdentity: identity,
@@ -53,11 +60,19 @@ export function startSyncWorker(config: ZoneConfig, options: SyncWorkerOptions):
     }
     return client;
   };
+  const connectionOf = (peer: string, peerIdentity: string, dial: "outbound" | "inbound"): LinkConnection => {
+    const used = dial === "inbound" ? reverse?.inUse(peer, "egress") : undefined;
+    return {
+      dial, peerIdentity,
+      ...(used ? { replica: used.replica, remote: used.remote, connectedAt: new Date(used.connectedAtMs).toISOString(), ageSeconds: Math.round((Date.now() - used.connectedAtMs) / 1000) } : {}),
+    };
+  };
   const links: RunningLink[] = config.sync.links.map((link) => startLink({
     zone: config.zone,
     link,
     store: options.store,
-    peer: clientFor(link.peer, link.egressUrls, link.ledgerUrls, link.peerIdentity),
+    peer: clientFor(link.peer, link.egressUrls, link.ledgerUrls, link.peerIdentity, link.dial),
+    connection: () => connectionOf(link.peer, link.peerIdentity, link.dial),
     policy,
     options: { pageLimit: config.sync.pageLimit, prefetch: config.sync.prefetch, maxWait: config.sync.maxWait, backoff: config.sync.backoff },
     holder,

@@ -1,8 +1,11 @@
 import type { Http2Session } from "node:http2";
 import type { TLSSocket } from "node:tls";
 import type { AddressInfo } from "node:net";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { createContextValues, type ConnectRouter } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { startReverseDialer, type ReverseDialer } from "@bsfg/reverse";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { createPolicy, type ZoneConfig } from "@bsfg/config";
 import { createMetrics, serverTracing, tlsFailureCode, type BsfgMetrics } from "@bsfg/telemetry";
@@ -12,6 +15,7 @@ import { knownIdentityOnly, refuseWhileDraining, rejectionLogger } from "./inter
 import { malformedRequestGate } from "./malformed-request.js";
 import { parseListen, urlFor } from "./listen-address.js";
 import { identityOfSocket, peerIdentityKey } from "./peer-identity.js";
+import { peerVerbsOnly, type ReverseServing } from "./reverse-serving.js";
 import type { TlsPems } from "./tls-reload.js";
 
 export interface BoundaryServerOptions {
@@ -30,6 +34,11 @@ export interface BoundaryServerOptions {
   readonly logStream?: NodeJS.WritableStream;
   /** The deployable's metrics, served as /metrics on the probe port (default: a registry of its own). */
   readonly metrics?: BsfgMetrics;
+  /**
+   * Outbound-only zone: dial these peers' reverse listeners and serve them the same
+   * calls, with the same interceptors and policy, over the connections this side opens.
+   */
+  readonly reverse?: ReverseServing | undefined;
 }
 
 export interface BoundaryServer {
@@ -38,6 +47,8 @@ export interface BoundaryServer {
   readonly healthUrl: string | undefined;
   readonly log: FastifyBaseLogger;
   readonly metrics: BsfgMetrics;
+  /** The connections this deployable dials to peers (outbound-only zone), if any. */
+  readonly reverse: ReverseDialer | undefined;
   /** Calls being served right now. */
   inFlight(): number;
   /** Serves new connections with this certificate set (established ones keep theirs). */
@@ -78,6 +89,7 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
 
   let draining = false;
   let inFlight = 0;
+  let reloadReverse: (pems: TlsPems) => void = () => {};
   const sessions = new Set<Http2Session>();
   app.server.on("session", (session: Http2Session) => {
     sessions.add(session);
@@ -116,16 +128,20 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
 
   const policy = createPolicy(config.policy);
   const maxMessageBytes = Math.max(config.storage.limits.maxBatchBytes, config.storage.objectChunkBytes) * 2;
-  await app.register(fastifyConnectPlugin, {
+  // One set of options for the listening port and the dialed connections: the same checks either way.
+  const connect = {
     routes: opts.routes,
     // Tracing first: the span covers the refusals below as well.
     interceptors: [serverTracing(config.zone, (req) => req.contextValues.get(peerIdentityKey)?.cn), metricsInterceptor(metrics), rejectionLogger(log), refuseWhileDraining(() => draining), knownIdentityOnly(policy)],
-    contextValues: (req) => createContextValues().set(peerIdentityKey, identityOfSocket(tlsSocketOf(req.raw))),
     readMaxBytes: maxMessageBytes,
     // A request body that is not a message of its type is invalid_argument / malformed_request (see malformed-request.ts).
     requestGate: malformedRequestGate(log, metrics),
     // JSON text that is not UTF-8 is refused: the default decoder would store U+FFFD in its place.
     jsonOptions: strictJson,
+  };
+  await app.register(fastifyConnectPlugin, {
+    ...connect,
+    contextValues: (req) => createContextValues().set(peerIdentityKey, identityOfSocket(tlsSocketOf(req.raw))),
   });
   const notReady: NotReady = async () => (draining ? "draining" : await opts.notReady());
   await app.register(healthRoutes(notReady));
@@ -136,16 +152,52 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
 
   let health: FastifyInstance | undefined;
   let healthUrl: string | undefined;
+  let reverse: ReverseDialer | undefined;
   if (opts.healthListen) {
     health = Fastify({ logger: false });
     // /metrics only here: the mTLS port answers identities of the policy, and scrapers have none.
     await health.register(healthRoutes(notReady, metrics));
+    // Outbound-only: each dialed connection's state, for operators and probes (no error text beyond the dial's own).
+    if (opts.reverse) health.get("/reverse", async () => ({ zone: config.zone, dials: reverse?.status() ?? [] }));
     const h = parseListen(opts.healthListen);
     await health.listen({ host: h.host, port: h.port });
     healthUrl = urlFor("http", h.host, (health.server.address() as AddressInfo).port);
   }
   const url = urlFor("https", host, boundPort);
   log.info({ event: "listening", url, health: healthUrl }, "serving");
+
+  if (opts.reverse && opts.reverse.targets.length > 0) {
+    // The peer is the HTTP/2 client on these connections; its identity is its listener's certificate.
+    const adapter = connectNodeAdapter({ ...connect, contextValues: (req) => createContextValues().set(peerIdentityKey, identityOfSocket(tlsSocketOf(req))) });
+    const counted = peerVerbsOnly(opts.reverse.roles, (req: Http2ServerRequest, res: Http2ServerResponse) => {
+      inFlight++;
+      let done = false;
+      const finished = () => {
+        if (!done) {
+          done = true;
+          inFlight--;
+        }
+      };
+      res.once("close", finished);
+      res.once("finish", finished);
+      adapter(req, res);
+    });
+    let pems: TlsPems = { ca: config.tls.ca, cert: config.tls.cert, key: config.tls.key };
+    reverse = startReverseDialer({
+      zone: config.zone,
+      replica: opts.reverse.replica,
+      roles: opts.reverse.roles,
+      targets: opts.reverse.targets,
+      tls: () => pems,
+      handler: counted,
+      log,
+      onDial: (peer, outcome) => metrics.reverseDials.inc({ peer, outcome }),
+    });
+    reloadReverse = (next) => {
+      pems = next;
+    };
+    log.info({ event: "dialing", targets: opts.reverse.targets.map((t) => `${t.peer} ${t.url}`), roles: opts.reverse.roles }, `outbound-only: serving ${opts.reverse.roles.join(", ")} over connections to ${opts.reverse.targets.length} reverse listener(s)`);
+  }
 
   let stopping: Promise<void> | undefined;
   return {
@@ -154,21 +206,26 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
     healthUrl,
     log,
     metrics,
+    reverse,
     inFlight: () => inFlight,
     reloadTls(pems) {
       app.server.setSecureContext({ key: pems.key, cert: pems.cert, ca: pems.ca, minVersion: "TLSv1.3" });
+      reloadReverse(pems);
     },
     shutdown() {
       stopping ??= (async () => {
         draining = true;
         log.info({ event: "draining", inFlight }, "shutting down: finishing in-flight calls");
         for (const session of sessions) session.close();
+        // Dialed connections get GOAWAY too; their calls count in inFlight like the others.
+        const reverseClosed = reverse?.close(config.shutdownGrace);
         const deadline = Date.now() + config.shutdownGrace;
         while (inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
         if (inFlight > 0) log.warn({ event: "shutdown_forced", inFlight }, "grace period over: closing remaining calls");
         // Whatever is still connected goes now: Node's server.close() would otherwise wait
         // for every HTTP/2 session, up to its 72 s idle timeout.
         for (const session of sessions) session.destroy();
+        await reverseClosed;
         await app.close();
         await health?.close();
         log.info({ event: "stopped" }, "stopped");

@@ -9,3 +9,4 @@ export type { MetricsEndpoint, NotReady } from "./health.js";
 export { watchDurability, readiness, type DurabilityWatch, type DurabilityOptions } from "./durability.js";
 export { startTlsReloader, type TlsReloader, type TlsReloaderOptions, type TlsPems, type TlsPaths, type TlsCheckOutcome } from "./tls-reload.js";
 export { onReloadSignal } from "./signals.js";
+export { reverseTargets, type ReverseServing } from "./reverse-serving.js";

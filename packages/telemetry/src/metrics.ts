@@ -94,6 +94,10 @@ export interface BsfgMetrics {
   readonly quarantineEvents: Counter<"link" | "action">;
   /** Collectors that failed or timed out during a scrape. */
   readonly collectErrors: Counter<"source">;
+  /** Outbound-only zone: dials to a peer's reverse listener, by outcome (connected, failed). */
+  readonly reverseDials: Counter<"peer" | "outcome">;
+  /** Reverse listener: connections peers dialed in, by event (accepted, refused, closed). */
+  readonly reverseConnections: Counter<"peer" | "event">;
 
   /** Runs `collect` before every scrape; returns a function that removes it. */
   onScrape(source: string, collect: ScrapeCollector): () => void;
@@ -149,6 +153,8 @@ export function createMetrics(opts: MetricsOptions): BsfgMetrics {
     quarantineAlertAfter: new Gauge({ name: "bsfg_quarantine_alert_after_seconds", help: "storage.quarantine.alertAfter: BsfgQuarantineNotEmpty fires once a waiting entry is older", registers }),
     quarantineEvents: new Counter({ name: "bsfg_quarantine_events_total", help: "Quarantine events by action: parked (by a link, since its worker started), released, dropped (by operators, since this service started)", labelNames: ["link", "action"] as const, registers }),
     collectErrors,
+    reverseDials: new Counter({ name: "bsfg_reverse_dials_total", help: "Dials of an outbound-only zone to a peer's reverse listener, by outcome (connected, failed)", labelNames: ["peer", "outcome"] as const, registers }),
+    reverseConnections: new Counter({ name: "bsfg_reverse_connections_total", help: "Connections peers dialed in to this zone's reverse listener, by event (accepted, refused, closed)", labelNames: ["peer", "event"] as const, registers }),
 
     onScrape(source, collect) {
       const key = Symbol(source);
