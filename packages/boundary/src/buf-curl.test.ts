@@ -150,15 +150,16 @@ describe("the zone's boundary from buf curl: HTTP/2, mutual TLS, schema from pro
     });
 
     it("prints permission_denied with the ErrorInfo reason, exits with the code, and writes nothing", async () => {
-      const notBound = await bufCurl("mes-producer", protocol, "BoundaryService/FetchFacts", { consumerName: "enterprise-from-plant-a" }, { verbose: true });
+      // A peer asking for a consumer it is not bound to: the check that reads the request, so it names the consumer.
+      const notBound = await bufCurl("enterprise-bsfg", protocol, "BoundaryService/FetchFacts", { consumerName: "someone-elses" }, { verbose: true });
       // buf curl exits with the gRPC code << 3: permission_denied is 7.
       expect(notBound.exitCode).toBe(7 << 3);
       expect(notBound.stdout).toBe("");
       const error = printedError(notBound.stderr);
       expect(error.code).toBe("permission_denied");
-      expect(error.message).toContain("enterprise-from-plant-a");
+      expect(error.message).toContain("someone-elses");
       expect(error.details?.map((d) => d.type)).toEqual(["bsfg.v1.ErrorInfo"]);
-      expect(printedErrorInfo(error)).toEqual({ reason: "consumer_not_allowed", metadata: { identity: "mes-producer", consumer: "enterprise-from-plant-a" } });
+      expect(printedErrorInfo(error)).toEqual({ reason: "consumer_not_allowed", metadata: { identity: "enterprise-bsfg", consumer: "someone-elses" } });
 
       const highWater = await zone.deployable.store.highWater("operational");
       const messageId = `buf-denied-${protocol}-${process.pid}-${Date.now()}`;

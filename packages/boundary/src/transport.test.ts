@@ -74,7 +74,8 @@ describe("mutual TLS: who may connect at all", () => {
     expect(reasonOf(error)).toBe("consumer_not_allowed");
     const lines = zone.logs.slice(before).filter((l) => l.event === "rejected");
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatchObject({ identity: "mes-producer", reason: "consumer_not_allowed", code: "PermissionDenied", consumer: "enterprise-from-plant-a" });
+    // Refused before the request was read (a producer has no consumer at all): the line cannot name the consumer asked for.
+    expect(lines[0]).toMatchObject({ identity: "mes-producer", reason: "consumer_not_allowed", code: "PermissionDenied", before: "request read" });
   });
 
   it("answers health and readiness on the plain probe port", async () => {

@@ -6,6 +6,14 @@ export type DenialReason = "unknown_identity" | "from_zone_not_allowed" | "to_zo
 /** A quarantine operator verb (see the QuarantineService). */
 export type QuarantineVerb = "read" | "release" | "drop";
 
+/**
+ * What a method needs of the caller's policy at the least, known from the method alone —
+ * checked before a byte of the request is read: appending needs some from_zone to assert,
+ * PutObject a bucket to write, FetchFacts and ConfirmReceipt a consumer, FetchObject and
+ * StatObject a bucket to read, each quarantine verb that verb.
+ */
+export type CallVerb = "append" | "write_object" | "use_consumer" | "read_object" | `quarantine_${QuarantineVerb}`;
+
 export type Decision =
   | { readonly allowed: true; readonly identity: string }
   | { readonly allowed: false; readonly identity: string; readonly reason: DenialReason; readonly message: string };
@@ -23,6 +31,8 @@ export interface Policy {
   mayWriteBucket(names: readonly string[], bucket: string): Decision;
   mayReadBucket(names: readonly string[], bucket: string): Decision;
   mayOperateQuarantine(names: readonly string[], verb: QuarantineVerb): Decision;
+  /** The coarse check made before a request is read (see CallVerb); the fine ones follow with the request. */
+  mayCall(names: readonly string[], verb: CallVerb): Decision;
 }
 
 export function createPolicy(rules: Readonly<Record<string, IdentityPolicy>>): Policy {
@@ -51,6 +61,16 @@ export function createPolicy(rules: Readonly<Record<string, IdentityPolicy>>): P
       rule.writeBuckets.includes(bucket) ? allow(identity) : { allowed: false, identity, reason: "bucket_not_allowed", message: `${identity} may not write bucket "${bucket}"` }),
     mayReadBucket: (names, bucket) => decide(names, (rule, identity) =>
       rule.readBuckets.includes(bucket) ? allow(identity) : { allowed: false, identity, reason: "bucket_not_allowed", message: `${identity} may not read bucket "${bucket}"` }),
+    mayCall: (names, verb) => decide(names, (rule, identity) => {
+      // Refused with the reason the method's own check would give, so a caller sees one answer either way.
+      const denied = (reason: DenialReason, what: string): Decision => ({ allowed: false, identity, reason, message: `${identity} may not ${what} here (its policy grants none)` });
+      if (verb === "append") return rule.assertFromZones.length > 0 ? allow(identity) : denied("from_zone_not_allowed", "append facts");
+      if (verb === "write_object") return rule.writeBuckets.length > 0 ? allow(identity) : denied("bucket_not_allowed", "write artifacts");
+      if (verb === "use_consumer") return rule.consumers.length > 0 ? allow(identity) : denied("consumer_not_allowed", "fetch or confirm facts of any consumer");
+      if (verb === "read_object") return rule.readBuckets.length > 0 ? allow(identity) : denied("bucket_not_allowed", "read artifacts");
+      const quarantineVerb = verb.slice("quarantine_".length) as QuarantineVerb;
+      return rule.quarantine.includes(quarantineVerb) ? allow(identity) : denied("operator_not_allowed", `${quarantineVerb} quarantined facts (policy: quarantine)`);
+    }),
     mayOperateQuarantine: (names, verb) => decide(names, (rule, identity) =>
       rule.quarantine.includes(verb) ? allow(identity) : { allowed: false, identity, reason: "operator_not_allowed", message: `${identity} may not ${verb} quarantined facts (policy: quarantine)` }),
   };

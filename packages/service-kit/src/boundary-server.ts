@@ -2,7 +2,7 @@ import type { Http2Session } from "node:http2";
 import type { TLSSocket } from "node:tls";
 import type { AddressInfo } from "node:net";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { createContextValues, type ConnectRouter } from "@connectrpc/connect";
+import { createContextValues, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { startReverseDialer, type ReverseDialer } from "@bsfg/reverse";
@@ -13,6 +13,7 @@ import { metricsInterceptor } from "./metrics-interceptor.js";
 import { healthRoutes, type NotReady } from "./health.js";
 import { knownIdentityOnly, refuseWhileDraining, rejectionLogger } from "./interceptors.js";
 import { malformedRequestGate } from "./malformed-request.js";
+import { authorizeFirst } from "./authorize-first.js";
 import { parseListen, urlFor } from "./listen-address.js";
 import { identityOfSocket, peerIdentityKey } from "./peer-identity.js";
 import { peerVerbsOnly, type ReverseServing } from "./reverse-serving.js";
@@ -77,6 +78,8 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
       minVersion: "TLSv1.3",
       // Connect unary calls also work over HTTP/1.1 (curl, browsers behind a proxy); gRPC needs h2.
       allowHTTP1: true,
+      // Node's default lets one connection open 4,294,967,295 streams at once.
+      settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS },
     },
     // Without this, close() waits for idle HTTP/2 sessions (72 s).
     forceCloseConnections: true,
@@ -135,7 +138,8 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
     interceptors: [serverTracing(config.zone, (req) => req.contextValues.get(peerIdentityKey)?.cn), metricsInterceptor(metrics), rejectionLogger(log), refuseWhileDraining(() => draining), knownIdentityOnly(policy)],
     readMaxBytes: maxMessageBytes,
     // A request body that is not a message of its type is invalid_argument / malformed_request (see malformed-request.ts).
-    requestGate: malformedRequestGate(log, metrics),
+    // Authorization before the body is read; a malformed body is reclassified once it is (see each file).
+    requestGate: requestGates(malformedRequestGate(log, metrics), authorizeFirst(policy, log, metrics)),
     // JSON text that is not UTF-8 is refused: the default decoder would store U+FFFD in its place.
     jsonOptions: strictJson,
   };
@@ -232,6 +236,16 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
       })();
       return stopping;
     },
+  };
+}
+
+/** Calls one client connection may have open at once (a batch client pipelines far fewer). */
+const MAX_CONCURRENT_STREAMS = 128;
+
+/** Several request gates, in order (a gate that throws refuses the call before its body is read). */
+function requestGates(...gates: Array<(context: HandlerContext) => void>): (context: HandlerContext) => void {
+  return (context) => {
+    for (const gate of gates) gate(context);
   };
 }
 

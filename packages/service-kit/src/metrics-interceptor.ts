@@ -19,6 +19,16 @@ export function codeName(code: Code): string {
   return (Code[code] ?? "unknown").replace(/[A-Z]/g, (c, i: number) => (i === 0 ? c.toLowerCase() : `_${c.toLowerCase()}`));
 }
 
+/** A call refused before its request was read (authorize-first.ts): counted as the interceptor would have. */
+export function countRefusedBeforeRead(metrics: BsfgMetrics, method: string, err: unknown): void {
+  if (method === "AppendFact") {
+    metrics.appendRequests.inc();
+    metrics.appendFailures.inc({ reason: reasonLabel(err) });
+  } else if (method === "FetchFacts") metrics.fetchRequests.inc();
+  else if (method === "ConfirmReceipt") metrics.confirmRequests.inc();
+  metrics.rejections.inc({ method, code: codeName(ConnectError.from(err).code), reason: reasonLabel(err) });
+}
+
 /**
  * Counts calls, failures and bytes of the bsfg.v1 services into the deployable's
  * metrics. It runs outside the rejection logger, so it sees every refusal (and
