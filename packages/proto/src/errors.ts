@@ -18,6 +18,8 @@ export const Reason = {
   InvalidArtifactRef: "invalid_artifact_ref",
   UnknownZone: "unknown_zone",
   FactTooLarge: "fact_too_large",
+  /** PutObject or a relayed artifact copy: the object exceeds the zone's storage.limits.maxObjectBytes. */
+  ObjectTooLarge: "object_too_large",
   BatchTooLarge: "batch_too_large",
   EmptyBatch: "empty_batch",
   DigestMismatch: "digest_mismatch",

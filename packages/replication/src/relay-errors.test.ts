@@ -16,6 +16,7 @@ describe("relay errors: set aside only what can never be admitted, retry everyth
     ["artifact: digest differs after a verified copy", rejection(Code.InvalidArgument, Reason.DigestMismatch, "x")],
     ["artifact: size differs after a verified copy", rejection(Code.InvalidArgument, Reason.SizeMismatch, "x")],
     ["artifact: another object holds the key here", rejection(Code.AlreadyExists, Reason.ConflictingObject, "x")],
+    ["artifact: larger than this zone takes", rejection(Code.InvalidArgument, Reason.ObjectTooLarge, "x")],
     ["envelope: the object is not an artifact reference", rejection(Code.InvalidArgument, Reason.InvalidArtifactRef, "x")],
     ["envelope: no message_id", rejection(Code.InvalidArgument, Reason.MissingField, "x")],
     ["envelope: invalid subject", rejection(Code.InvalidArgument, Reason.InvalidSubject, "x")],

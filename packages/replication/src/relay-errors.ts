@@ -29,6 +29,8 @@ const NEVER_ADMISSIBLE: ReadonlyMap<string, string> = new Map([
   [Reason.DigestMismatch, "artifact"],
   [Reason.SizeMismatch, "artifact"],
   [Reason.ConflictingObject, "artifact"],
+  // Larger than this zone takes (storage.limits.maxObjectBytes): it will not fit however often it is tried.
+  [Reason.ObjectTooLarge, "artifact"],
   [Reason.InvalidArtifactRef, "envelope"],
   // The envelope or subject fails validation.
   [Reason.MissingField, "envelope"],

@@ -388,6 +388,36 @@ describe("artifacts: retried while the peer cannot serve them, set aside when it
   });
 });
 
+describe("artifacts: one larger than this zone takes is set aside, not retried for ever", () => {
+  it("parks the fact whose artifact exceeds storage.limits.maxObjectBytes, stores none of it, and relays the facts behind", async () => {
+    const key = `large-${process.pid}`;
+    const ref = await zones.peerStore.putObject({ bucket: "batch-files", key, mediaType: "application/octet-stream" }, (async function* () {
+      yield new Uint8Array(96 * 1024).fill(7);
+    })());
+    const large = create(FactMessageSchema, {
+      envelope: { messageId: `artifact-${key}`, fromZone: "plant-a", toZone: "enterprise", producedAtUnixMs: 1_764_000_000_000n, objectMediaType: "application/octet-stream" },
+      fact: { subject: `batch:${key}`, predicate: "report_attached", objectJson: JSON.stringify({ bucket: ref.bucket, key: ref.key, digest: ref.digest, size: Number(ref.size), media_type: "application/octet-stream" }) },
+    });
+    const good = producedFacts(3);
+    await produce(zones.peerStore, [large, ...good]);
+    const peerLast = (await zones.peerStore.substrate.jsm.streams.info("facts-operational")).state.last_seq;
+    const before = (await localFacts()).length;
+    // This zone takes artifacts of at most 64 KiB.
+    const local = await zones.openLocal({ maxObjectBytes: "64KiB" });
+    const link = startLink({ zone: "enterprise", link: testLink, store: local, peer: testPeer(zones.peerStore), policy: testPolicy, options: linkOptions, holder: "worker-1", log: silentLog });
+    try {
+      await pollUntil(() => link.status().cursor === peerLast, { timeoutMs: 30_000, what: "the link past the large artifact" });
+      expect(link.status().quarantined).toBe(1);
+    } finally {
+      await link.stop();
+    }
+    expect(await local.statObject("batch-files", key)).toBeUndefined();
+    expect((await localFacts()).slice(before).map((f) => f.message!.envelope!.messageId)).toEqual(good.map((f) => f.envelope!.messageId));
+    const parked = (await listQuarantine(local.substrate)).at(-1)!;
+    expect([parked.messageId, parked.reason]).toEqual([large.envelope!.messageId, "object_too_large"]);
+  });
+});
+
 describe("lease: renewals one at a time", () => {
   it("keeps the link when renewals are slower than their interval: no spurious takeover", async () => {
     await produce(zones.peerStore, producedFacts(20));

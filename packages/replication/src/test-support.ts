@@ -23,8 +23,8 @@ export interface TestZones {
   readonly peerStore: ZoneStore;
   readonly localStore: ZoneStore;
   readonly servers: readonly NatsServerHandle[];
-  /** Opens another store on this zone's server (a second worker replica). */
-  openLocal(): Promise<ZoneStore>;
+  /** Opens another store on this zone's server (a second worker replica), with other limits if given. */
+  openLocal(limits?: Record<string, unknown>): Promise<ZoneStore>;
   dispose(): Promise<void>;
 }
 
@@ -32,14 +32,15 @@ export async function startTestZones(): Promise<TestZones> {
   const peerServer = await startNatsServer({ domain: "plant-a" });
   const localServer = await startNatsServer({ domain: "enterprise" });
   const peerConfig = parseStorageConfig({ zone: "plant-a", zones: ["enterprise"], streams, consumers: [{ name: CONSUMER, stream: "operational", identities: ["enterprise-bsfg"] }] });
-  const localConfig = parseStorageConfig({ zone: "enterprise", zones: ["plant-a"], streams, leaseTtl: "3s" });
+  const localInput = { zone: "enterprise", zones: ["plant-a"], streams, leaseTtl: "3s" };
+  const localConfig = parseStorageConfig(localInput);
   const stores = [await openZoneStore(peerConfig, { servers: peerServer.url }), await openZoneStore(localConfig, { servers: localServer.url })];
   return {
     peerStore: stores[0]!,
     localStore: stores[1]!,
     servers: [peerServer, localServer],
-    async openLocal() {
-      const store = await openZoneStore(localConfig, { servers: localServer.url });
+    async openLocal(limits) {
+      const store = await openZoneStore(limits ? parseStorageConfig({ ...localInput, limits }) : localConfig, { servers: localServer.url });
       stores.push(store);
       return store;
     },

@@ -137,3 +137,38 @@ describe("artifacts: streamed, verified, immutable", () => {
     expect(reasonOf(error)).toBe("object_corrupted");
   });
 });
+
+describe("artifacts: bounded per object and per bucket", () => {
+  let zone: TestZone;
+  beforeAll(async () => {
+    zone = await startTestZone({ buckets: { "batch-files": { maxBytes: "4MiB" } }, limits: { maxObjectBytes: "2MiB" } });
+  });
+  afterAll(() => zone.dispose());
+
+  const put = (key: string, size: number, declared: boolean) =>
+    zone.store.putObject({ bucket: "batch-files", key, mediaType: "application/octet-stream", ...(declared ? { size } : {}) }, content(size, size, 256 * 1024));
+  const refusal = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => e as ConnectError);
+
+  it("refuses an object larger than storage.limits.maxObjectBytes, declared or not, and stores none of it", async () => {
+    const kept = await put("kept.bin", MiB, true);
+    for (const declared of [true, false]) {
+      const err = await refusal(put(`too-large-${declared}.bin`, 2 * MiB + 1024, declared));
+      expect(err).toBeInstanceOf(ConnectError);
+      expect([err!.code, reasonOf(err)], err!.rawMessage).toEqual([Code.InvalidArgument, "object_too_large"]);
+      expect(await zone.store.statObject("batch-files", `too-large-${declared}.bin`)).toBeUndefined();
+    }
+    // Up to the limit is fine; what was stored before is untouched.
+    expect(await zone.store.statObject("batch-files", "kept.bin")).toEqual(kept);
+  });
+
+  it("answers a full bucket resource_exhausted, and loses nothing already stored", async () => {
+    const first = await put("first.bin", 2 * MiB - 1, true);
+    // 1 MiB (above) + 2 MiB now in a bucket of 4 MiB (chunk headers included): the next one cannot fit,
+    // so the refused uploads above left nothing behind.
+    const err = await refusal(put("second.bin", 2 * MiB - 1, true));
+    expect([err?.code, reasonOf(err)]).toEqual([Code.ResourceExhausted, "store_full"]);
+    expect(await zone.store.statObject("batch-files", "second.bin")).toBeUndefined();
+    const reader = await zone.store.getObject("batch-files", "first.bin");
+    expect((await digestOf(reader.chunks)).digest).toBe(first.digest);
+  });
+});

@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import type { ObjectInfo, ObjectStore } from "@nats-io/obj";
-import { Code, ObjectRefSchema, Reason, rejection, type ObjectRef } from "@bsfg/proto";
+import { Code, ObjectRefSchema, Reason, rejection, type ConnectError, type ObjectRef } from "@bsfg/proto";
 import { pullFromNewConsumer, pullOnce } from "./pull.js";
 import { isWrongLastSequence, substrateRejection } from "./substrate-errors.js";
 import { addReadConsumer } from "./read-consumer.js";
@@ -46,7 +46,7 @@ const MAX_MEDIA_TYPE = 256;
 const MAX_FILE_NAME = 1024;
 const CHUNKS_PER_PULL = 8;
 
-export function artifacts(substrate: Substrate, buckets: ReadonlyMap<string, ObjectStore>, chunkBytes: number): Artifacts {
+export function artifacts(substrate: Substrate, buckets: ReadonlyMap<string, ObjectStore>, chunkBytes: number, maxObjectBytes = Number.MAX_SAFE_INTEGER): Artifacts {
   function bucketStore(bucket: string): ObjectStore {
     const store = buckets.get(bucket);
     if (!store) {
@@ -92,6 +92,10 @@ export function artifacts(substrate: Substrate, buckets: ReadonlyMap<string, Obj
     async put(header, content) {
       const store = bucketStore(header.bucket);
       checkHeader(header);
+      const tooLarge = (bytes: number, how: string) => rejection(Code.InvalidArgument, Reason.ObjectTooLarge, `object ${header.bucket}/${header.key}: ${how} ${bytes} bytes, more than this zone takes (storage.limits.maxObjectBytes: ${maxObjectBytes})`, {
+        bucket: header.bucket, key: header.key, max_bytes: String(maxObjectBytes),
+      });
+      if (header.size !== undefined && header.size > maxObjectBytes) throw tooLarge(header.size, "declared");
       const hash = createHash("sha256");
       let size = 0;
       const verify = () => {
@@ -104,9 +108,13 @@ export function artifacts(substrate: Substrate, buckets: ReadonlyMap<string, Obj
         }
         return digest;
       };
+      /** Our own refusal raised while the bytes stream in (the client library wraps it). */
+      let refused: ConnectError | undefined;
       const count = (chunk: Uint8Array) => {
         hash.update(chunk);
         size += chunk.byteLength;
+        // Counted as the bytes stream in: an object without a declared size stops at the limit.
+        if (size > maxObjectBytes) throw (refused = tooLarge(size, "received at least"));
       };
 
       const existing = await anyInfo(store, header.key);
@@ -134,6 +142,8 @@ export function artifacts(substrate: Substrate, buckets: ReadonlyMap<string, Obj
         if (ref.digest !== digest) throw rejection(Code.DataLoss, Reason.ObjectCorrupted, `object ${header.bucket}/${header.key}: stored digest ${ref.digest} differs from ours ${digest}`);
         return ref;
       } catch (err) {
+        // The chunks stored so far were purged by the client library.
+        if (refused) throw refused;
         if (isWrongLastSequence(err)) {
           // Someone stored the same key while we were uploading.
           const winner = await currentInfo(store, header.key);

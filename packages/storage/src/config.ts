@@ -91,7 +91,13 @@ export const storageConfigSchema = z.object({
     maxFactBytes: byteSize.default(64 * 1024),
     maxBatchMessages: z.number().int().positive().default(1_000),
     maxBatchBytes: byteSize.default(4 * 2 ** 20),
-  }).strict().default({ maxFactBytes: 64 * 1024, maxBatchMessages: 1_000, maxBatchBytes: 4 * 2 ** 20 }),
+    /**
+     * The largest artifact, for PutObject and for a relayed copy alike: refused from its
+     * declared size, or as soon as more bytes arrive (the log, cursors and dedupe index share
+     * the disk the buckets fill).
+     */
+    maxObjectBytes: byteSize.default(2 ** 30),
+  }).strict().default({ maxFactBytes: 64 * 1024, maxBatchMessages: 1_000, maxBatchBytes: 4 * 2 ** 20, maxObjectBytes: 2 ** 30 }),
   backpressure: z.object({
     rejectAtPercent: z.number().min(1).max(100).default(80),
     /** How stale the fill estimate may get before it is refreshed from the server. */

@@ -144,7 +144,7 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
     }
   }
   const fill: FillGauge = fillGauge(jsm, { rejectAtPercent: cfg.backpressure.rejectAtPercent, refreshIntervalMs: cfg.backpressure.refreshInterval });
-  const objects = artifacts(substrate, buckets, cfg.objectChunkBytes);
+  const objects = artifacts(substrate, buckets, cfg.objectChunkBytes, cfg.limits.maxObjectBytes);
   const appendContext: AppendContext = {
     substrate,
     index: dedupeIndex(substrate),
