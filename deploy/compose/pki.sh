@@ -10,7 +10,9 @@
 #                    outside the containers: docker cp them out (README, "Containers")
 #
 # Server certificates name every container a zone serves from, as peers and clients dial it
-# (https://idmz-egress:8445 …), plus localhost for the ports published on the host.
+# (https://idmz-egress:8445 …), plus localhost for the ports published on the host. The IDMZ's
+# also names idmz-sync: outbound-only PlantA dials its reverse listener (https://idmz-sync:8447),
+# which presents the zone's certificate.
 # A second run reuses what is still valid (bsfg-dev-pki is idempotent).
 # BSFG_PKI_OWNER (uid:gid) hands the zone and client folders to the services' user.
 set -eu
@@ -19,7 +21,7 @@ cli=${BSFG_DEV_PKI_JS:-/app/dist/cli.js}
 
 node "$cli" "$root/ca" \
   enterprise-bsfg:both=enterprise-ingest,enterprise-egress,enterprise-ledger,enterprise-zone,localhost \
-  idmz-bsfg:both=idmz-ingest,idmz-egress,idmz-ledger,idmz-zone,localhost \
+  idmz-bsfg:both=idmz-ingest,idmz-egress,idmz-ledger,idmz-sync,idmz-zone,localhost \
   plant-a-bsfg:both=plant-a-ingest,plant-a-egress,plant-a-ledger,plant-a-zone,localhost \
   mes-producer:client erp-producer:client enterprise-viewer:client estate-operator:client
 

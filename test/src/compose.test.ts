@@ -57,7 +57,9 @@ interface ZoneDocument {
   tls: { ca: string; cert: string; key: string };
   listen: Record<string, string>;
   health: Record<string, string>;
-  peers: Record<string, { url?: string; urls?: { egress: string; ledger: string }; identity: string }>;
+  peers: Record<string, { dial?: "outbound" | "inbound"; url?: string; urls?: { egress: string; ledger: string }; identity: string }>;
+  /** Outbound-only zone: the receivers whose reverse listeners its egress and ledger dial. */
+  serve?: Record<string, { dial: "outbound"; urls: string[]; identity: string }>;
   policy: Record<string, unknown>;
 }
 
@@ -83,6 +85,8 @@ const nats = names.filter((n) => isNats(services[n]!));
 const onNetwork = (network: string) => names.filter((n) => networksOf(services[n]!).includes(network));
 const shareNetwork = (a: string, b: string) => networksOf(services[a]!).some((n) => networksOf(services[b]!).includes(n));
 const bsfgByName = new Map(bsfg.map((s) => [s.name, s]));
+/** The deployables of an outbound-only zone that dial its receivers (its egress and ledger). */
+const dialsOut = (s: BsfgService) => Object.keys(s.config.serve ?? {}).length > 0 && (s.role === "egress" || s.role === "ledger");
 
 describe("docker-compose.yml", () => {
   it("is valid for docker-compose config, and names the services this suite reads", async () => {
@@ -166,9 +170,11 @@ describe("the BSFG services and their zone configurations", () => {
     expect(Number(dockerfile.env.BSFG_PROBE_PORT), "the HEALTHCHECK asks the configured probe port").toBe(portOf(health));
     expect(environmentOf(s.service).BSFG_PROBE_PORT ?? dockerfile.env.BSFG_PROBE_PORT).toBe(dockerfile.env.BSFG_PROBE_PORT);
     const own = s.role === "sync" ? [portOf(health)] : [portOf(s.config.listen[s.role]!), portOf(health)];
-    if (s.role !== "sync") expect(hostOf(s.config.listen[s.role]!)).toBe("0.0.0.0");
+    // An outbound-only zone's egress and ledger are dialed by no one: they bind the container's loopback.
+    if (s.role !== "sync") expect(hostOf(s.config.listen[s.role]!)).toBe(dialsOut(s) ? "127.0.0.1" : "0.0.0.0");
     expect(dockerfile.exposed.sort()).toEqual(own.sort());
     for (const port of portsOf(s.service)) expect(own, `${s.name} publishes ${port.target}`).toContain(port.target);
+    if (dialsOut(s)) expect(portsOf(s.service).map((p) => p.target), `${s.name} publishes only its probe`).toEqual([portOf(health)]);
   });
 
   it.each(bsfg)("$name mounts its zone's configuration and only its zone's PKI volume, read-only, and waits for the pki job and its NATS", (s) => {
@@ -200,6 +206,11 @@ describe("the BSFG services and their zone configurations", () => {
     let peers = 0;
     for (const receiver of bsfg.filter((s) => s.role === "sync")) {
       for (const [peerZone, peer] of Object.entries(receiver.config.peers)) {
+        // An outbound-only peer dials in (next test): the receiver names no URL for it.
+        if (peer.dial === "inbound") {
+          expect(peer.url ?? peer.urls, `${receiver.name}: ${peerZone} dials in`).toBeUndefined();
+          continue;
+        }
         const urls = peer.urls ?? { egress: peer.url!, ledger: peer.url! };
         for (const [role, url] of Object.entries(urls)) {
           peers++;
@@ -213,7 +224,29 @@ describe("the BSFG services and their zone configurations", () => {
         }
       }
     }
-    expect(peers).toBe(8); // four links' peers (idmz ← plant-a, idmz ← enterprise, enterprise ← idmz, plant-a ← idmz) × egress + ledger
+    expect(peers).toBe(6); // three links' peers (idmz ← enterprise, enterprise ← idmz, plant-a ← idmz) × egress + ledger
+  });
+
+  it("outbound-only PlantA: its egress and ledger dial the receiving sync container's reverse listener over the boundary network; that receiver expects it (dial: inbound)", () => {
+    let dials = 0;
+    for (const sender of bsfg.filter(dialsOut)) {
+      expect(networksOf(sender.service), sender.name).toContain("boundary");
+      for (const [receiverZone, served] of Object.entries(sender.config.serve!)) {
+        expect(served.identity).toBe(`${receiverZone}-bsfg`);
+        for (const url of served.urls) {
+          dials++;
+          const { hostname, port } = new URL(url);
+          const target = bsfgByName.get(hostname);
+          expect(target, `${sender.name} → ${url}`).toBeDefined();
+          expect(target!.zone).toBe(receiverZone);
+          expect(target!.role).toBe("sync");
+          expect(networksOf(target!.service)).toContain("boundary");
+          expect(target!.config.listen.reverse, `${target!.name} has a reverse listener`).toBe(`0.0.0.0:${port}`);
+          expect(target!.config.peers[sender.zone]).toEqual({ dial: "inbound", identity: `${sender.zone}-bsfg` });
+        }
+      }
+    }
+    expect(dials).toBe(2); // plant-a-egress and plant-a-ledger → idmz-sync
   });
 
   it("the boundary network holds BSFG endpoints only; each zone network holds only that zone's containers", () => {
@@ -385,11 +418,25 @@ describe("the pki service", () => {
         const volume = mountsOf(sender.service).find((m) => m.kind === "volume")!;
         const certPath = posix.relative(volume.target, posix.join(posix.dirname(sender.configTarget), sender.config.tls.cert));
         const cert = new X509Certificate(readFileSync(join(written(volume.source), certPath)));
-        for (const url of Object.values(peer.urls ?? { url: peer.url! })) {
+        // An outbound-only sender is dialed by no one; it dials in with the same certificate.
+        const urls = peer.dial === "inbound" ? [] : Object.values(peer.urls ?? { url: peer.url! });
+        for (const url of urls) {
           expect(cert.checkHost(new URL(url).hostname), `${sender.config.tls.cert} for ${url}`).toBe(new URL(url).hostname);
         }
         expect(cert.subject).toContain(`CN=${peer.identity}`);
         expect(cert.verify(ca(receiver.zone).publicKey), "the receiver trusts the sender's certificate").toBe(true);
+      }
+    }
+    // The reverse listener presents its zone's certificate: it names the sync host the outbound-only zone dials.
+    for (const sender of bsfg.filter(dialsOut)) {
+      for (const [receiverZone, served] of Object.entries(sender.config.serve!)) {
+        const receiver = bsfg.find((b) => b.zone === receiverZone && b.role === "sync")!;
+        const volume = mountsOf(receiver.service).find((m) => m.kind === "volume")!;
+        const certPath = posix.relative(volume.target, posix.join(posix.dirname(receiver.configTarget), receiver.config.tls.cert));
+        const cert = new X509Certificate(readFileSync(join(written(volume.source), certPath)));
+        for (const url of served.urls) expect(cert.checkHost(new URL(url).hostname), `${receiver.config.tls.cert} for ${url}`).toBe(new URL(url).hostname);
+        expect(cert.subject).toContain(`CN=${served.identity}`);
+        expect(cert.verify(ca(sender.zone).publicKey), "the outbound-only zone trusts the receiver's certificate").toBe(true);
       }
     }
   });

@@ -8,14 +8,26 @@
  *
  * Every container listens on the same ports (there is one deployable per container), the
  * defaults of the zone configuration; Dockerfiles EXPOSE and probe the same.
+ *
+ * PlantA is outbound-only, as in the local estate: nothing connects into it. Its egress and
+ * ledger bind 127.0.0.1 inside their containers (no peer reaches them) and dial the IDMZ
+ * sync container's reverse listener (idmz-sync:8447) over the boundary network; the IDMZ
+ * pulls from PlantA over those connections. PlantA's own sync still connects out to the
+ * IDMZ's egress and ledger, so every connection across PlantA's boundary starts in PlantA.
  */
 import { stringify } from "yaml";
-import { estateDocuments, estateIdentities, type EstateTopology, type ZoneEndpoints } from "@bsfg/estate-kit";
+import { estateDocuments, estateIdentities, estateLinks, threeZoneEstate, type EstateTopology, type ZoneEndpoints } from "@bsfg/estate-kit";
 import { demoViewer, estateStorage, withViewer } from "./estate.js";
 
-/** mTLS ports (listen.*) and plain-HTTP probe ports (health.*) inside every container. */
+/** The compose estate: Enterprise ⇄ IDMZ ⇄ PlantA, PlantA outbound-only (see above). */
+export const composeEstate: EstateTopology = { ...threeZoneEstate, outboundOnly: ["plant-a"] };
+
+/**
+ * mTLS ports (listen.*) and plain-HTTP probe ports (health.*) inside every container;
+ * `reverse`: a sync container's reverse listener, where an outbound-only peer dials in.
+ */
 export const containerPorts = {
-  listen: { zone: 8443, ingest: 8444, egress: 8445, ledger: 8446 },
+  listen: { zone: 8443, ingest: 8444, egress: 8445, ledger: 8446, reverse: 8447 },
   health: { zone: 9443, ingest: 9444, egress: 9445, ledger: 9446, sync: 9447 },
   nats: 4222,
 } as const;
@@ -31,15 +43,25 @@ export const natsServices = (zone: string): string[] =>
 export const mounts = { config: "/etc/bsfg/zone.yaml", pki: "/etc/bsfg/pki" } as const;
 
 const everywhere = (port: number) => `0.0.0.0:${port}`;
+/** Inside the container only: an outbound-only zone's egress and ledger, which no peer may reach. */
+const containerOnly = (port: number) => `127.0.0.1:${port}`;
 /** `http:` of every nats-server in deploy/compose/nats/*.conf: the zone reads /varz there. */
 const natsMonitorPort = 8222;
 
-function endpoints(zone: string): ZoneEndpoints {
+function endpoints(topology: EstateTopology, zone: string): ZoneEndpoints {
   const { listen, health } = containerPorts;
+  const outboundOnly = topology.outboundOnly ?? [];
+  // Peers connect to its egress and ledger only if the zone is not outbound-only; it listens for
+  // them (reverse) only where an outbound-only peer dials in.
+  const peerFacing = outboundOnly.includes(zone) ? containerOnly : everywhere;
+  const dialedInto = estateLinks(topology).some((l) => l.receiver === zone && outboundOnly.includes(l.sender));
   return {
     nats: natsServices(zone).map((host) => `nats://${host}:${containerPorts.nats}`),
     natsMonitor: natsServices(zone).map((host) => `http://${host}:${natsMonitorPort}`),
-    listen: { zone: everywhere(listen.zone), ingest: everywhere(listen.ingest), egress: everywhere(listen.egress), ledger: everywhere(listen.ledger) },
+    listen: {
+      zone: everywhere(listen.zone), ingest: everywhere(listen.ingest), egress: peerFacing(listen.egress), ledger: peerFacing(listen.ledger),
+      ...(dialedInto ? { reverse: everywhere(listen.reverse) } : {}),
+    },
     health: {
       zone: everywhere(health.zone), ingest: everywhere(health.ingest), egress: everywhere(health.egress),
       ledger: everywhere(health.ledger), sync: everywhere(health.sync),
@@ -54,12 +76,14 @@ export function composeDocuments(topology: EstateTopology): Record<string, Recor
     .map((identity) => [identity, { cert: `pki/${identity}.crt`, key: `pki/${identity}.key` }]));
   const documents = estateDocuments({
     topology,
-    endpoints: Object.fromEntries(topology.zones.map((zone) => [zone, endpoints(zone)])),
+    endpoints: Object.fromEntries(topology.zones.map((zone) => [zone, endpoints(topology, zone)])),
     // Peers are the sender's egress and ledger containers, on the boundary network.
     peerUrl: (_receiver, sender) => ({
       egress: `https://${sender}-egress:${containerPorts.listen.egress}`,
       ledger: `https://${sender}-ledger:${containerPorts.listen.ledger}`,
     }),
+    // An outbound-only zone dials the receiver's sync container (one replica: one URL).
+    reverseUrls: (receiver) => `https://${receiver}-sync:${containerPorts.listen.reverse}`,
     pki: { caCert: "pki/ca.crt", files },
     storage: estateStorage,
   });

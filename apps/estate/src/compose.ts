@@ -5,8 +5,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { threeZoneEstate } from "@bsfg/estate-kit";
-import { composeDocuments, composeYaml } from "./compose-estate.js";
+import { composeDocuments, composeEstate, composeYaml } from "./compose-estate.js";
 
 const repo = resolve(fileURLToPath(import.meta.url), "../../../..");
 const { values } = parseArgs({
@@ -14,7 +13,7 @@ const { values } = parseArgs({
 });
 const out = resolve(values.out!);
 
-const documents = composeDocuments(threeZoneEstate);
+const documents = composeDocuments(composeEstate);
 let stale = 0;
 for (const [zone, document] of Object.entries(documents)) {
   const file = join(out, `${zone}.yaml`);

@@ -4,7 +4,15 @@
  * from @bsfg/estate-kit, so the runner, the tests and the benchmarks build the
  * same estate.
  */
-import type { EstateTopology, ZoneEndpoints } from "@bsfg/estate-kit";
+import { estateLinks, referenceEstate, type EstateTopology, type ZoneEndpoints } from "@bsfg/estate-kit";
+
+/**
+ * What ./scripts/run.sh runs: the reference estate, with PlantA outbound-only (issue 17):
+ * it accepts no connection from its peers and dials the IDMZ's reverse listener instead,
+ * over which the IDMZ pulls from it as before. PlantB is reached as usual (the IDMZ
+ * connects to its egress and ledger), so the estate shows both modes side by side.
+ */
+export const localEstate: EstateTopology = { ...referenceEstate, outboundOnly: ["plant-a"] };
 
 export type Role = "zone" | "ingest" | "egress" | "ledger";
 
@@ -16,24 +24,34 @@ export interface ZonePorts {
   readonly listen: Readonly<Record<Role, number>>;
   /** Plain-HTTP probe ports per deployable; `sync` also serves GET /links. */
   readonly health: Readonly<Record<Role | "sync", number>>;
+  /**
+   * The sync worker's reverse listener (listen.reverse), where outbound-only peers dial in:
+   * only in a zone that pulls from one (the IDMZ, from PlantA).
+   */
+  readonly reverse: number | undefined;
 }
 
 /**
- * Zone i of the line (enterprise 0, idmz 1, plant-a 2): NATS on 14222+i, its
- * monitor on 18222+i — clear of 4222/8222, where installing Debian's
- * nats-server package starts a system server — services on 8443+100·i
- * (zone, ingest, egress, ledger) and probes on 9443+100·i (…, sync).
+ * Zone i of the topology (enterprise 0, idmz 1, plant-a 2, plant-b 3): NATS on
+ * 14222+i, its monitor on 18222+i — clear of 4222/8222, where installing Debian's
+ * nats-server package starts a system server — services on 8443+100·i (zone,
+ * ingest, egress, ledger, and the sync worker's reverse listener where an
+ * outbound-only peer dials in) and probes on 9443+100·i (…, sync).
  */
 export function zonePorts(topology: EstateTopology): ZonePorts[] {
+  const outboundOnly = new Set(topology.outboundOnly ?? []);
+  const links = estateLinks(topology);
   return topology.zones.map((name, i) => {
     const service = 8443 + 100 * i;
     const probe = 9443 + 100 * i;
+    const dialedInto = links.some((l) => l.receiver === name && outboundOnly.has(l.sender));
     return {
       name,
       natsPort: 14222 + i,
       monitorPort: 18222 + i,
       listen: { zone: service, ingest: service + 1, egress: service + 2, ledger: service + 3 },
       health: { zone: probe, ingest: probe + 1, egress: probe + 2, ledger: probe + 3, sync: probe + 4 },
+      reverse: dialedInto ? service + 4 : undefined,
     };
   });
 }
@@ -44,7 +62,10 @@ export function endpointsOf(zone: ZonePorts): ZoneEndpoints {
   return {
     nats: `nats://127.0.0.1:${zone.natsPort}`,
     natsMonitor: `http://127.0.0.1:${zone.monitorPort}`,
-    listen: { zone: local(listen.zone), ingest: local(listen.ingest), egress: local(listen.egress), ledger: local(listen.ledger) },
+    listen: {
+      zone: local(listen.zone), ingest: local(listen.ingest), egress: local(listen.egress), ledger: local(listen.ledger),
+      ...(zone.reverse !== undefined ? { reverse: local(zone.reverse) } : {}),
+    },
     health: { zone: local(health.zone), ingest: local(health.ingest), egress: local(health.egress), ledger: local(health.ledger), sync: local(health.sync) },
   };
 }

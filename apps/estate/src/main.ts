@@ -1,14 +1,15 @@
 #!/usr/bin/env node
 // bsfg-estate [--data .bsfg] [--split]: brings up the reference estate (enterprise, idmz, and
 // plant-a and plant-b behind it) with its peer links, and keeps it running until Ctrl-C.
+// PlantA is outbound-only: it dials the IDMZ's reverse listener, and the IDMZ pulls over that.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { stringify } from "yaml";
-import { estateDocuments, estateEdges, estateIdentities, estateLinks, referenceEstate } from "@bsfg/estate-kit";
+import { estateDocuments, estateEdges, estateIdentities, estateLinks } from "@bsfg/estate-kit";
 import { ensureDevPki } from "@bsfg/pki";
-import { demoViewer, endpointsOf, estateStorage, withViewer, zonePorts, type ZonePorts } from "./estate.js";
+import { demoViewer, endpointsOf, estateStorage, localEstate, withViewer, zonePorts, type ZonePorts } from "./estate.js";
 import { startProcess, stopProcess, waitHealthy, type Supervised } from "./processes.js";
 
 const repo = resolve(fileURLToPath(import.meta.url), "../../../..");
@@ -18,7 +19,7 @@ const split = values.split!;
 // scripts/run.sh (its bootstrap) names the pinned nats-server; otherwise the one on PATH.
 const natsBin = process.env.NATS_SERVER_BIN || "nats-server";
 
-const topology = referenceEstate;
+const topology = localEstate;
 const zones = zonePorts(topology);
 const byName = new Map(zones.map((z) => [z.name, z]));
 
@@ -86,6 +87,8 @@ try {
       const z = byName.get(sender)!;
       return split ? { egress: https(z.listen.egress), ledger: https(z.listen.ledger) } : https(z.listen.zone);
     },
+    // An outbound-only zone dials the receiver's sync worker (in-process in the all-in-one).
+    reverseUrls: (receiver) => https(byName.get(receiver)!.reverse!),
     pki: { caCert: pki.caCert, files: pki.files },
     storage: estateStorage,
   });
@@ -142,9 +145,15 @@ const ingestUrl = (z: ZonePorts) => https(split ? z.listen.ingest : z.listen.zon
 const egressUrl = (z: ZonePorts) => https(split ? z.listen.egress : z.listen.zone);
 const ledgerFlag = (flag: string, z: ZonePorts) => (split ? ` ${flag} ${https(z.listen.ledger)}` : "");
 const links = estateLinks(topology);
+const outboundOnly = new Set(topology.outboundOnly ?? []);
+/** Where a zone's outbound-only side is watched: the probes of the deployables that dial (GET /reverse). */
+const dialProbes = (z: ZonePorts) => (split ? [["egress", z.health.egress], ["ledger", z.health.ledger]] as const : [["zone", z.health.zone]] as const)
+  .map(([app, port]) => ({ app, url: `${probe(port)}/reverse` }));
 
 const zoneLines = zones.map((z) => {
   const pulls = [...new Set(links.filter((l) => l.receiver === z.name).map((l) => l.sender))];
+  const dialers = pulls.filter((sender) => outboundOnly.has(sender));
+  const served = [...new Set(links.filter((l) => l.sender === z.name).map((l) => l.receiver))];
   const services = split
     ? `ingest ${https(z.listen.ingest)}  egress ${https(z.listen.egress)}  ledger ${https(z.listen.ledger)}  + sync worker`
     : `zone ${https(z.listen.zone)} (ingest, egress, ledger and the sync worker in one process)`;
@@ -155,7 +164,23 @@ const zoneLines = zones.map((z) => {
     `  ${z.name.padEnd(10)}  nats://127.0.0.1:${z.natsPort} (JetStream domain ${z.name}, monitor ${probe(z.monitorPort)})`,
     `              ${services}`,
     `              ${probes}   sync ${probe(z.health.sync)}/links`,
-    `              pulls operational + documents facts from ${pulls.join(", ")}`,
+    `              pulls operational + documents facts from ${pulls.map((p) => (outboundOnly.has(p) ? `${p} (over the connections ${p} dials in)` : p)).join(", ")}`,
+    ...(dialers.length > 0 ? [`              reverse listener ${https(z.reverse!)} (${split ? "the sync worker's" : "its sync worker's"}): ${dialers.join(", ")} dial${dialers.length === 1 ? "s" : ""} in here`] : []),
+    ...(outboundOnly.has(z.name)
+      ? [`              outbound-only: no peer connects to it; ${split ? "its egress and ledger dial" : "it dials"} ${served.map((r) => `${r} at ${https(byName.get(r)!.reverse!)}`).join(", ")}`]
+      : []),
+  ].join("\n");
+});
+
+const outboundLines = [...outboundOnly].map((name) => {
+  const z = byName.get(name)!;
+  const receivers = [...new Set(links.filter((l) => l.sender === name).map((l) => l.receiver))];
+  return [
+    `${name} is outbound-only (docs/architecture.md, "Outbound-only zones"): no peer opens a connection to it. Its ${split ? "egress and ledger each dial" : "zone process dials"}`,
+    `${receivers.map((r) => `${r}'s reverse listener ${https(byName.get(r)!.reverse!)}`).join(", ")}, and ${receivers.join(", ")} pull${receivers.length === 1 ? "s" : ""} from ${name} over ${split ? "those connections" : "that connection"} (FetchFacts, ConfirmReceipt,`,
+    `FetchObject, StatObject — nothing else). Its own listeners serve its producers and local tools only (127.0.0.1).`,
+    ...receivers.map((r) => `  curl -s ${probe(byName.get(r)!.health.sync)}/links      # ${r}: ${name}'s links show connection.dial "inbound", the ${name} replica in use, since when`),
+    ...dialProbes(z).map(({ app, url }) => `  curl -s ${url}     # ${name}'s ${app} process: its dials (state connected, backing_off …; dials, failures, last error)`),
   ].join("\n");
 });
 
@@ -165,7 +190,7 @@ data in ${shown(data)} (a second start resumes), logs in ${shown(data)}/<zone>/l
 
 ${zoneLines.join("\n")}
 
-Demo: a batch story appended in ${plant.name} as mes-producer (one fact carries a PDF artifact),
+${outboundLines.join("\n\n")}${outboundLines.length > 0 ? "\n\n" : ""}Demo: a batch story appended in ${plant.name} as mes-producer (one fact carries a PDF artifact),
 shown arriving in ${enterprise.name} through plant-a → idmz → enterprise (never in plant-b: facts travel toward their to_zone):
   ${cli} demo --pki ${pkiDir} --plant-url ${ingestUrl(plant)} --enterprise-url ${egressUrl(enterprise)}${ledgerFlag("--enterprise-ledger-url", enterprise)} \\
     --links ${probe(idmz.health.sync)}/links,${probe(enterprise.health.sync)}/links

@@ -38,8 +38,10 @@ export const threeZoneEstate: EstateTopology = {
 
 /**
  * The reference estate of the brief: Enterprise, the IDMZ, and two plants side by side
- * behind it. What the local estate (`scripts/run.sh`) runs; PlantA's facts for Enterprise
- * pass the IDMZ and never reach PlantB.
+ * behind it. What the local estate (`scripts/run.sh`) runs, there with PlantA outbound-only
+ * (`{ ...referenceEstate, outboundOnly: ["plant-a"] }`, apps/estate); PlantA's facts for
+ * Enterprise pass the IDMZ and never reach PlantB. Here every link is dialed by its
+ * receiver (the suites that use it, e.g. routing, run it that way).
  */
 export const referenceEstate: EstateTopology = {
   zones: ["enterprise", "idmz", "plant-a", "plant-b"],

@@ -50,6 +50,7 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
   let tls: TlsReloader | undefined;
   let durability: DurabilityWatch | undefined;
   let reverse: ReverseListener | undefined;
+  let reverseTls: TlsReloader | undefined;
   const { notDurable, notReady } = readiness(store, () => durability);
   try {
     probe = await startProbeServer({
@@ -87,8 +88,21 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
         certificates.set(watched(pems));
       },
     });
+    // The reverse listener presents the zone's server certificate: a rotated one serves new dials.
+    const listening = reverse;
+    if (listening) {
+      reverseTls = startTlsReloader({
+        name: "reverse-listener",
+        paths: config.tls.paths,
+        current: { ca: config.tls.ca, cert: config.tls.cert, key: config.tls.key },
+        intervalMs: config.tls.reloadCheckMs,
+        log: probe.log,
+        apply: (pems) => listening.reloadTls(pems),
+      });
+    }
   } catch (err) {
     for (const stop of unobserve) stop();
+    reverseTls?.close();
     await reverse?.close();
     durability?.close();
     await probe?.close();
@@ -103,9 +117,13 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
     reverseUrl: reverse?.url,
     log: probe.log,
     metrics,
-    reloadTls: () => started.tls.check("signal"),
+    reloadTls: async () => {
+      await reverseTls?.check("signal");
+      return started.tls.check("signal");
+    },
     async stop() {
       started.tls.close();
+      reverseTls?.close();
       started.durability.close();
       await started.worker.stop();
       await started.reverse?.close();
