@@ -24,10 +24,11 @@ export interface DocumentOptions {
    */
   readonly peerUrl: (receiver: string, sender: string) => Endpoints | { readonly egress: Endpoints; readonly ledger: Endpoints };
   /**
-   * Where an outbound-only zone dials `receiver`: its reverse listener, one URL per sync
-   * replica (each replica listens on its own). Required when the topology has outbound-only zones.
+   * Where the outbound-only zone `dialer` dials `receiver`: its reverse listener, one URL per
+   * sync replica (each replica listens on its own), directly or through a proxy per dialer.
+   * Required when the topology has outbound-only zones.
    */
-  readonly reverseUrls?: (receiver: string) => Endpoints;
+  readonly reverseUrls?: (receiver: string, dialer: string) => Endpoints;
   /** TLS file paths: the CA and each identity's certificate and key. */
   readonly pki: { readonly caCert: string; readonly files: Readonly<Record<string, { readonly cert: string; readonly key: string }>> };
   /**
@@ -52,9 +53,9 @@ export function estateDocuments(opts: DocumentOptions): Record<string, Record<st
   const links = estateLinks(topology);
   const documents: Record<string, Record<string, unknown>> = {};
   const outboundOnly = new Set(topology.outboundOnly ?? []);
-  const reverseUrlsOf = (receiver: string) => {
+  const reverseUrlsOf = (receiver: string, dialer: string) => {
     if (!opts.reverseUrls) throw new Error(`the topology has outbound-only zones (${[...outboundOnly].join(", ")}): give reverseUrls, where they dial ${receiver}`);
-    return list(opts.reverseUrls(receiver));
+    return list(opts.reverseUrls(receiver, dialer));
   };
   for (const zone of topology.zones) {
     const outgoing = links.filter((l) => l.sender === zone);
@@ -72,6 +73,8 @@ export function estateDocuments(opts: DocumentOptions): Record<string, Record<st
         assertFromZones: [...new Set(incoming.filter((l) => l.sender === peer).flatMap((l) => l.relayedOrigins))],
         // Only facts bound for this side of the estate (what the consumer there serves).
         targetZones: [...new Set(incoming.filter((l) => l.sender === peer).flatMap((l) => l.targets))],
+        // The buckets the artifacts it relays are copied into (a relayed copy is a write, as a PutObject is).
+        writeBuckets: incoming.some((l) => l.sender === peer) ? [...topology.buckets] : [],
       };
     }
     for (const operator of topology.operators ?? []) policy[operator] = { quarantine: ["read", "release", "drop"] };
@@ -101,7 +104,7 @@ export function estateDocuments(opts: DocumentOptions): Record<string, Record<st
         const endpoints = typeof url === "string" || Array.isArray(url) ? { url } : { urls: { egress: (url as { egress: Endpoints }).egress, ledger: (url as { ledger: Endpoints }).ledger } };
         return [sender, { ...endpoints, identity: zoneIdentity(sender) }];
       })),
-      ...(outboundOnly.has(zone) ? { serve: Object.fromEntries([...new Set(outgoing.map((l) => l.receiver))].map((receiver) => [receiver, { dial: "outbound", urls: reverseUrlsOf(receiver), identity: zoneIdentity(receiver) }])) } : {}),
+      ...(outboundOnly.has(zone) ? { serve: Object.fromEntries([...new Set(outgoing.map((l) => l.receiver))].map((receiver) => [receiver, { dial: "outbound", urls: reverseUrlsOf(receiver, zone), identity: zoneIdentity(receiver) }])) } : {}),
       sync: { links: incoming.map((l) => ({ peer: l.sender, consumer: l.consumer })), ...(syncExtra as object | undefined) },
       policy,
       ...extra,

@@ -108,6 +108,13 @@ export function admitFact(stored: StoredFactBytes, rules: AdmissionRules): Admit
     }
     artifact = artifactRefOf(whole);
     if (!artifact) return rejection(Code.InvalidArgument, Reason.InvalidArtifactRef, `relayed fact ${head.messageId} at offset ${offset} has object_media_type but its object is not an artifact reference`, { offset, message_id: head.messageId });
+    // The copy writes into this zone's bucket: only one the relaying identity may write, as for its PutObject.
+    const bucket = rules.policy.mayWriteBucket([rules.peerIdentity], artifact.bucket);
+    if (!bucket.allowed) {
+      return rejection(Code.PermissionDenied, Reason.BucketNotAllowed, `peer ${rules.peer} (${rules.peerIdentity}) may not relay message ${head.messageId}: its artifact goes to bucket "${artifact.bucket}", which ${bucket.message.includes("no policy") ? "it has no policy for" : "its policy's writeBuckets do not list"}`, {
+        message_id: head.messageId, offset, bucket: artifact.bucket,
+      });
+    }
   }
   return { stored, head, kind: head.subject.slice(0, colon), artifact };
 }

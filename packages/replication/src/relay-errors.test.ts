@@ -12,6 +12,7 @@ describe("relay errors: set aside only what can never be admitted, retry everyth
     ["policy: origin not allowed", rejection(Code.PermissionDenied, Reason.FromZoneNotAllowed, "x")],
     ["policy: destination not allowed", rejection(Code.PermissionDenied, Reason.ToZoneNotAllowed, "x")],
     ["policy: relaying identity unknown", rejection(Code.PermissionDenied, Reason.UnknownIdentity, "x")],
+    ["policy: its artifact's bucket is not one the relay may write", rejection(Code.PermissionDenied, Reason.BucketNotAllowed, "x")],
     ["artifact: the peer says it does not exist", rejection(Code.NotFound, Reason.ObjectNotFound, "x")],
     ["artifact: digest differs after a verified copy", rejection(Code.InvalidArgument, Reason.DigestMismatch, "x")],
     ["artifact: size differs after a verified copy", rejection(Code.InvalidArgument, Reason.SizeMismatch, "x")],

@@ -23,6 +23,8 @@ const NEVER_ADMISSIBLE: ReadonlyMap<string, string> = new Map([
   [Reason.FromZoneNotAllowed, "policy"],
   [Reason.ToZoneNotAllowed, "policy"],
   [Reason.UnknownIdentity, "policy"],
+  // Its artifact would be written into a bucket the relaying identity may not write (writeBuckets).
+  [Reason.BucketNotAllowed, "policy"],
   // The artifact the fact references: the peer says it does not exist, or what it served
   // does not match the reference after a verified copy (or another object holds the key here).
   [Reason.ObjectNotFound, "artifact"],

@@ -418,6 +418,37 @@ describe("artifacts: one larger than this zone takes is set aside, not retried f
   });
 });
 
+describe("artifacts: written only into a bucket the relaying identity may write", () => {
+  it("parks a fact whose artifact names a bucket outside the peer's writeBuckets, and writes nothing there", async () => {
+    const key = `elsewhere-${process.pid}`;
+    // The peer stored it in document-files; this zone lets plant-a-bsfg write batch-files only.
+    const ref = await zones.peerStore.putObject({ bucket: "document-files", key, mediaType: "text/plain" }, (async function* () {
+      yield new TextEncoder().encode("a report for a bucket the relay may not write");
+    })());
+    const elsewhere = create(FactMessageSchema, {
+      envelope: { messageId: `artifact-${key}`, fromZone: "plant-a", toZone: "enterprise", producedAtUnixMs: 1_764_000_000_000n, objectMediaType: "text/plain" },
+      fact: { subject: `batch:${key}`, predicate: "report_attached", objectJson: JSON.stringify({ bucket: ref.bucket, key: ref.key, digest: ref.digest, size: Number(ref.size), media_type: "text/plain" }) },
+    });
+    const good = producedFacts(2);
+    await produce(zones.peerStore, [elsewhere, ...good]);
+    const peerLast = (await zones.peerStore.substrate.jsm.streams.info("facts-operational")).state.last_seq;
+    const before = (await localFacts()).length;
+    const peer = testPeer(zones.peerStore);
+    const link = startLink({ zone: "enterprise", link: testLink, store: zones.localStore, peer, policy: testPolicy, options: linkOptions, holder: "worker-1", log: silentLog });
+    try {
+      await pollUntil(() => link.status().cursor === peerLast, { timeoutMs: 30_000, what: "the link past the fact" });
+    } finally {
+      await link.stop();
+    }
+    // Refused before the copy: nothing fetched from the peer, nothing written here.
+    expect(peer.objectsServed).not.toContain(`document-files/${key}`);
+    expect(await zones.localStore.statObject("document-files", key)).toBeUndefined();
+    expect((await localFacts()).slice(before).map((f) => f.message!.envelope!.messageId)).toEqual(good.map((f) => f.envelope!.messageId));
+    const parked = (await listQuarantine(zones.localStore.substrate)).at(-1)!;
+    expect([parked.messageId, parked.reason]).toEqual([elsewhere.envelope!.messageId, "bucket_not_allowed"]);
+  });
+});
+
 describe("lease: renewals one at a time", () => {
   it("keeps the link when renewals are slower than their interval: no spurious takeover", async () => {
     await produce(zones.peerStore, producedFacts(20));

@@ -115,7 +115,7 @@ export const testLink: PeerLink = {
 };
 
 /** Enterprise's policy: plant-a's worker may relay facts from plant-a to enterprise. */
-export const testPolicy = createPolicy({ "plant-a-bsfg": { assertFromZones: ["plant-a"], targetZones: ["enterprise"], consumers: [], writeBuckets: [], readBuckets: [], quarantine: [] } });
+export const testPolicy = createPolicy({ "plant-a-bsfg": { assertFromZones: ["plant-a"], targetZones: ["enterprise"], consumers: [], writeBuckets: ["batch-files"], readBuckets: [], quarantine: [] } });
 
 export const silentLog: Logger = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
