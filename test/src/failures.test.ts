@@ -204,6 +204,11 @@ describe("replication under failure", () => {
         return s?.lastError ? s : undefined;
       }, { timeoutMs: 15_000, what: "the link's error" });
       expect(status.lastError).toMatchObject({ code: "permission_denied", reason: "consumer_not_allowed" });
+      // The probe port shows the error's code and reason to whoever reaches it, not its text.
+      const probed = ((await (await fetch(`${sync.probeUrl!}/links`)).json()) as { links: Array<{ lastError?: Record<string, unknown> }> }).links[0]!.lastError!;
+      expect(probed).toMatchObject({ code: "permission_denied", reason: "consumer_not_allowed" });
+      expect(probed).not.toHaveProperty("message");
+      expect(status.lastError!.message).toMatch(/consumer/);
       // Without spinning, and without giving up: it keeps trying, and after the n-th failure in a row
       // it waits at least half its step, 200 ms · 2ⁿ⁻¹ (100, 200, 400, 800 ms, …), before the next attempt.
       const errors = await pollUntil(() => {

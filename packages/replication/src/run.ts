@@ -4,6 +4,7 @@ import { parseListen } from "@bsfg/service-kit";
 import { startReverseListener, type ReverseListener } from "@bsfg/reverse";
 import { openZoneStore, type ZoneStore } from "@bsfg/storage";
 import { createMetrics, observeCertificates, observeLinks, observeStore, startTracing, type BsfgMetrics } from "@bsfg/telemetry";
+import type { LinkStatus } from "./link-status.js";
 import type { Logger } from "./logger.js";
 import { startSyncWorker, type SyncWorker } from "./worker.js";
 
@@ -58,7 +59,9 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
       config,
       listen: overrides.healthListen ?? config.health.sync,
       notReady,
-      routes: (app) => app.get("/links", async () => ({ zone: config.zone, links: worker?.status() ?? [] })),
+      // The probe port answers anyone who reaches it: error codes and reasons, never error text
+      // (which can name hosts, identities and paths); the text is in the link_error log lines.
+      routes: (app) => app.get("/links", async () => ({ zone: config.zone, links: (worker?.status() ?? []).map(withoutErrorText) })),
       metrics: overrides.metrics ? undefined : metrics,
       ...(overrides.logStream ? { logStream: overrides.logStream } : {}),
     });
@@ -132,6 +135,13 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
       if (!overrides.store) await store.close();
     },
   };
+}
+
+/** A link's status as the probe port shows it: the last error's code, reason and time, not its message. */
+export function withoutErrorText(status: LinkStatus): Omit<LinkStatus, "lastError"> & { lastError: Omit<NonNullable<LinkStatus["lastError"]>, "message"> | undefined } {
+  if (!status.lastError) return status;
+  const { message: _message, ...rest } = status.lastError;
+  return { ...status, lastError: rest };
 }
 
 /** `bsfg-sync --config <zone.yaml>`. */
