@@ -3,3 +3,4 @@ export { startReverseListener, reverseBaseUrl, type ReverseListener, type Revers
 export { HELLO_PATH, type ReverseRole, type Hello } from "./hello.js";
 export type { Keepalive } from "./keepalive.js";
 export type { ReverseLog } from "./log.js";
+export { certificateIdentity, certificateNames, type CertificateIdentity } from "./identity.js";

@@ -116,7 +116,8 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
     metrics.tlsFailures.inc({ code: tlsFailureCode(code) });
     socket.destroy();
   });
-  app.addHook("onRequest", async (request, reply) => {
+  /** A call is in flight from its request until its response finished or its stream closed. */
+  const countInFlight = (res: { once(event: "close" | "finish", listener: () => void): unknown }) => {
     inFlight++;
     let done = false;
     const finished = () => {
@@ -125,9 +126,10 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
         inFlight--;
       }
     };
-    reply.raw.once("close", finished);
-    reply.raw.once("finish", finished);
-  });
+    res.once("close", finished);
+    res.once("finish", finished);
+  };
+  app.addHook("onRequest", async (_request, reply) => countInFlight(reply.raw));
 
   const policy = createPolicy(config.policy);
   const maxMessageBytes = Math.max(config.storage.limits.maxBatchBytes, config.storage.objectChunkBytes) * 2;
@@ -174,16 +176,7 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
     // The peer is the HTTP/2 client on these connections; its identity is its listener's certificate.
     const adapter = connectNodeAdapter({ ...connect, contextValues: (req) => createContextValues().set(peerIdentityKey, identityOfSocket(tlsSocketOf(req))) });
     const counted = peerVerbsOnly(opts.reverse.roles, (req: Http2ServerRequest, res: Http2ServerResponse) => {
-      inFlight++;
-      let done = false;
-      const finished = () => {
-        if (!done) {
-          done = true;
-          inFlight--;
-        }
-      };
-      res.once("close", finished);
-      res.once("finish", finished);
+      countInFlight(res);
       adapter(req, res);
     });
     let pems: TlsPems = { ca: config.tls.ca, cert: config.tls.cert, key: config.tls.key };

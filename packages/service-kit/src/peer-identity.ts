@@ -1,6 +1,7 @@
 import type { TLSSocket } from "node:tls";
 import { createContextKey, type HandlerContext } from "@connectrpc/connect";
 import { Code, Reason, rejection } from "@bsfg/proto";
+import { certificateIdentity } from "@bsfg/reverse";
 
 /** Who is calling, as its client certificate says. */
 export interface PeerIdentity {
@@ -24,14 +25,7 @@ export function identityOfSocket(socket: TLSSocket | undefined): PeerIdentity | 
   if (!socket.authorized) return undefined;
   const cert = socket.getPeerCertificate();
   if (!cert || Object.keys(cert).length === 0) return undefined;
-  const cnField = cert.subject?.CN;
-  const cn = Array.isArray(cnField) ? (cnField[0] ?? "") : (cnField ?? "");
-  const sans = (cert.subjectaltname ?? "")
-    .split(",")
-    .map((entry) => entry.trim())
-    .filter((entry) => entry.startsWith("DNS:"))
-    .map((entry) => entry.slice(4));
-  const identity: PeerIdentity = { cn, sans, names: [...new Set([cn, ...sans].filter((n) => n !== ""))] };
+  const identity: PeerIdentity = certificateIdentity(cert);
   bySocket.set(socket, identity);
   return identity;
 }
