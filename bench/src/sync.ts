@@ -23,12 +23,16 @@
  * message_id, from the append's acknowledgement to the fact being appended in
  * Enterprise (seen by an ordered consumer on Enterprise's stream).
  *
+ * --reverse runs PlantA outbound-only (issue 17): it dials the receiving worker's reverse
+ * listener and that worker pulls over the connection PlantA opened. A worker's clock (and the
+ * latency load) starts once its link has that connection.
+ *
  * All of it once per durability setting (--sync): every nats-server of the
  * raw, leaf-node and BSFG cases started with that sync_interval, the estates'
  * zones with the matching nats.sync; every ratio is against the raw rows of
  * the same setting.
  *
- *   pnpm bench:sync [-- --facts 100000 --page-limit 500 --prefetch 1 --latency-seconds 20 --rate 1000 --rounds 3 --variants in-process,child --only throughput,latency --sync always,interval | --quick]
+ *   pnpm bench:sync [-- --facts 100000 --page-limit 500 --prefetch 1 --latency-seconds 20 --rate 1000 --rounds 3 --variants in-process,child --only throughput,latency --sync always,interval --reverse | --quick]
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
@@ -64,6 +68,8 @@ const { values } = parseArgs({ args: benchArgs(), options: {
   // The machine may be shared: before each case, wait (up to this many seconds) until other work uses < 0.25 cores; 0: never wait.
   "quiet-wait": { type: "string" },
   ...syncOption,
+  // PlantA outbound-only: the links from it run over the connections it dials.
+  reverse: { type: "boolean", default: false },
   // A small run to check that everything works, under both settings well within two minutes:
   // 5,000 facts (1,000 to warm up), 3 s of latency, one round, no quiet wait.
   quick: { type: "boolean", default: false },
@@ -85,6 +91,8 @@ const syncExtra = { ...(pageLimit === undefined ? {} : { pageLimit }), ...(prefe
 const syncBin = values["sync-bin"] ?? fileURLToPath(new URL("../../apps/sync/dist/main.js", import.meta.url));
 type Variant = "in-process" | "child";
 const parts = new Set(values.only.split(",").map((p) => p.trim()));
+const reverse = values.reverse;
+const outboundOnly = reverse ? { outboundOnly: ["plant-a"] } : {};
 for (const p of parts) if (p !== "throughput" && p !== "latency") throw new Error(`--only: unknown "${p}" (throughput, latency)`);
 
 const FACT_BYTES = 256;
@@ -270,8 +278,8 @@ async function runSetting(natsSync: NatsSync): Promise<SettingResult> {
       for (const zone of Object.values(estate.zones)) await assertServerSync(zone.nats.monitorUrl, natsSync);
       return estate;
     };
-    const direct = await estateFor("direct", { ...threeZoneEstate, zones: ["enterprise", "plant-a"], categories: [STREAM] });
-    const throughIdmz = await estateFor("idmz", { ...threeZoneEstate, categories: [STREAM] });
+    const direct = await estateFor("direct", { ...threeZoneEstate, zones: ["enterprise", "plant-a"], categories: [STREAM], ...outboundOnly });
+    const throughIdmz = await estateFor("idmz", { ...threeZoneEstate, categories: [STREAM], ...outboundOnly });
     const consumerName = (receiver: string, sender: string) => `${receiver}-from-${sender}-${STREAM}`;
 
     // ---- the cases ----
@@ -488,12 +496,13 @@ if (parts.has("throughput")) {
 if (parts.has("latency")) {
   printTable(
     `Crossing latency, direct link: ${rate.toLocaleString("en-US")} facts/s for ${latencySeconds} s (batches of ${latencyBatch()} every ${latencyIntervalMs().toFixed(0)} ms, the first ${LATENCY_WARM_MS / 1000} s left out), ` +
-      `from the AppendFact acknowledgement in PlantA to the fact in Enterprise's stream (an ordered consumer).\n${syncNote}\n${cpuNote} Target: p99 ≤ 10 ms.`,
+      `from the AppendFact acknowledgement in PlantA to the fact in Enterprise's stream (an ordered consumer)${reverse ? "; PlantA outbound-only (--reverse): Enterprise pulls over the connection PlantA dialed" : ""}.\n${syncNote}\n${cpuNote} Target: p99 ≤ 10 ms.`,
     results.flatMap(latencyRows),
   );
 }
 for (const r of results) printTargets(r);
-const file = writeResults("sync", {
+const file = writeResults(reverse ? "sync-reverse" : "sync", {
+  reverse,
   facts, factBytes: FACT_BYTES, rounds, warmFacts, variants, rawInFlight, parts: [...parts],
   natsSync: settings, syncIntervals,
   runs: results.map(settingJson),
@@ -528,6 +537,15 @@ function checkAppended(results: readonly AppendResult[], expected: number): void
  * at once, so that is when its first fetch went out.
  */
 async function startWorker(estate: TestEstate, zone: string, peer: string, variant: Variant): Promise<{ replica: SyncReplica; activeAt: number }> {
+  if (reverse && peer === "plant-a") {
+    // Outbound-only PlantA dials the worker's reverse listener (after its own backoff): the clock starts when the link has that connection.
+    const replica = await estate.startSync(zone, variant === "child" ? { child: { syncBin } } : {});
+    await pollUntil(async () => {
+      const link = (await replica.status()).find((l) => l.peer === peer);
+      return link?.state === "active" && link.connection.connectedAt !== undefined;
+    }, { timeoutMs: 30_000, intervalMs: 2, what: `PlantA dialed the ${zone} worker's reverse listener` });
+    return { replica, activeAt: Date.now() };
+  }
   if (variant === "in-process") {
     // The links start as startSync resolves, with no I/O in between.
     const replica = await estate.startSync(zone);

@@ -183,3 +183,66 @@ describe("policy", () => {
     });
   });
 });
+
+describe("outbound-only links (reverse connect)", () => {
+  const problems = (doc: unknown): string[] => {
+    try {
+      parseZoneConfig(doc, { baseDir: "/pki", readFile });
+      return [];
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      return err.problems;
+    }
+  };
+  /** This zone pulls from idmz over the connections idmz dials into its reverse listener. */
+  const receiving = {
+    ...valid,
+    listen: { reverse: "0.0.0.0:8447" },
+    peers: { idmz: { dial: "inbound", identity: "idmz-bsfg" } },
+    sync: { links: [{ peer: "idmz", consumer: "plant-a-from-idmz-operational" }] },
+    policy: { ...valid.policy, "idmz-bsfg": { ...valid.policy["idmz-bsfg"], assertFromZones: ["idmz"], targetZones: ["*"] } },
+  };
+  /** This zone accepts no connection from idmz: it dials idmz's reverse listeners and serves idmz's pulls over them. */
+  const dialing = { ...valid, serve: { idmz: { dial: "outbound", urls: ["https://idmz-sync-1.example:8447", "https://idmz-sync-2.example:8447"], identity: "idmz-bsfg" } } };
+
+  it("a peer that dials in: its link calls it over the reverse listener, which needs an address", () => {
+    const cfg = parseZoneConfig(receiving, { baseDir: "/pki", readFile });
+    expect(cfg.sync.links[0]).toMatchObject({ peer: "idmz", dial: "inbound", peerIdentity: "idmz-bsfg", egressUrls: ["https://egress.idmz.reverse"], ledgerUrls: ["https://ledger.idmz.reverse"] });
+    expect(cfg.listen.reverse).toBe("0.0.0.0:8447");
+
+    // Never both: a peer that dials in takes no endpoint of its own (the problem names it).
+    expect(problems({ ...receiving, peers: { idmz: { dial: "inbound", url: "https://idmz.example:8443", identity: "idmz-bsfg" } } })).toEqual([
+      "peers.idmz: the link from idmz is dial: inbound (idmz dials this zone), so it takes no url or urls: remove them, or set dial: outbound to connect to idmz",
+    ]);
+    expect(problems({ ...receiving, peers: { idmz: { dial: "inbound", urls: { egress: "https://idmz.example:8445" }, identity: "idmz-bsfg" } } })).toEqual([
+      expect.stringMatching(/^peers\.idmz: the link from idmz is dial: inbound .* takes no url or urls/),
+    ]);
+    // Where it dials: listen.reverse, or the configuration is refused.
+    expect(problems({ ...receiving, listen: undefined })).toEqual([
+      `peers.idmz: dial: inbound needs listen.reverse, the address where idmz dials this zone's sync worker (e.g. "0.0.0.0:8447")`,
+    ]);
+    // An outbound peer (the default) still needs its endpoints.
+    expect(problems({ ...receiving, peers: { idmz: { identity: "idmz-bsfg" } } })).toEqual([
+      "peers.idmz: give url, or both urls.egress and urls.ledger (or dial: inbound if idmz dials this zone)",
+    ]);
+  });
+
+  it("a zone that dials its peer keeps its egress and ledger on loopback, and names its peer in the refusal", () => {
+    const cfg = parseZoneConfig(dialing, { baseDir: "/pki", readFile });
+    expect(cfg.serve).toEqual({ idmz: { dial: "outbound", urls: ["https://idmz-sync-1.example:8447", "https://idmz-sync-2.example:8447"], identity: "idmz-bsfg" } });
+    expect(problems({ ...dialing, listen: { egress: "localhost:8445", ledger: "[::1]:8446" } })).toEqual([]);
+
+    expect(problems({ ...dialing, listen: { egress: "0.0.0.0:8445" } })).toEqual([
+      "listen.egress: 0.0.0.0:8445 is reachable from outside, but this zone serves idmz outbound-only (serve.*.dial: outbound): bind it to 127.0.0.1, or remove serve.idmz and let idmz connect in (a link is either dialed or listened, never both)",
+    ]);
+    expect(problems({ ...dialing, listen: { egress: "10.0.0.5:8445", ledger: "[::]:8446" } })).toEqual([
+      expect.stringMatching(/^listen\.egress: 10\.0\.0\.5:8445 is reachable from outside, but this zone serves idmz outbound-only/),
+      expect.stringMatching(/^listen\.ledger: \[::\]:8446 is reachable from outside, but this zone serves idmz outbound-only/),
+    ]);
+    // Without serve, the same addresses are fine: peers connect in.
+    expect(problems({ ...valid, listen: { egress: "0.0.0.0:8445", ledger: "[::]:8446" } })).toEqual([]);
+    // serve is for dialing only, and the peer it dials must have a policy here.
+    expect(problems({ ...dialing, serve: { idmz: { ...dialing.serve.idmz, dial: "inbound" } } })).toEqual([expect.stringMatching(/^serve\.idmz\.dial: write dial: outbound/)]);
+    expect(problems({ ...dialing, serve: { idmz: { ...dialing.serve.idmz, identity: "stranger" } } })).toEqual([expect.stringMatching(/^serve\.idmz\.identity: "stranger" has no policy here/)]);
+  });
+});

@@ -11,7 +11,7 @@ import { startSyncDeployable, type LinkStatus, type RunningSync } from "@bsfg/re
 import { freePort, pollUntil, startNatsCluster, startNatsServer, startTcpProxy, type NatsClusterHandle, type NatsServerHandle, type TcpProxy } from "@bsfg/testkit";
 import { createWriteStream, readFileSync } from "node:fs";
 import { estateDocuments, type ZoneEndpoints } from "./documents.js";
-import { estateIdentities, threeZoneEstate, type EstateTopology } from "./topology.js";
+import { estateIdentities, estateLinks, threeZoneEstate, type EstateTopology } from "./topology.js";
 
 export interface TestEstateOptions {
   /** Scratch directory: PKI and zone files. */
@@ -35,6 +35,19 @@ export interface TestEstateOptions {
    * That zone is then `estate.ha`, not in `estate.zones`.
    */
   readonly ha?: HaZoneOptions;
+  /**
+   * Topologies with outbound-only zones: reverse-listener slots of each zone that pulls from
+   * one (default 2). Each sync replica of that zone started (with the estate or `startSync`)
+   * listens on the next free slot; the outbound-only zone dials every slot (`serve.<zone>.urls`),
+   * through a proxy of its own per slot with `proxies` (see `reverseProxies`).
+   */
+  readonly reverseSlots?: number;
+  /**
+   * Zones run as the all-in-one process (`node <zoneBin> --config <zone>.yaml`: services and
+   * sync worker), which a test can kill; they are `estate.childZones`, not in `estate.zones`.
+   * Their sync worker runs from the start (`sync: false` does not hold it back).
+   */
+  readonly childZones?: { readonly zones: readonly string[]; readonly zoneBin: string };
 }
 
 export interface HaZoneOptions {
@@ -58,6 +71,12 @@ export interface HaZoneOptions {
 /** A sync worker replica: in this process or a child process. */
 export interface SyncReplica {
   readonly holder: string;
+  /** The process it runs in: this one (in-process), or its child's while that runs (else undefined). */
+  readonly pid: number | undefined;
+  /** Its probe server ("http://127.0.0.1:<port>": /healthz, /readyz, /links, and /metrics unless it reports into the zone's). */
+  readonly probeUrl: string | undefined;
+  /** Its reverse listener ("https://localhost:<port>", the slot it took), when its zone pulls from an outbound-only zone. */
+  readonly reverseUrl: string | undefined;
   status(): Promise<LinkStatus[]>;
   /** Graceful stop (in-process) or SIGTERM and wait (child). */
   stop(): Promise<void>;
@@ -125,6 +144,41 @@ export interface TestZone {
   readonly syncs: SyncReplica[];
 }
 
+/**
+ * A zone run as the all-in-one process (`childZones`): ingest, egress, ledger and the sync
+ * worker in a child process of its own, on the same ports across restarts.
+ */
+export interface ChildTestZone {
+  readonly name: string;
+  readonly nats: NatsServerHandle;
+  readonly configPath: string;
+  readonly config: ZoneConfig;
+  /** Its mTLS endpoint ("https://localhost:<port>"). */
+  readonly url: string;
+  /** Its services' probe port: /healthz, /readyz, /metrics (the whole process), /reverse (outbound-only). */
+  readonly healthUrl: string;
+  /** Its sync worker's probe port: /links. */
+  readonly syncUrl: string;
+  /** The running process's pid; undefined while it is not running. */
+  readonly pid: number | undefined;
+  /** Its sync worker's links (GET /links). */
+  status(): Promise<LinkStatus[]>;
+  /** SIGTERM and wait. */
+  stop(): Promise<void>;
+  /** SIGKILL and wait. */
+  kill(): Promise<void>;
+  /** Starts the process again after it ended; resolves when it is ready. */
+  restart(): Promise<void>;
+  /** SIGSTOP. */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
+  /** Its JSON log lines so far (every start). */
+  readonly logLines: Array<Record<string, unknown>>;
+  /** A store connection of the harness's own, for reading the zone's log in tests. */
+  readonly store: ZoneStore;
+}
+
 export interface ClientOptions extends Pick<BsfgClientOptions, "interceptors" | "retry" | "timeoutMs"> {
   /** HA zone: start with this replica of each service (0-based; the lists are rotated), so several clients spread over the replicas. */
   readonly replica?: number;
@@ -135,11 +189,18 @@ export interface TestEstate {
   readonly zones: Readonly<Record<string, TestZone>>;
   /** The highly available zone (with `ha`). */
   readonly ha: HaTestZone | undefined;
+  /** Zones run as a child process (with `childZones`). */
+  readonly childZones: Readonly<Record<string, ChildTestZone>>;
   /** A store connection of `zone` (any zone, the HA one included), for reading its log in tests. */
   store(zone: string): ZoneStore;
   readonly pki: DevPki;
   /** The proxy `receiver` reaches `sender` through (with `proxies: true`). */
   proxy(receiver: string, sender: string): TcpProxy;
+  /**
+   * The proxies the outbound-only zone `dialer` reaches `receiver`'s reverse listeners
+   * through, one per slot (with `proxies: true`): what cuts, stalls or slows the reversed link.
+   */
+  reverseProxies(receiver: string, dialer: string): TcpProxy[];
   /**
    * A client of `zone` as `identity` (a producer, or a zone's own identity). For the HA
    * zone it lists every replica of each service, so it fails over between them.
@@ -173,6 +234,14 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
   const haReplicas: HaServiceReplica[] = [];
   const haEndpoints = { ingest: [] as string[], egress: [] as string[], ledger: [] as string[] };
   const disposers: Array<() => Promise<unknown>> = [];
+  const childZoneNames = new Set(opts.childZones?.zones ?? []);
+  for (const zone of childZoneNames) if (!topology.zones.includes(zone) || zone === haZone) throw new Error(`childZones: "${zone}" is not an ordinary zone of the topology (${topology.zones.join(", ")})`);
+  const childZones: Record<string, ChildTestZone> = {};
+  // Outbound-only zones dial the zones that pull from them: each of those gets reverse-listener slots.
+  const outboundOnly = new Set(topology.outboundOnly ?? []);
+  const reverseLinks = estateLinks(topology).filter((l) => outboundOnly.has(l.sender));
+  const slots = new Map<string, ReverseSlot[]>();
+  const reverseProxies = new Map<string, TcpProxy[]>();
   const tls = (identity: string) => {
     const files = pki.files[identity];
     if (!files) throw new Error(`no certificate for ${identity}`);
@@ -182,9 +251,11 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
   const dispose = async () => {
     for (const client of clients.splice(0)) client.close();
     for (const zone of [...Object.values(zones), ...(ha ? [ha] : [])]) await Promise.allSettled(zone.syncs.splice(0).map((s) => s.stop()));
+    await Promise.allSettled(Object.values(childZones).map((z) => z.stop()));
     await Promise.allSettled([...Object.values(zones).map((z) => z.services.stop()), ...haReplicas.map((r) => r.stop())]);
     await ha?.store.close().catch(() => undefined);
-    await Promise.allSettled([...proxies.values()].map((p) => p.close()));
+    await Promise.allSettled(Object.values(childZones).map((z) => z.store.close()));
+    await Promise.allSettled([...proxies.values(), ...[...reverseProxies.values()].flat()].map((p) => p.close()));
     await Promise.allSettled([...Object.values(nats).map((n) => n.dispose()), ...(cluster ? [cluster.dispose()] : [])]);
     await Promise.allSettled(disposers.map((d) => d()));
   };
@@ -219,13 +290,26 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
         natsMonitor: nats[zone].monitorUrl,
         // The all-in-one service serves every verb; the split addresses are not started.
         listen: { zone: address, ingest: address, egress: address, ledger: address },
-        health: { zone: `127.0.0.1:${await freePort()}`, ingest: address, egress: address, ledger: address, sync: "127.0.0.1:0" },
+        // A child zone's sync worker serves /links on a port known in advance.
+        health: { zone: `127.0.0.1:${await freePort()}`, ingest: address, egress: address, ledger: address, sync: childZoneNames.has(zone) ? `127.0.0.1:${await freePort()}` : "127.0.0.1:0" },
       };
+    }
+    for (const receiver of new Set(reverseLinks.map((l) => l.receiver))) {
+      const zoneSlots: ReverseSlot[] = [];
+      for (let i = 0; i < (opts.reverseSlots ?? 2); i++) zoneSlots.push({ port: await freePort(), holder: undefined });
+      if (zoneSlots.length === 0) throw new Error(`reverseSlots must be at least 1: ${receiver} pulls from an outbound-only zone`);
+      slots.set(receiver, zoneSlots);
+      // The document names the first slot; each replica is given its own (see startSync).
+      endpoints[receiver] = { ...endpoints[receiver]!, listen: { ...endpoints[receiver]!.listen, reverse: `127.0.0.1:${zoneSlots[0]!.port}` } };
+      for (const dialer of new Set(reverseLinks.filter((l) => l.receiver === receiver).map((l) => l.sender))) {
+        if (opts.proxies) reverseProxies.set(`${receiver}<-${dialer}`, await Promise.all(zoneSlots.map((slot) => startTcpProxy({ targetPort: slot.port }))));
+      }
     }
     for (const receiver of topology.zones) {
       for (const sender of topology.zones) {
-        // The HA zone's replicas are reached directly (a proxy per replica is not built).
-        if (!opts.proxies || receiver === sender || sender === haZone) continue;
+        // The HA zone's replicas are reached directly (a proxy per replica is not built); an
+        // outbound-only zone is reached by no one (it dials: see reverseProxies).
+        if (!opts.proxies || receiver === sender || sender === haZone || outboundOnly.has(sender)) continue;
         const target = Number(endpoints[sender]!.listen.zone.split(":")[1]);
         proxies.set(`${receiver}<-${sender}`, await startTcpProxy({ targetPort: target }));
       }
@@ -235,8 +319,12 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
       const proxy = proxies.get(`${receiver}<-${sender}`);
       return `https://localhost:${proxy ? proxy.port : endpoints[sender]!.listen.zone.split(":")[1]}`;
     };
+    const reverseUrls = (receiver: string, dialer: string) => {
+      const through = reverseProxies.get(`${receiver}<-${dialer}`);
+      return (slots.get(receiver) ?? []).map((slot, i) => `https://localhost:${through ? through[i]!.port : slot.port}`);
+    };
     const documents = estateDocuments({
-      topology, endpoints, peerUrl, pki: { caCert: pki.caCert, files: pki.files }, natsSync,
+      topology, endpoints, peerUrl, reverseUrls, pki: { caCert: pki.caCert, files: pki.files }, natsSync,
       // JetStream reserves each stream's max_bytes from the file store limit.
       storage: { streams: { operational: { maxBytes: "1GiB" }, audit: { maxBytes: "128MiB" }, documents: { maxBytes: "512MiB" } }, ...opts.storage },
       extra: (zone) => ({ shutdownGrace: "3s", logLevel: process.env.BSFG_TEST_LOG_LEVEL ?? "warn", ...opts.extra?.(zone) }),
@@ -244,9 +332,19 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
     for (const zone of topology.zones) {
       const doc = documents[zone]!;
       if (zone === haZone) doc.storage = { ...(doc.storage as object), replicas: 3 };
+      if (childZoneNames.has(zone)) {
+        doc.logLevel = "info";
+        // A child zone that pulls from an outbound-only zone listens on a slot for good.
+        const slot = slots.get(zone)?.[0];
+        if (slot) slot.holder = `${zone}-zone`;
+      }
       const configPath = join(opts.dir, `${zone}.yaml`);
       await writeFile(configPath, JSON.stringify(doc, null, 2));
       const config = loadZoneConfig(configPath);
+      if (childZoneNames.has(zone)) {
+        childZones[zone] = await startChildZone({ name: zone, nats: nats[zone]!, configPath, config, zoneBin: opts.childZones!.zoneBin });
+        continue;
+      }
       if (zone === haZone) {
         // One after another: the first creates the zone's streams, the others find them.
         for (const replica of haReplicas) await replica.startWith(config);
@@ -266,40 +364,55 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
   const estate: TestEstate = {
     zones,
     ha,
+    childZones,
     pki,
     store(zone) {
       if (zone === haZone) return ha!.store;
+      if (childZones[zone]) return childZones[zone].store;
       const found = zones[zone];
       if (!found) throw new Error(`no zone ${zone}`);
       return found.services.store;
     },
     proxy(receiver, sender) {
       const proxy = proxies.get(`${receiver}<-${sender}`);
+      if (!proxy && outboundOnly.has(sender)) throw new Error(`no proxy ${receiver} <- ${sender}: ${sender} is outbound-only and dials ${receiver} (see reverseProxies)`);
       if (!proxy) throw new Error(`no proxy ${receiver} <- ${sender} (start the estate with proxies: true; the HA zone has none)`);
       return proxy;
+    },
+    reverseProxies(receiver, dialer) {
+      const found = reverseProxies.get(`${receiver}<-${dialer}`);
+      if (!found) throw new Error(`no reverse proxies ${receiver} <- ${dialer} (start the estate with proxies: true; ${dialer} must be outbound-only and pulled from by ${receiver})`);
+      return [...found];
     },
     client(zone, identity, { replica = 0, ...options } = {}) {
       const rotated = (list: string[]) => [...list.slice(replica % list.length), ...list.slice(0, replica % list.length)];
       const where = zone === haZone
         ? { urls: { ingest: rotated(haEndpoints.ingest), egress: rotated(haEndpoints.egress), ledger: rotated(haEndpoints.ledger) } }
-        : { url: zones[zone]!.url };
+        : { url: (zones[zone] ?? childZones[zone])!.url };
       const client = createBsfgClient({ ...where, tls: tls(identity), ...options });
       clients.push(client);
       return client;
     },
     async startSync(zoneName, { holder, child } = {}) {
+      if (childZones[zoneName]) throw new Error(`${zoneName} runs as a child process with its own sync worker`);
       const zone: SyncHost = zoneName === haZone ? ha! : zones[zoneName]!;
       const name = holder ?? `${zoneName}-sync-${zone.syncs.length + 1}`;
       // The first in-process replica of an all-in-one zone reports into the zone's metrics, as in the all-in-one process.
       const sharedMetrics = zoneName !== haZone && zone.syncs.length === 0 ? zones[zoneName]!.services.metrics : undefined;
-      const replica = child ? await childSync(zone, name, child.syncBin, opts.dir) : await inProcessSync(zone, name, sharedMetrics);
-      zone.syncs.push(replica);
-      return replica;
+      const slot = claimSlot(slots.get(zoneName), zoneName, name);
+      try {
+        const replica = child ? await childSync(zone, name, child.syncBin, opts.dir, slot) : await inProcessSync(zone, name, sharedMetrics, slot);
+        zone.syncs.push(replica);
+        return replica;
+      } catch (err) {
+        slot?.release();
+        throw err;
+      }
     },
     dispose,
   };
   try {
-    if (opts.sync !== false) for (const zone of topology.zones) if (zone !== haZone) await estate.startSync(zone);
+    if (opts.sync !== false) for (const zone of topology.zones) if (zone !== haZone && !childZoneNames.has(zone)) await estate.startSync(zone);
     if (haZone !== undefined) {
       const syncBin = opts.ha!.syncBin;
       for (let i = 0; i < (opts.ha!.syncReplicas ?? 2); i++) await estate.startSync(haZone, syncBin ? { child: { syncBin } } : {});
@@ -309,6 +422,39 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
     throw err;
   }
   return estate;
+}
+
+/** A reverse-listener port of a zone that pulls from an outbound-only zone, and the replica listening on it. */
+interface ReverseSlot {
+  readonly port: number;
+  holder: string | undefined;
+}
+
+/** The slot a sync replica listens on: its address, and how it gives it back (stop) or takes it again (restart). */
+interface ClaimedSlot {
+  readonly listen: string;
+  readonly url: string;
+  release(): void;
+  reclaim(): void;
+}
+
+/** The next free slot of `zone` for `holder`, or undefined when the zone has none (no outbound-only peer). */
+function claimSlot(zoneSlots: ReverseSlot[] | undefined, zone: string, holder: string): ClaimedSlot | undefined {
+  if (!zoneSlots) return undefined;
+  const slot = zoneSlots.find((s) => s.holder === undefined);
+  if (!slot) throw new Error(`${zone}: every reverse-listener slot is taken (${zoneSlots.map((s) => `${s.port}: ${s.holder}`).join(", ")}); start the estate with more reverseSlots`);
+  slot.holder = holder;
+  return {
+    listen: `127.0.0.1:${slot.port}`,
+    url: `https://localhost:${slot.port}`,
+    release() {
+      if (slot.holder === holder) slot.holder = undefined;
+    },
+    reclaim() {
+      if (slot.holder !== undefined && slot.holder !== holder) throw new Error(`${holder}: its reverse-listener slot ${slot.port} went to ${slot.holder} while it was stopped`);
+      slot.holder = holder;
+    },
+  };
 }
 
 /** What a sync replica needs of its zone. */
@@ -372,12 +518,20 @@ class HaServiceReplica implements ServiceReplica {
   }
 }
 
-async function inProcessSync(zone: SyncHost, holder: string, sharedMetrics: RunningDeployable["metrics"] | undefined): Promise<SyncReplica> {
-  const running: RunningSync = await startSyncDeployable(zone.config, { holder, logStream: sink(holder), healthListen: "127.0.0.1:0", ...(sharedMetrics ? { metrics: sharedMetrics } : {}) });
+async function inProcessSync(zone: SyncHost, holder: string, sharedMetrics: RunningDeployable["metrics"] | undefined, slot: ClaimedSlot | undefined): Promise<SyncReplica> {
+  const running: RunningSync = await startSyncDeployable(zone.config, {
+    holder, logStream: sink(holder), healthListen: "127.0.0.1:0", ...(sharedMetrics ? { metrics: sharedMetrics } : {}), ...(slot ? { reverseListen: slot.listen } : {}),
+  });
   return {
     holder,
+    pid: process.pid,
+    probeUrl: running.probeUrl,
+    reverseUrl: slot?.url,
     status: async () => running.worker.status(),
-    stop: () => running.stop(),
+    async stop() {
+      await running.stop();
+      slot?.release();
+    },
     kill: () => Promise.reject(new Error("an in-process replica cannot be killed; start it with child")),
     pause: () => {
       throw new Error("an in-process replica cannot be paused; start it with child");
@@ -392,53 +546,148 @@ async function inProcessSync(zone: SyncHost, holder: string, sharedMetrics: Runn
 }
 
 /** A sync replica as its own process (`node <syncBin> --config <file>`), with its own probe port. */
-async function childSync(zone: SyncHost, holder: string, syncBin: string, dir: string): Promise<SyncReplica> {
+async function childSync(zone: SyncHost, holder: string, syncBin: string, dir: string, slot: ClaimedSlot | undefined): Promise<SyncReplica> {
   const probePort = await freePort();
   const doc = JSON.parse(readFileSync(zone.configPath, "utf8")) as Record<string, Record<string, unknown>>;
   doc.health = { ...doc.health, sync: `127.0.0.1:${probePort}` };
+  if (slot) doc.listen = { ...doc.listen, reverse: slot.listen };
   doc.logLevel = "info" as never;
   const configPath = join(dir, `${zone.name}-${holder}.yaml`);
   await writeFile(configPath, JSON.stringify(doc, null, 2));
+  const url = `http://127.0.0.1:${probePort}`;
+  const child = managedChild(holder, [syncBin, "--config", configPath], async () => (await fetch(`${url}/readyz`)).ok);
+  await child.startReady();
+  return {
+    holder,
+    get pid() {
+      return child.pid();
+    },
+    probeUrl: url,
+    reverseUrl: slot?.url,
+    status: async () => ((await (await fetch(`${url}/links`)).json()) as { links: LinkStatus[] }).links,
+    async stop() {
+      await child.signal("SIGTERM");
+      slot?.release();
+    },
+    kill: () => child.signal("SIGKILL"),
+    async restart() {
+      slot?.reclaim();
+      await child.startReady();
+    },
+    pause: () => child.send("SIGSTOP"),
+    resume: () => child.send("SIGCONT"),
+    logLines: child.logLines,
+    async reloadTls() {
+      child.send("SIGHUP");
+      return "signalled";
+    },
+  };
+}
+
+/** The all-in-one process of a zone (`node <zoneBin> --config <zone>.yaml`), its own store connection for reading. */
+async function startChildZone(zone: { name: string; nats: NatsServerHandle; configPath: string; config: ZoneConfig; zoneBin: string }): Promise<ChildTestZone> {
+  const { config } = zone;
+  const healthUrl = `http://${config.health.zone}`;
+  const syncUrl = `http://${config.health.sync}`;
+  const ready = async () => (await fetch(`${healthUrl}/readyz`)).ok && (await fetch(`${syncUrl}/readyz`)).ok;
+  const child = managedChild(`${zone.name}-zone`, [zone.zoneBin, "--config", zone.configPath], ready, 30_000);
+  await child.startReady();
+  let store: ZoneStore;
+  try {
+    store = await openZoneStore(config.storage, { servers: config.nats.servers, name: "bsfg-test-reader", durability: config.nats.sync });
+  } catch (err) {
+    await child.signal("SIGKILL");
+    throw err;
+  }
+  return {
+    name: zone.name,
+    nats: zone.nats,
+    configPath: zone.configPath,
+    config,
+    url: `https://localhost:${config.listen.zone.split(":").at(-1)}`,
+    healthUrl,
+    syncUrl,
+    get pid() {
+      return child.pid();
+    },
+    status: async () => ((await (await fetch(`${syncUrl}/links`)).json()) as { links: LinkStatus[] }).links,
+    // Its shutdown grace is seconds; one that hangs is killed.
+    stop: () => child.signal("SIGTERM", 20_000),
+    kill: () => child.signal("SIGKILL"),
+    restart: () => child.startReady(),
+    pause: () => child.send("SIGSTOP"),
+    resume: () => child.send("SIGCONT"),
+    logLines: child.logLines,
+    store,
+  };
+}
+
+/** A child process of the harness: its JSON log lines, started until ready, signalled and awaited. */
+interface ManagedChild {
+  readonly logLines: Array<Record<string, unknown>>;
+  /** The running process's pid; undefined before it started and after it ended. */
+  pid(): number | undefined;
+  /** Starts the process (after it ended) and resolves when `ready` says so; rejects if it ends first. */
+  startReady(): Promise<void>;
+  /** Sends `signal` if it runs (and SIGCONT, should it be paused) and waits until it ended (after `killAfterMs`, SIGKILL). */
+  signal(signal: NodeJS.Signals, killAfterMs?: number): Promise<void>;
+  /** Sends `signal` if it runs, without waiting. */
+  send(signal: NodeJS.Signals): void;
+}
+
+function managedChild(name: string, args: readonly string[], ready: () => Promise<boolean>, readyTimeoutMs = 20_000): ManagedChild {
   const logLines: Array<Record<string, unknown>> = [];
-  const logFile = process.env.BSFG_TEST_LOG_DIR ? createWriteStream(join(process.env.BSFG_TEST_LOG_DIR, `${holder}.log`), { flags: "a" }) : undefined;
-  let process_: ChildProcess | undefined;
+  const logFile = process.env.BSFG_TEST_LOG_DIR ? createWriteStream(join(process.env.BSFG_TEST_LOG_DIR, `${name}.log`), { flags: "a" }) : undefined;
+  let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
+  const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;
   const start = () => {
-    const child = spawn(process.execPath, [syncBin, "--config", configPath], { stdio: ["ignore", "pipe", "pipe"] });
+    if (running()) throw new Error(`${name} is running already`);
+    const started = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
     let buffered = "";
-    child.stdout!.on("data", (chunk: Buffer) => {
+    started.stdout!.on("data", (chunk: Buffer) => {
       buffered += chunk.toString("utf8");
       const lines = buffered.split("\n");
       buffered = lines.pop()!;
-      for (const line of lines) if (line.trim()) logLines.push(JSON.parse(line) as Record<string, unknown>);
+      for (const line of lines) {
+        if (!line.trim()) continue;
+        try {
+          logLines.push(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          logLines.push({ stdout: line });
+        }
+      }
       if (logFile) logFile.write(lines.map((l) => `${l}\n`).join(""));
     });
-    child.stderr!.on("data", (chunk: Buffer) => logLines.push({ stderr: chunk.toString("utf8") }));
-    exited = new Promise((resolve) => child.once("exit", () => resolve()));
-    process_ = child;
-  };
-  const url = `http://127.0.0.1:${probePort}`;
-  const startReady = async () => {
-    start();
-    await pollUntil(() => fetch(`${url}/readyz`).then((r) => r.ok), { timeoutMs: 20_000, what: `sync replica ${holder} ready` });
-  };
-  await startReady();
-  const signal = async (sig: NodeJS.Signals) => {
-    if (process_ && process_.exitCode === null && process_.signalCode === null) process_.kill(sig);
-    await exited;
+    started.stderr!.on("data", (chunk: Buffer) => logLines.push({ stderr: chunk.toString("utf8") }));
+    exited = new Promise((resolve) => started.once("exit", () => resolve()));
+    child = started;
   };
   return {
-    holder,
-    status: async () => ((await (await fetch(`${url}/links`)).json()) as { links: LinkStatus[] }).links,
-    stop: () => signal("SIGTERM"),
-    kill: () => signal("SIGKILL"),
-    restart: startReady,
-    pause: () => void process_?.kill("SIGSTOP"),
-    resume: () => void process_?.kill("SIGCONT"),
     logLines,
-    async reloadTls() {
-      process_?.kill("SIGHUP");
-      return "signalled";
+    pid: () => (running() ? child!.pid : undefined),
+    async startReady() {
+      start();
+      let isReady = false;
+      const endedFirst = exited.then(() => {
+        if (!isReady) throw new Error(`${name} ended before it was ready: ${logLines.filter((l) => l.stderr !== undefined || Number(l.level) >= 50).slice(-5).map((l) => JSON.stringify(l)).join(" | ")}`);
+      });
+      endedFirst.catch(() => undefined);
+      await Promise.race([pollUntil(ready, { timeoutMs: readyTimeoutMs, what: `${name} ready` }), endedFirst]);
+      isReady = true;
+    },
+    async signal(sig, killAfterMs) {
+      if (running()) child!.kill(sig);
+      // A paused process handles SIGTERM only once it runs again.
+      if (running() && sig !== "SIGKILL") child!.kill("SIGCONT");
+      const timer = killAfterMs === undefined ? undefined : setTimeout(() => {
+        if (running()) child!.kill("SIGKILL");
+      }, killAfterMs);
+      await exited;
+      clearTimeout(timer);
+    },
+    send(sig) {
+      if (running()) child!.kill(sig);
     },
   };
 }

@@ -1,3 +1,3 @@
 export { threeZoneEstate, referenceEstate, estateEdges, estateLinks, estateIdentities, zoneIdentity, type EstateTopology, type EstateLink } from "./topology.js";
 export { estateDocuments, type ZoneEndpoints, type DocumentOptions, type Endpoints } from "./documents.js";
-export { startTestEstate, type TestEstate, type TestEstateOptions, type TestZone, type SyncReplica, type HaZoneOptions, type HaTestZone, type ServiceReplica, type ClientOptions } from "./harness.js";
+export { startTestEstate, type TestEstate, type TestEstateOptions, type TestZone, type SyncReplica, type HaZoneOptions, type HaTestZone, type ServiceReplica, type ClientOptions, type ChildTestZone } from "./harness.js";

@@ -1,5 +1,5 @@
 import { connect as h2Connect, type ClientHttp2Session, type ClientHttp2Stream, type ClientSessionRequestOptions, type OutgoingHttpHeaders } from "node:http2";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { createServer, type TLSSocket } from "node:tls";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ConnectTransportOptions } from "@connectrpc/connect-node";
@@ -90,6 +90,13 @@ export async function startReverseListener(opts: ReverseListenerOptions): Promis
   });
   server.on("secureConnection", (socket: TLSSocket) => {
     void accept(socket);
+  });
+  // Every connection, from its TCP accept on: close() ends those still in their handshake or hello too
+  // (server.close() would wait for them, up to the TLS handshake timeout of 2 minutes).
+  const sockets = new Set<Socket>();
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
   });
 
   async function accept(socket: TLSSocket): Promise<void> {
@@ -208,6 +215,7 @@ export async function startReverseListener(opts: ReverseListenerOptions): Promis
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         for (const l of [...live]) l.session.destroy();
+        for (const socket of sockets) socket.destroy();
       });
     },
   };

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -133,6 +134,19 @@ describe("reverse connect", () => {
     expect(err).toBeInstanceOf(ConnectError);
     expect((err as ConnectError).code).toBe(Code.Unavailable);
     expect((err as ConnectError).rawMessage).toMatch(/no connection from plant-a serves egress/);
+  });
+
+  it("closes at once while a connection is still in its TLS handshake (a dialer stalled or gone quiet)", async () => {
+    const listener = await listen();
+    running.splice(running.indexOf(listener), 1);
+    // Connected, and silent: the TLS server would wait for its handshake (2 min by default).
+    const silent = netConnect({ host: "127.0.0.1", port: listener.port });
+    silent.on("error", () => undefined);
+    await new Promise<void>((resolve) => silent.once("connect", () => resolve()));
+    const closedIn = Date.now();
+    await listener.close();
+    expect(Date.now() - closedIn).toBeLessThan(1_000);
+    silent.destroy();
   });
 
   it("a call made before the peer dials in waits for its connection", async () => {
