@@ -62,6 +62,21 @@ describe.each(["connect", "grpc"] as const)("the zone's boundary over %s, HTTP/2
     expect([conflict.code, reasonOf(conflict)]).toEqual([Code.AlreadyExists, "conflicting_duplicate"]);
   });
 
+  it("scopes message ids by from_zone: an identity that appends another zone's id first does not suppress that zone's fact", async () => {
+    const squatter = zone.client("enterprise-bsfg", { protocol });
+    const producer = zone.client("mes-producer", { protocol });
+    const id = `guessed-${protocol}-${Date.now()}`;
+    // enterprise-bsfg may assert from_zone enterprise only; it guesses plant-a's next id.
+    const first = await squatter.appendFact(producedFact(20, { id, fromZone: "enterprise", toZone: "plant-a", object: { squatted: true } }));
+    const real = await producer.appendFact(producedFact(21, { id }));
+    expect([first.status, real.status]).toEqual([AppendStatus.APPENDED, AppendStatus.APPENDED]);
+    expect(real.offset).toBeGreaterThan(first.offset);
+    expect((await producer.appendFact(producedFact(21, { id }))).status).toBe(AppendStatus.DUPLICATE);
+    // And it crosses: the receiving zone's consumer is served plant-a's fact under its id.
+    const page = await squatter.fetchFacts("enterprise-from-plant-a", { afterOffset: real.offset - 1n, limit: 1 });
+    expect(page.facts.map((f) => [f.offset, f.message!.envelope!.messageId, f.message!.envelope!.fromZone])).toEqual([[real.offset, id, "plant-a"]]);
+  });
+
   it("rejects a malformed batch whole with invalid_argument", async () => {
     const producer = zone.client("mes-producer", { protocol });
     const bad = { ...producedFact(20), fact: { subject: "no kind here", predicate: "step_completed", objectJson: "{}" } };

@@ -5,6 +5,7 @@ import { toBinary } from "@bufbuild/protobuf";
 import { AppendStatus, Code, ConnectError, errorInfoOf, FactMessageSchema, reasonOf, type FactMessage } from "@bsfg/proto";
 import { pollUntil } from "@bsfg/testkit";
 import { dedupeIndex } from "./dedupe-index.js";
+import { unscopedMessageKey } from "./identity.js";
 import { factMessage, startTestZone, type TestZone } from "./test-support.js";
 import { prepareBatch } from "./validate.js";
 import { openZoneStore } from "./zone-store.js";
@@ -197,6 +198,7 @@ describe("append: identity without the clock, exact payloads", () => {
 
   const retryOf = (message: FactMessage, changes: { producedAt?: bigint; objectJson?: string } = {}) => factMessage({
     id: message.envelope!.messageId,
+    fromZone: message.envelope!.fromZone,
     subject: message.fact!.subject,
     objectJson: changes.objectJson ?? message.fact!.objectJson,
     producedAt: changes.producedAt ?? message.envelope!.producedAtUnixMs,
@@ -221,24 +223,51 @@ describe("append: identity without the clock, exact payloads", () => {
     expect([changed!.status, changed!.offset, changed!.producedAtUnixMs]).toEqual([AppendStatus.CONFLICTING_DUPLICATE, first!.offset, 1_764_000_000_000n]);
   });
 
-  it("answers retries of a fact an older gateway claimed (identity with the clock) as before the upgrade, and a new clock as a duplicate", async () => {
-    // What a gateway before this version left in the index: a claim naming only the identity with the clock.
+  it("answers retries of a fact an older gateway claimed (zone-wide key, identity with the clock) as before the upgrade, and a new clock as a duplicate", async () => {
+    // What a gateway before this version left in the index: a claim under the bare message_id's
+    // key naming only the identity with the clock, its fact published with Nats-Msg-Id = message_id.
     const original = factMessage({ producedAt: 1_700_000_000_000n });
     const [p] = prepareBatch(zone.store.config, [original]);
     const { substrate } = zone.store;
     const stored = await substrate.publisher.publish(p!.subject, p!.payload, { msgId: p!.messageId });
     const index = dedupeIndex(substrate);
-    expect(await index.claim(p!.key, { m: p!.messageId, h: p!.legacyHash, s: p!.stream, j: p!.subject, b: "older-gateway" }, 5_000)).toBeGreaterThan(0);
-    await index.commit("older-gateway", { [p!.key]: stored.seq });
+    const oldKey = unscopedMessageKey(p!.messageId);
+    expect(await index.claim(oldKey, { m: p!.messageId, h: p!.legacyHash, s: p!.stream, j: p!.subject, b: "older-gateway" }, 5_000)).toBeGreaterThan(0);
+    await index.commit("older-gateway", { [oldKey]: stored.seq });
     const before = await storedCount(zone);
 
-    const [same] = await zone.store.append([retryOf(original)]);
-    const [newClock] = await zone.store.append([retryOf(original, { producedAt: 1_764_000_000_000n })]);
-    const [changed] = await zone.store.append([retryOf(original, { objectJson: '{"result":"scrap"}' })]);
-    expect([same!.status, same!.offset, same!.producedAtUnixMs]).toEqual([AppendStatus.DUPLICATE, BigInt(stored.seq), 1_700_000_000_000n]);
-    expect([newClock!.status, newClock!.offset, newClock!.producedAtUnixMs]).toEqual([AppendStatus.DUPLICATE, BigInt(stored.seq), 1_700_000_000_000n]);
-    expect([changed!.status, changed!.offset]).toEqual([AppendStatus.CONFLICTING_DUPLICATE, BigInt(stored.seq)]);
-    expect(await storedCount(zone)).toBe(before);
+    // A gateway started after the older one wrote claims (a rolling upgrade): it honours them.
+    const upgraded = await openZoneStore(zone.store.config, { servers: zone.server.url });
+    try {
+      const [same] = await upgraded.append([retryOf(original)]);
+      const [newClock] = await upgraded.append([retryOf(original, { producedAt: 1_764_000_000_000n })]);
+      const [changed] = await upgraded.append([retryOf(original, { objectJson: '{"result":"scrap"}' })]);
+      expect([same!.status, same!.offset, same!.producedAtUnixMs]).toEqual([AppendStatus.DUPLICATE, BigInt(stored.seq), 1_700_000_000_000n]);
+      expect([newClock!.status, newClock!.offset, newClock!.producedAtUnixMs]).toEqual([AppendStatus.DUPLICATE, BigInt(stored.seq), 1_700_000_000_000n]);
+      expect([changed!.status, changed!.offset]).toEqual([AppendStatus.CONFLICTING_DUPLICATE, BigInt(stored.seq)]);
+      expect(await storedCount(zone)).toBe(before);
+      // No scoped claim was made for it: the old claim stays the one answer until it ages out.
+      expect(await index.read(p!.key)).toBeUndefined();
+    } finally {
+      await upgraded.close();
+    }
+  });
+
+  it("scopes a message_id by from_zone: another zone's fact with the same id is its own fact, with its own retries", async () => {
+    const id = `shared-id-${Date.now()}`;
+    const first = factMessage({ id, fromZone: "plant-a", objectJson: '{"result":"pass"}' });
+    const other = factMessage({ id, fromZone: "idmz", objectJson: '{"result":"scrap"}' });
+    const [a] = await zone.store.append([first]);
+    // Inside JetStream's duplicate window too: the Nats-Msg-Id is scoped alike.
+    const [b] = await zone.store.append([other]);
+    expect([a!.status, b!.status]).toEqual([AppendStatus.APPENDED, AppendStatus.APPENDED]);
+    expect(b!.offset).not.toBe(a!.offset);
+    // Both in one batch: two facts, each answered from its own scope.
+    const [aAgain, bAgain] = await zone.store.append([retryOf(first), retryOf(other)]);
+    expect([aAgain!.status, aAgain!.offset, bAgain!.status, bAgain!.offset]).toEqual([AppendStatus.DUPLICATE, a!.offset, AppendStatus.DUPLICATE, b!.offset]);
+    // A conflict is still a conflict within one scope.
+    const [changed] = await zone.store.append([factMessage({ id, fromZone: "idmz", objectJson: '{"result":"rework"}' })]);
+    expect([changed!.status, changed!.offset]).toEqual([AppendStatus.CONFLICTING_DUPLICATE, b!.offset]);
   });
 
   it("keeps both identities in a new claim, so an older gateway still recognizes a plain retry", async () => {

@@ -3,7 +3,7 @@ import { nuid } from "@nats-io/nats-core";
 import { AppendResultSchema, AppendStatus, Code, errorInfoOf, FactMessageSchema, Reason, rejection, type AppendResult, type ConnectError } from "@bsfg/proto";
 import type { FillGauge } from "./backpressure.js";
 import type { Claim, ClaimBody, DedupeIndex } from "./dedupe-index.js";
-import { payloadIdentities } from "./identity.js";
+import { payloadIdentities, unscopedMessageKey } from "./identity.js";
 import type { PendingClock } from "./pending-clock.js";
 import { PublishError } from "./publisher.js";
 import type { Recovery } from "./recover.js";
@@ -67,15 +67,16 @@ interface Owned {
  * first message without an answer (nothing after it is stored without it); a
  * retry of anything stored here comes back DUPLICATE with its original offset.
  */
-export async function appendBatch(ctx: AppendContext, batch: readonly PreparedMessage[]): Promise<AppendResult[]> {
-  for (const stream of new Set(batch.map((p) => p.stream))) await ctx.fill.admit(stream);
+export async function appendBatch(ctx: AppendContext, prepared: readonly PreparedMessage[]): Promise<AppendResult[]> {
+  for (const stream of new Set(prepared.map((p) => p.stream))) await ctx.fill.admit(stream);
+  const batch = await honourUnscopedClaims(ctx, prepared);
 
-  // A message_id repeated inside one batch is answered from its first occurrence.
+  // A message_id repeated (in one scope) inside one batch is answered from its first occurrence.
   const first = new Map<string, number>();
   const leaders: number[] = [];
   batch.forEach((p, i) => {
-    if (!first.has(p.messageId)) {
-      first.set(p.messageId, i);
+    if (!first.has(p.key)) {
+      first.set(p.key, i);
       leaders.push(i);
     }
   });
@@ -149,9 +150,9 @@ export async function appendBatch(ctx: AppendContext, batch: readonly PreparedMe
   if (failure !== undefined) throw tailRefused(failure, "claiming message ids", batch[failedAt]!, failedAt);
 
   return batch.map((p, i) => {
-    const outcome = outcomes[first.get(p.messageId)!]!;
+    const outcome = outcomes[first.get(p.key)!]!;
     // Compare with what is stored, not with the batch's first occurrence.
-    const status = outcome.status === AppendStatus.APPENDED && first.get(p.messageId) === i
+    const status = outcome.status === AppendStatus.APPENDED && first.get(p.key) === i
       ? AppendStatus.APPENDED
       : p.hash === outcome.storedHash ? AppendStatus.DUPLICATE : AppendStatus.CONFLICTING_DUPLICATE;
     return create(AppendResultSchema, { offset: BigInt(outcome.offset), stream: outcome.stream, status, messageId: p.messageId, producedAtUnixMs: outcome.producedAt });
@@ -159,7 +160,27 @@ export async function appendBatch(ctx: AppendContext, batch: readonly PreparedMe
 }
 
 function claimBody(p: PreparedMessage, batchId: string): ClaimBody {
-  return { m: p.messageId, h: p.legacyHash, i: p.hash, t: String(p.producedAt), s: p.stream, j: p.subject, b: batchId };
+  return { m: p.messageId, ...(unscoped(p) ? {} : { z: p.fromZone }), h: p.legacyHash, i: p.hash, t: String(p.producedAt), s: p.stream, j: p.subject, b: batchId };
+}
+
+/** Answered from an older gateway's zone-wide claim (unscopedMessageKey), not a scoped one. */
+const unscoped = (p: PreparedMessage) => p.key.startsWith("c.");
+
+/** The Nats-Msg-Id of a fact: its dedupe key; an older gateway's claim was published under the bare message_id. */
+const natsMsgId = (p: PreparedMessage) => unscoped(p) ? p.messageId : p.key;
+
+/**
+ * Gateways before ids were scoped by from_zone claimed them zone-wide. Until those claims
+ * age out (one dedupe horizon after the upgrade), a message whose id has such a claim is
+ * answered from it, the way that gateway would have: a retry of a fact stored before the
+ * upgrade stays DUPLICATE. Costs one read per message only while such claims may exist.
+ */
+async function honourUnscopedClaims(ctx: AppendContext, batch: readonly PreparedMessage[]): Promise<readonly PreparedMessage[]> {
+  if (!(await ctx.index.mayHoldUnscopedClaims())) return batch;
+  const keys = batch.map((p) => unscopedMessageKey(p.messageId));
+  const claims = await Promise.all(keys.map((key) => ctx.index.read(key)));
+  if (claims.every((claim) => claim === undefined)) return batch;
+  return batch.map((p, i) => claims[i]?.m === p.messageId ? { ...p, key: keys[i]! } : p);
 }
 
 /**
@@ -175,7 +196,7 @@ function claimBody(p: PreparedMessage, batchId: string): ClaimBody {
  *
  * An owner never starts publishing once its claims may be considered abandoned;
  * anything of its that arrives later still is caught by JetStream's duplicate
- * window (Nats-Msg-Id = message_id).
+ * window (Nats-Msg-Id = the dedupe key).
  */
 async function publishOwned(ctx: AppendContext, batch: readonly PreparedMessage[], owned: readonly Owned[], batchId: string, deadline: number, committed: Record<string, number> = {}) {
   if (owned.length === 0) return { outcomes: [] as (Outcome | undefined)[], error: undefined };
@@ -265,7 +286,7 @@ async function publishWaves(ctx: AppendContext, batch: readonly PreparedMessage[
     const settled = await Promise.allSettled(waves[w]!.map(async (n) => {
       const { index, claimSeq } = owned[n]!;
       const p = batch[index]!;
-      const ack = await ctx.substrate.publisher.publish(p.subject, p.payload, { msgId: p.messageId, timeoutMs, ...(p.traceContext ? { headers: p.traceContext } : {}) });
+      const ack = await ctx.substrate.publisher.publish(p.subject, p.payload, { msgId: natsMsgId(p), timeoutMs, ...(p.traceContext ? { headers: p.traceContext } : {}) });
       return ack.duplicate ? adoptEarlierCopy(ctx, p, claimSeq, batchId, ack.seq) : appended(p, ack.seq);
     }));
     settled.forEach((result, k) => {
@@ -310,7 +331,7 @@ async function publishRun(ctx: AppendContext, batch: readonly PreparedMessage[],
       try {
         const messages = run.map(({ index }) => {
           const p = batch[index]!;
-          return { subject: p.subject, data: p.payload, opts: { msgId: p.messageId, ...(p.traceContext ? { headers: p.traceContext } : {}) } };
+          return { subject: p.subject, data: p.payload, opts: { msgId: natsMsgId(p), ...(p.traceContext ? { headers: p.traceContext } : {}) } };
         });
         const ack = await publisher.publishAtomic(messages, { timeoutMs: timeoutMs() });
         if (ack.count !== run.length) {
@@ -339,7 +360,7 @@ async function publishRun(ctx: AppendContext, batch: readonly PreparedMessage[],
       return { outcomes, error: rejection(Code.Unavailable, Reason.StoreUnavailable, "writing took longer than an owner may hold its claims; the rest of the append was abandoned before writing and may be retried"), inDoubt: 0 };
     }
     try {
-      const ack = await publisher.publish(p.subject, p.payload, { msgId: p.messageId, timeoutMs: timeoutMs(), ...(p.traceContext ? { headers: p.traceContext } : {}) });
+      const ack = await publisher.publish(p.subject, p.payload, { msgId: natsMsgId(p), timeoutMs: timeoutMs(), ...(p.traceContext ? { headers: p.traceContext } : {}) });
       outcomes.push(ack.duplicate ? await adoptEarlierCopy(ctx, p, claimSeq, batchId, ack.seq) : appended(p, ack.seq));
     } catch (err) {
       return { outcomes, error: err, inDoubt: refused(err) ? 0 : 1 };
@@ -359,7 +380,7 @@ function appended(p: PreparedMessage, offset: number): Outcome {
 async function adoptEarlierCopy(ctx: AppendContext, p: PreparedMessage, claimSeq: number, batchId: string, offset: number): Promise<Outcome> {
   const stored = await readStored(ctx.substrate, p.stream, offset);
   if (!stored) throw rejection(Code.Unavailable, Reason.StoreUnavailable, `fact ${offset} of ${p.stream} could not be read back`);
-  await ctx.index.replace(p.key, claimSeq, { m: p.messageId, h: stored.legacyHash, i: stored.hash, t: String(stored.producedAt), s: p.stream, j: p.subject, b: batchId, o: offset });
+  await ctx.index.replace(p.key, claimSeq, { m: p.messageId, ...(unscoped(p) ? {} : { z: p.fromZone }), h: stored.legacyHash, i: stored.hash, t: String(stored.producedAt), s: p.stream, j: p.subject, b: batchId, o: offset });
   return { offset, stream: p.stream, status: AppendStatus.DUPLICATE, storedHash: stored.hash, producedAt: stored.producedAt };
 }
 
@@ -430,7 +451,7 @@ async function resolveClaimed(ctx: AppendContext, batch: readonly PreparedMessag
       if (outcome) return outcome;
       continue;
     }
-    if (claim.m !== p.messageId) {
+    if (claim.m !== p.messageId || (claim.z !== undefined && claim.z !== p.fromZone)) {
       throw rejection(Code.Internal, Reason.StoreUnavailable, `message ids "${p.messageId}" and "${claim.m}" share a dedupe key`);
     }
     if (claim.x) {
@@ -458,7 +479,7 @@ async function resolveClaimed(ctx: AppendContext, batch: readonly PreparedMessag
     // committing) or was never written.
     const found = await ctx.recovery.find(claim);
     if (found !== undefined) {
-      await ctx.index.replace(p.key, claim.seq, { m: claim.m, h: claim.h, ...(claim.i !== undefined ? { i: claim.i, t: claim.t } : {}), s: claim.s, j: claim.j, b: claim.b, o: found });
+      await ctx.index.replace(p.key, claim.seq, { m: claim.m, ...(claim.z !== undefined ? { z: claim.z } : {}), h: claim.h, ...(claim.i !== undefined ? { i: claim.i, t: claim.t } : {}), s: claim.s, j: claim.j, b: claim.b, o: found });
       continue;
     }
     const outcome = await takeOver(claim.seq);

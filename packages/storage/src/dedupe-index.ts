@@ -14,6 +14,8 @@ import { DEDUPE_STREAM } from "./topology.js";
 export interface ClaimBody {
   /** message_id (to tell a 128-bit key collision from a duplicate) */
   readonly m: string;
+  /** from_zone, the id's scope; absent in an unscoped claim of an older gateway. */
+  readonly z?: string;
   /**
    * The identity with the producer's clock (legacyPayloadIdentity): all that claims
    * of gateways before the clock was left out carry; kept for them (rolling upgrades).
@@ -42,7 +44,9 @@ export interface Claim extends ClaimBody {
   readonly claimedAtMs: number;
 }
 
-const claimSubject = (key: string) => `bsfg.dedupe.c.${key}`;
+/** A key is "s.<hash>" (scoped by from_zone) or "c.<hash>" (an older gateway's, zone-wide). */
+const claimSubject = (key: string) => `bsfg.dedupe.${key}`;
+const UNSCOPED_CLAIMS = "bsfg.dedupe.c.>";
 const commitSubject = (batch: string) => `bsfg.dedupe.b.${batch}`;
 const encoder = new TextEncoder();
 
@@ -56,13 +60,21 @@ export interface DedupeIndex {
   commit(batch: string, offsets: Record<string, number>): Promise<void>;
   /** The offset of a claim's fact, if its owner committed it. */
   committedOffset(key: string, claim: Claim): Promise<number | undefined>;
+  /**
+   * Whether the index may still hold zone-wide claims of gateways from before ids were
+   * scoped (they age out after one horizon). Asked at most once a minute.
+   */
+  mayHoldUnscopedClaims(): Promise<boolean>;
 }
+
+const UNSCOPED_CHECK_MS = 60_000;
 
 export function dedupeIndex({ jsm, publisher }: Substrate): DedupeIndex {
   // Reads go to the stream leader (not direct get), so a claim that just won
   // a race is always visible to the loser.
   const last = (subject: string) => jsm.streams.getMessage(DEDUPE_STREAM, { last_by_subj: subject });
   const commits = new Map<string, Promise<Record<string, number> | undefined>>();
+  let unscoped: { checkedAt: number; answer: Promise<boolean> } | undefined;
 
   async function conditionalPublish(key: string, body: ClaimBody, expected: number, timeoutMs?: number): Promise<number | undefined> {
     try {
@@ -115,6 +127,18 @@ export function dedupeIndex({ jsm, publisher }: Substrate): DedupeIndex {
         if (commits.size > 1_000) commits.delete(commits.keys().next().value!);
       }
       return (await pending)?.[key];
+    },
+    mayHoldUnscopedClaims() {
+      const now = performance.now();
+      if (unscoped === undefined || now - unscoped.checkedAt > UNSCOPED_CHECK_MS) {
+        // The first claim on any unscoped subject; the server answers from its subject index.
+        const firstUnscoped = { seq: 0, next_by_subj: UNSCOPED_CLAIMS };
+        const answer = jsm.streams.getMessage(DEDUPE_STREAM, firstUnscoped).then((m) => m !== null);
+        unscoped = { checkedAt: now, answer };
+        // Unsure (the store did not answer): assume they may exist, and ask again next time.
+        answer.catch(() => { if (unscoped?.answer === answer) unscoped = undefined; });
+      }
+      return unscoped.answer.catch(() => true);
     },
   };
 }

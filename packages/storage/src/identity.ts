@@ -52,9 +52,18 @@ function documentParts(message: FactMessage, canonicalObjectJson: string): [stri
   return [head, clock, tail];
 }
 
-/** A short, subject-safe key for a message_id: 128 bits of its SHA-256. */
-export function messageKey(messageId: string): string {
-  return sha256(messageId).slice(0, 22);
+/**
+ * The dedupe key of a message: 128 bits of the SHA-256 of its from_zone and message_id,
+ * subject-safe. Scoped by from_zone so that a producer cannot claim another zone's ids
+ * (docs/protocol.md, "Whose message_id"); "s." marks it scoped.
+ */
+export function messageKey(fromZone: string, messageId: string): string {
+  return `s.${sha256(`${fromZone}\n${messageId}`).slice(0, 22)}`;
+}
+
+/** The key gateways before the scoped key gave a message_id, zone-wide ("c."): their claims are honoured until they age out. */
+export function unscopedMessageKey(messageId: string): string {
+  return `c.${sha256(messageId).slice(0, 22)}`;
 }
 
 /**

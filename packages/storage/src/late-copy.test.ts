@@ -24,14 +24,14 @@ describe("a fact publish that arrives after its claim was taken over", () => {
     const message = factMessage();
     const [prepared] = prepareBatch(zone.store.config, [message]);
 
-    // An owner claims the message, then its fact publish stalls on the link.
+    // An owner claims the message, then its fact publish (Nats-Msg-Id = the dedupe key) stalls on the link.
     const ownerLink = await connect({ servers: proxy.url("nats"), ignoreClusterUpdates: true });
     const direct = await connect({ servers: zone.server.url });
     const jsm = await jetstreamManager(direct, { domain: "plant-a" });
     const index = dedupeIndex({ nc: direct, js: undefined as never, jsm, apiPrefix: "$JS.plant-a.API", publisher: publisher(direct, 5_000) });
-    expect(await index.claim(prepared!.key, { m: prepared!.messageId, h: prepared!.hash, s: prepared!.stream, j: prepared!.subject, b: "stalled-owner" }, 5_000)).toBeGreaterThan(0);
+    expect(await index.claim(prepared!.key, { m: prepared!.messageId, z: prepared!.fromZone, h: prepared!.hash, s: prepared!.stream, j: prepared!.subject, b: "stalled-owner" }, 5_000)).toBeGreaterThan(0);
     proxy.pauseDirection("upstream");
-    const lateCopy: Promise<Ack> = publisher(ownerLink, 60_000).publish(prepared!.subject, prepared!.payload, { msgId: prepared!.messageId });
+    const lateCopy: Promise<Ack> = publisher(ownerLink, 60_000).publish(prepared!.subject, prepared!.payload, { msgId: prepared!.key });
     await pollUntil(() => proxy.held.upstream > 0, { what: "the proxy to hold the owner's publish" });
 
     // The producer's retry waits out the pending claim, finds no fact, takes the claim over.

@@ -37,8 +37,10 @@ export function recovery(substrate: Substrate, windowMs: number): Recovery {
         for (const m of range.messages) {
           if (m.storedAtMs > until) return found;
           if (isLinkMarker(m.subject)) continue;
-          const id = messageIdOf(m.data);
-          if (id !== undefined && !found.has(id)) found.set(id, m.seq);
+          const head = headOf(m.data);
+          if (head === undefined) continue;
+          // By scope and id for scoped claims, by id alone for an older gateway's zone-wide claim.
+          for (const key of [scopedId(head.fromZone, head.messageId), head.messageId]) if (!found.has(key)) found.set(key, m.seq);
         }
         if (range.messages.length === 0 || range.complete) return found;
       }
@@ -58,15 +60,19 @@ export function recovery(substrate: Substrate, windowMs: number): Recovery {
         // Forget old scans: a batch is recovered once, shortly after a crash.
         setTimeout(() => scans.delete(key), windowMs).unref();
       }
-      return (await pending).get(claim.m);
+      return (await pending).get(claim.z === undefined ? claim.m : scopedId(claim.z, claim.m));
     },
   };
 }
 
-/** The fact's message_id; undefined for bytes written past the gateway that are not a fact. */
-function messageIdOf(data: Uint8Array): string | undefined {
+/** A scoped id never equals a bare message_id: a newline is not valid in one. */
+const scopedId = (fromZone: string, messageId: string) => `${fromZone}\n${messageId}`;
+
+/** The fact's scope and id; undefined for bytes written past the gateway that are not a fact. */
+function headOf(data: Uint8Array): { fromZone: string; messageId: string } | undefined {
   try {
-    return factHeadOf(data).messageId || undefined;
+    const { fromZone, messageId } = factHeadOf(data);
+    return messageId === "" ? undefined : { fromZone, messageId };
   } catch {
     return undefined;
   }

@@ -7,7 +7,12 @@ import { factSubject, routeFact } from "./routing.js";
 /** A message that passed validation, in the form the log stores it. */
 export interface PreparedMessage {
   readonly messageId: string;
-  /** Subject-safe key of the message_id for the dedupe index. */
+  /** envelope.from_zone: the scope of the message_id. */
+  readonly fromZone: string;
+  /**
+   * Subject-safe key of the message_id in the dedupe index, scoped by from_zone; also the
+   * fact's Nats-Msg-Id, so JetStream's duplicate window is scoped alike.
+   */
   readonly key: string;
   /** Payload identity (base64url SHA-256): the fact, not the producer's clock. */
   readonly hash: string;
@@ -124,7 +129,8 @@ function prepareMessage(cfg: StorageConfig, message: FactMessage, index: number)
   const { hash, legacyHash } = payloadIdentities(canonical, objectJson);
   return {
     messageId: id,
-    key: messageKey(id),
+    fromZone: envelope.fromZone,
+    key: messageKey(envelope.fromZone, id),
     hash,
     legacyHash,
     producedAt: envelope.producedAtUnixMs,
