@@ -91,7 +91,8 @@ export function estateDocuments(opts: DocumentOptions): Record<string, Record<st
         streams: { operational: {}, audit: {}, documents: {} },
         routing: [{ kind: "document", stream: "documents" }],
         consumers: outgoing.map((l) => ({ name: l.consumer, stream: l.category, skipOrigins: [...l.skipOrigins], targets: [...l.targets] })),
-        buckets: Object.fromEntries(topology.buckets.map((b) => [b, {}])),
+        // A local estate's capacity: JetStream reserves every bucket's maxBytes from the server's store.
+        buckets: Object.fromEntries(topology.buckets.map((b) => [b, { maxBytes: "256MiB" }])),
         ...opts.storage,
       },
       tls: { ca: opts.pki.caCert, cert: identity.cert, key: identity.key },

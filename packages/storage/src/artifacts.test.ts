@@ -4,6 +4,7 @@ import { jetstream, jetstreamManager, type MsgRequest } from "@nats-io/jetstream
 import { connect } from "@nats-io/transport-node";
 import { Code, ConnectError, reasonOf } from "@bsfg/proto";
 import { startTestZone, type TestZone } from "./test-support.js";
+import { openZoneStore } from "./zone-store.js";
 
 const MiB = 2 ** 20;
 
@@ -170,5 +171,25 @@ describe("artifacts: bounded per object and per bucket", () => {
     expect(await zone.store.statObject("batch-files", "second.bin")).toBeUndefined();
     const reader = await zone.store.getObject("batch-files", "first.bin");
     expect((await digestOf(reader.chunks)).digest).toBe(first.digest);
+  });
+});
+
+describe("artifacts: every bucket has a capacity", () => {
+  it("gives a bucket the default capacity, and one made without a capacity gets it only when reconciling", async () => {
+    const zone = await startTestZone({ buckets: { "batch-files": {}, "legacy-files": { maxBytes: "8MiB" } } });
+    try {
+      const jsm = await jetstreamManager(zone.store.connection, { domain: "plant-a" });
+      expect((await jsm.streams.info("OBJ_batch-files")).config.max_bytes).toBe(2 ** 30);
+      // What a gateway before the default left behind: a bucket without max_bytes.
+      await jsm.streams.update("OBJ_legacy-files", { ...(await jsm.streams.info("OBJ_legacy-files")).config, max_bytes: -1 });
+      const refused = await zone.open().then(() => undefined, (e: unknown) => e as ConnectError);
+      expect([refused?.code, reasonOf(refused)]).toEqual([Code.FailedPrecondition, "topology_mismatch"]);
+      expect(refused!.rawMessage).toMatch(/OBJ_legacy-files.*max_bytes.*reconcileTopology/);
+      const reconciled = await openZoneStore({ ...zone.store.config, reconcileTopology: true }, { servers: zone.server.url });
+      await reconciled.close();
+      expect((await jsm.streams.info("OBJ_legacy-files")).config.max_bytes).toBe(8 * MiB);
+    } finally {
+      await zone.dispose();
+    }
   });
 });

@@ -51,7 +51,12 @@ const consumerSchema = z.object({
 }).strict();
 
 const bucketSchema = z.object({
-  maxBytes: byteSize.optional(),
+  /**
+   * Capacity: a full bucket refuses more (resource_exhausted) and keeps what it holds. Always
+   * set, so no bucket can fill the disk the log shares; JetStream reserves it from the
+   * server's max_file_store, like a stream's maxBytes.
+   */
+  maxBytes: byteSize.default(2 ** 30),
   replicas: replicas.optional(),
 }).strict();
 
@@ -103,7 +108,7 @@ export const storageConfigSchema = z.object({
     /** How stale the fill estimate may get before it is refreshed from the server. */
     refreshInterval: durationMs.default(1_000),
   }).strict().default({ rejectAtPercent: 80, refreshInterval: 1_000 }),
-  buckets: z.record(bucketName, bucketSchema).default({ "batch-files": {}, "document-files": {} }),
+  buckets: z.record(bucketName, bucketSchema).default({ "batch-files": { maxBytes: 2 ** 30 }, "document-files": { maxBytes: 2 ** 30 } }),
   objectChunkBytes: byteSize.default(128 * 1024),
   consumers: z.array(consumerSchema).default([]),
   /**

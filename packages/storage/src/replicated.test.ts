@@ -31,7 +31,8 @@ describe("a zone store at replicas 3 on a three-node cluster", () => {
   beforeAll(async () => {
     cluster = await startNatsCluster({ domain: "plant-a", maxFileStore: "2GB" });
     const streams = { operational: { maxBytes: "256MiB" }, audit: { maxBytes: "64MiB" }, documents: { maxBytes: "64MiB" } };
-    config = parseStorageConfig({ zone: "plant-a", zones: ["enterprise"], replicas: 3, streams, consumers: [{ name: "racing", stream: "operational" }] });
+    const buckets = { "batch-files": { maxBytes: "64MiB" }, "document-files": { maxBytes: "64MiB" } };
+    config = parseStorageConfig({ zone: "plant-a", zones: ["enterprise"], replicas: 3, streams, buckets, consumers: [{ name: "racing", stream: "operational" }] });
     store = await openZoneStore(config, { servers: cluster.urls });
     stores.push(store);
     version = store.connection.info?.version ?? "0.0.0";

@@ -273,18 +273,31 @@ async function ensureTopology(cfg: StorageConfig, js: JetStreamClient, jsm: JetS
   const buckets = new Map<string, ObjectStore>();
   for (const [name, bucket] of Object.entries(cfg.buckets)) {
     const replicas = bucket.replicas ?? cfg.replicas;
-    buckets.set(name, await objm.create(name, { replicas, storage: StorageType.File, ...(bucket.maxBytes ? { max_bytes: bucket.maxBytes } : {}) }));
-    await verifyBacking(jsm, `OBJ_${name}`, { num_replicas: replicas, max_bytes: bucket.maxBytes ?? -1 });
-    report.push(`object bucket ${name}: ready`);
+    buckets.set(name, await objm.create(name, { replicas, storage: StorageType.File, max_bytes: bucket.maxBytes }));
+    report.push(`object bucket ${name}: ${await ensureBucketCapacity(jsm, `OBJ_${name}`, bucket.maxBytes, cfg.reconcileTopology)}`);
+    await verifyBacking(jsm, `OBJ_${name}`, { num_replicas: replicas, max_bytes: bucket.maxBytes },
+      "set storage.reconcileTopology: true once to apply the configured maxBytes (or configure the bucket's current one); replicas need the bucket recreated");
   }
   return { cursorKv, registryKv, leaseKv, buckets };
 }
 
+/**
+ * A bucket made before its capacity was configured (or by a gateway without a default) keeps
+ * its old max_bytes: with reconcileTopology it gets the configured one, as a stream does.
+ */
+async function ensureBucketCapacity(jsm: JetStreamManager, stream: string, maxBytes: number, reconcile: boolean): Promise<string> {
+  const { config } = await jsm.streams.info(stream);
+  if (config.max_bytes === maxBytes) return "ready";
+  if (!reconcile) return "ready"; // verifyBacking names the difference and the way out
+  await jsm.streams.update(stream, { ...config, max_bytes: maxBytes });
+  return `max_bytes ${config.max_bytes} → ${maxBytes}`;
+}
+
 /** KV and Object Store buckets are created by their libraries; check what the server actually has. */
-async function verifyBacking(jsm: JetStreamManager, stream: string, expected: Record<string, number>): Promise<void> {
+async function verifyBacking(jsm: JetStreamManager, stream: string, expected: Record<string, number>, hint = "change or recreate the bucket to match the configuration"): Promise<void> {
   const actual = (await jsm.streams.info(stream)).config;
   const diffs = configDiff(expected, actual, Object.keys(expected));
-  if (diffs.length > 0) throw mismatch(stream, diffs, "change or recreate the bucket to match the configuration");
+  if (diffs.length > 0) throw mismatch(stream, diffs, hint);
 }
 
 /** Where a newly registered consumer's cursor starts, from its start policy. */
