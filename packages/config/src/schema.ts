@@ -142,6 +142,11 @@ export const zoneConfigSchema = z.object({
     /** The longest a FetchFacts long poll waits. */
     maxWait: duration.default(30_000),
   }).strict().default({ maxLimit: 1_000, maxBytes: 4 * 2 ** 20, maxWait: 30_000 }),
+  /** What one caller may hold of a deployable's listening port (docs/security.md, "Resource use"). */
+  connections: z.object({
+    /** Client connections one identity may hold at once; calls on more answer resource_exhausted. */
+    perIdentity: z.number().int().positive().default(16),
+  }).strict().default({ perIdentity: 16 }),
   /** Zones this zone pulls from, by zone name. */
   peers: z.record(zoneName, peerSchema).default({}),
   /** Zones that pull from this one over connections this zone dials (dial: outbound), by zone name. */

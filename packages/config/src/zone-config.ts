@@ -41,6 +41,7 @@ export interface ZoneConfig {
   readonly listen: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string; readonly reverse?: string | undefined };
   readonly health: { readonly zone?: string | undefined; readonly ingest?: string | undefined; readonly egress?: string | undefined; readonly ledger?: string | undefined; readonly sync?: string | undefined };
   readonly fetch: { readonly maxLimit: number; readonly maxBytes: number; readonly maxWait: number };
+  readonly connections: { readonly perIdentity: number };
   readonly policy: Readonly<Record<string, IdentityPolicy>>;
   readonly peers: Readonly<Record<string, PeerConfig>>;
   /** Peers this zone dials and serves over those connections (outbound-only). */
@@ -190,6 +191,7 @@ export function parseZoneConfig(document: unknown, opts: { source?: string; base
     listen: cfg.listen,
     health: cfg.health,
     fetch: cfg.fetch,
+    connections: cfg.connections,
     policy: cfg.policy,
     peers: cfg.peers,
     serve: cfg.serve,

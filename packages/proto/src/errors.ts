@@ -51,6 +51,10 @@ export const Reason = {
   ArtifactSizeMismatch: "artifact_size_mismatch",
   // resource_exhausted
   StoreFull: "store_full",
+  /** resource_exhausted: one message of the request is larger than the method reads (see docs/protocol.md). */
+  RequestTooLarge: "request_too_large",
+  /** resource_exhausted: the identity already holds connections.perIdentity connections to this deployable. */
+  TooManyConnections: "too_many_connections",
   // unavailable (retry-safe)
   StoreUnavailable: "store_unavailable",
   NotDurable: "not_durable",

@@ -14,6 +14,7 @@ import { healthRoutes, type NotReady } from "./health.js";
 import { knownIdentityOnly, refuseWhileDraining, rejectionLogger } from "./interceptors.js";
 import { malformedRequestGate } from "./malformed-request.js";
 import { authorizeFirst } from "./authorize-first.js";
+import { connectionCap, connectionKey } from "./connection-cap.js";
 import { parseListen, urlFor } from "./listen-address.js";
 import { identityOfSocket, peerIdentityKey } from "./peer-identity.js";
 import { peerVerbsOnly, type ReverseServing } from "./reverse-serving.js";
@@ -93,9 +94,21 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
   let draining = false;
   let inFlight = 0;
   let reloadReverse: (pems: TlsPems) => void = () => {};
+  const policy = createPolicy(config.policy);
   const sessions = new Set<Http2Session>();
+  const sessionOf = new WeakMap<TLSSocket, Http2Session>();
+  const cap = connectionCap(config.connections.perIdentity, policy, log, metrics, (socket) => {
+    const session = sessionOf.get(socket);
+    if (session) { if (!session.closed) session.close(); }
+    else socket.end();
+  });
   app.server.on("session", (session: Http2Session) => {
     sessions.add(session);
+    // Node hands out a proxy of the TLS socket per HTTP/2 session; calls see that proxy.
+    if (session.socket) {
+      sessionOf.set(session.socket as TLSSocket, session);
+      cap.admit(session.socket as TLSSocket);
+    }
     session.once("close", () => sessions.delete(session));
     // A client that reconnects while we drain is told to go away at once.
     if (draining) session.close();
@@ -116,6 +129,10 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
     metrics.tlsFailures.inc({ code: tlsFailureCode(code) });
     socket.destroy();
   });
+  // After the check above, so only verified connections count; HTTP/2 ones count as sessions (below).
+  app.server.on("secureConnection", (socket: TLSSocket) => {
+    if (!socket.destroyed && socket.alpnProtocol !== "h2") cap.admit(socket);
+  });
   /** A call is in flight from its request until its response finished or its stream closed. */
   const countInFlight = (res: { once(event: "close" | "finish", listener: () => void): unknown }) => {
     inFlight++;
@@ -131,7 +148,6 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
   };
   app.addHook("onRequest", async (_request, reply) => countInFlight(reply.raw));
 
-  const policy = createPolicy(config.policy);
   const maxMessageBytes = Math.max(config.storage.limits.maxBatchBytes, config.storage.objectChunkBytes) * 2;
   // One set of options for the listening port and the dialed connections: the same checks either way.
   const connect = {
@@ -141,13 +157,16 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
     readMaxBytes: maxMessageBytes,
     // A request body that is not a message of its type is invalid_argument / malformed_request (see malformed-request.ts).
     // Authorization before the body is read; a malformed body is reclassified once it is (see each file).
-    requestGate: requestGates(malformedRequestGate(log, metrics), authorizeFirst(policy, log, metrics)),
+    requestGate: requestGates(malformedRequestGate(log, metrics), cap.gate, authorizeFirst(policy, log, metrics)),
     // JSON text that is not UTF-8 is refused: the default decoder would store U+FFFD in its place.
     jsonOptions: strictJson,
   };
   await app.register(fastifyConnectPlugin, {
     ...connect,
-    contextValues: (req) => createContextValues().set(peerIdentityKey, identityOfSocket(tlsSocketOf(req.raw))),
+    contextValues: (req) => {
+      const socket = tlsSocketOf(req.raw);
+      return createContextValues().set(peerIdentityKey, identityOfSocket(socket)).set(connectionKey, socket);
+    },
   });
   const notReady: NotReady = async () => (draining ? "draining" : await opts.notReady());
   await app.register(healthRoutes(notReady));

@@ -20,6 +20,9 @@ import { peerIdentityKey } from "./peer-identity.js";
 
 const MALFORMED_INTERNAL = ["parse binary:", "received compressed envelope"];
 
+/** connect-es's refusal of a message larger than the method's readMaxBytes (no ErrorInfo of its own). */
+const TOO_LARGE = /^message size (?:\d+ )?is larger than configured readMaxBytes (\d+)/;
+
 /** Errors already logged and counted (by the interceptors, for streaming calls). */
 const reported = new WeakSet<ConnectError>();
 
@@ -29,6 +32,11 @@ const reported = new WeakSet<ConnectError>();
  */
 export function reclassifyMalformedRequest(err: unknown): boolean {
   if (!(err instanceof ConnectError) || errorInfoOf(err) !== undefined) return false;
+  const tooLarge = err.code === Code.ResourceExhausted ? TOO_LARGE.exec(err.rawMessage) : null;
+  if (tooLarge) {
+    err.details.push({ desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: Reason.RequestTooLarge, metadata: { max_bytes: tooLarge[1]! } }) });
+    return true;
+  }
   const internal = err.code === Code.Internal && MALFORMED_INTERNAL.some((prefix) => err.rawMessage.startsWith(prefix));
   if (!internal && err.code !== Code.InvalidArgument) return false;
   (err as { code: Code }).code = Code.InvalidArgument;
@@ -54,8 +62,9 @@ export function malformedRequestGate(log: FastifyBaseLogger, metrics: BsfgMetric
       const error = err as ConnectError;
       markReported(error);
       const procedure = `${context.service.typeName}/${context.method.name}`;
-      log.warn({ event: "rejected", procedure, code: Code[error.code], reason: Reason.MalformedRequest, identity: context.values.get(peerIdentityKey)?.names[0], message: error.rawMessage }, "call rejected");
-      metrics.rejections.inc({ method: context.method.name, code: codeName(error.code), reason: Reason.MalformedRequest });
+      const reason = errorInfoOf(error)!.reason;
+      log.warn({ event: "rejected", procedure, code: Code[error.code], reason, identity: context.values.get(peerIdentityKey)?.names[0], message: error.rawMessage }, "call rejected");
+      metrics.rejections.inc({ method: context.method.name, code: codeName(error.code), reason });
     }, { once: true });
   };
 }
