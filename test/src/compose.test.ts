@@ -9,7 +9,7 @@
  */
 import { execFile, spawnSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { cpSync, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, posix } from "node:path";
@@ -52,7 +52,7 @@ interface BsfgService {
 }
 interface ZoneDocument {
   zone: string;
-  nats: { servers: string[]; sync?: string; monitor?: string[] };
+  nats: { servers: string[]; sync?: string; monitor?: string[]; auth?: { user: string; passwordFile: string }; tls?: { ca: string } };
   storage: { replicas?: number; zones: string[] };
   tls: { ca: string; cert: string; key: string };
   listen: Record<string, string>;
@@ -323,22 +323,17 @@ describe("each zone's NATS", () => {
       expect(routes).toEqual([...zoneNats].sort());
     }
   });
-
-  it("every NATS configuration is valid for nats-server (-t), with the environment compose gives it", () => {
-    const binary = locateNatsServerBinary();
-    for (const name of nats) {
-      const file = natsConfFile(name);
-      const check = spawnSync(binary, ["-t", "-c", repoPath(file)], { encoding: "utf8", env: { ...process.env, ...environmentOf(services[name]!) } });
-      expect(check.status, `${name}: ${check.stderr}`).toBe(0);
-    }
-  });
 });
 
-function natsConfFile(name: string): string {
+/** Where a NATS container reads its configuration (its command's -c). */
+function natsConfTarget(name: string): string {
   const service = services[name]!;
   const command = Array.isArray(service.command) ? service.command : String(service.command).split(/\s+/);
-  const target = command[command.indexOf("-c") + 1] ?? command[command.indexOf("--config") + 1];
-  return relativeSource(mountsOf(service).find((m) => m.target === target)!.source);
+  return command[command.indexOf("-c") + 1] ?? command[command.indexOf("--config") + 1]!;
+}
+
+function natsConfFile(name: string): string {
+  return relativeSource(mountsOf(services[name]!).find((m) => m.target === natsConfTarget(name))!.source);
 }
 
 /** The few settings of a nats-server configuration this suite compares (environment substituted). */
@@ -389,13 +384,62 @@ describe("the pki service", () => {
     }
   });
 
-  it.each(zones)("writes %s's volume: the CA certificate and the zone's own certificate and key, nothing else", (zone) => {
+  it.each(zones)("writes %s's volume: the CA certificate, the zone's own certificate and key, and its NATS password, nothing else", (zone) => {
     const s = bsfg.find((b) => b.zone === zone)!;
     const volume = mountsOf(s.service).find((m) => m.kind === "volume")!;
     const folder = written(volume.source);
-    const expected = Object.values(s.config.tls).map((p) => posix.relative(volume.target, posix.join(posix.dirname(s.configTarget), p)));
+    const inVolume = (p: string) => posix.relative(volume.target, posix.join(posix.dirname(s.configTarget), p));
+    const expected = [...new Set([...Object.values(s.config.tls), s.config.nats.tls!.ca, s.config.nats.auth!.passwordFile].map(inVolume))];
     expect(readdirSync(folder).sort()).toEqual(expected.sort());
-    for (const file of expected.filter((f) => f.endsWith(".key"))) expect(statSync(join(folder, file)).mode & 0o077, file).toBe(0);
+    for (const file of expected.filter((f) => f.endsWith(".key") || f.endsWith(".password"))) expect(statSync(join(folder, file)).mode & 0o077, file).toBe(0);
+  });
+
+  /** A NATS container's files laid out under `root` as compose mounts them; its configuration's absolute paths moved there. */
+  const natsLayout = (name: string, root: string): string => {
+    for (const m of mountsOf(services[name]!)) {
+      if (m.kind === "volume" && mountsOf(pki).some((p) => p.source === m.source)) cpSync(written(m.source), join(root, m.target), { recursive: true });
+    }
+    const target = natsConfTarget(name);
+    const text = readFileSync(repoPath(natsConfFile(name)), "utf8").replace(/"\/(etc|data)\//g, `"${root}/$1/`).replace(/(store_dir:\s*)\/data/, `$1${root}/data`);
+    mkdirSync(join(root, posix.dirname(target)), { recursive: true });
+    writeFileSync(join(root, target), text);
+    return join(root, target);
+  };
+
+  it("every NATS configuration is valid for nats-server (-t), with the files and environment compose gives it", () => {
+    const binary = locateNatsServerBinary();
+    for (const name of nats) {
+      const conf = natsLayout(name, join(dir, "nats", name));
+      const check = spawnSync(binary, ["-t", "-c", conf], { encoding: "utf8", env: { ...process.env, ...environmentOf(services[name]!) } });
+      expect(check.status, `${name}: ${check.stderr}`).toBe(0);
+    }
+  });
+
+  it.each(zones)("%s's NATS speaks only TLS and lets in one user: the one its zone logs in as, with the password the pki job gave the zone", (zone) => {
+    const members = bsfg.filter((s) => s.zone === zone);
+    const { auth, tls } = members[0]!.config.nats;
+    expect(auth?.user).toBe(`bsfg-${zone}`);
+    for (const s of members) expect(s.config.nats).toMatchObject({ auth, tls });
+    const volume = mountsOf(members[0]!.service).find((m) => m.kind === "volume")!;
+    const inVolume = (p: string) => join(written(volume.source), posix.relative(volume.target, posix.join(posix.dirname(members[0]!.configTarget), p)));
+    const password = readFileSync(inVolume(auth!.passwordFile), "utf8").trim();
+    expect(password.length).toBeGreaterThanOrEqual(24);
+    const ca = new X509Certificate(readFileSync(inVolume(tls!.ca)));
+    for (const name of nats.filter((n) => networksOf(services[n]!)[0] === zone)) {
+      const conf = readFileSync(natsLayout(name, join(dir, "nats-auth", name)), "utf8").replace(/^\s*#.*$/gm, "");
+      const included = /include\s+"([^"]+)"/.exec(conf)?.[1];
+      expect(included, `${name} includes its user`).toBeDefined();
+      const authConf = readFileSync(join(dir, "nats-auth", name, posix.dirname(natsConfTarget(name)), included!), "utf8");
+      expect(/user:\s*"([^"]+)"/.exec(authConf)?.[1], name).toBe(auth!.user);
+      expect(/password:\s*"([^"]+)"/.exec(authConf)?.[1], name).toBe(password);
+      // Every client connection is TLS, with a certificate that names the host the zone dials and chains to the zone's CA.
+      const certFile = /cert_file:\s*"([^"]+)"/.exec(conf)?.[1];
+      expect(certFile, `${name} has a tls block`).toBeDefined();
+      const cert = new X509Certificate(readFileSync(certFile!));
+      expect(cert.checkHost(name), name).toBe(name);
+      expect(cert.verify(ca.publicKey), `${name}'s certificate chains to the zone's CA`).toBe(true);
+      expect(statSync(join(dir, "nats-auth", name, posix.dirname(natsConfTarget(name)), included!)).mode & 0o077).toBe(0);
+    }
   });
 
   it.each(zones)("%s's configuration loads with the services' own loader, with that volume beside it", (zone) => {

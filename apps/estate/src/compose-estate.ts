@@ -86,6 +86,8 @@ export function composeDocuments(topology: EstateTopology): Record<string, Recor
     reverseUrls: (receiver) => `https://${receiver}-sync:${containerPorts.listen.reverse}`,
     pki: { caCert: "pki/ca.crt", files },
     storage: estateStorage,
+    // The zone's nats-server speaks only TLS and lets in one user; the pki job writes its password.
+    natsLogin: (zone) => ({ user: `bsfg-${zone}`, passwordFile: "pki/nats.password", ca: "pki/ca.crt" }),
   });
   for (const zone of clusteredZones) {
     const document = documents[zone]!;

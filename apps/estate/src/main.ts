@@ -2,7 +2,8 @@
 // bsfg-estate [--data .bsfg] [--split]: brings up the reference estate (enterprise, idmz, and
 // plant-a and plant-b behind it) with its peer links, and keeps it running until Ctrl-C.
 // PlantA is outbound-only: it dials the IDMZ's reverse listener, and the IDMZ pulls over that.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -58,7 +59,25 @@ async function stopAll(code: number): Promise<never> {
 process.on("SIGINT", () => void stopAll(0));
 process.on("SIGTERM", () => void stopAll(0));
 
-function writeNatsConfig(zone: ZonePorts): string {
+/** The user a zone's deployables log in to its nats-server as. */
+const natsUser = (zone: string) => `bsfg-${zone}`;
+/** The server certificate of every zone's nats-server (localhost, 127.0.0.1), from the estate's CA. */
+const NATS_SERVER_IDENTITY = "bsfg-nats";
+
+/**
+ * The zone's nats-server password: made once, kept in data/<zone>/nats.password (mode 0600),
+ * which the zone's configuration names (nats.auth.passwordFile) and its server's config holds.
+ */
+function natsPassword(zone: string): string {
+  const file = join(data, zone, "nats.password");
+  if (!existsSync(file)) {
+    mkdirSync(join(data, zone), { recursive: true });
+    writeFileSync(file, `${randomBytes(24).toString("base64url")}\n`, { mode: 0o600 });
+  }
+  return readFileSync(file, "utf8").trim();
+}
+
+function writeNatsConfig(zone: ZonePorts, tls: { cert: string; key: string }): string {
   const dir = join(data, zone.name);
   mkdirSync(dir, { recursive: true });
   const file = join(dir, "nats-server.conf");
@@ -68,8 +87,11 @@ function writeNatsConfig(zone: ZonePorts): string {
     `http: 127.0.0.1:${zone.monitorPort}`,
     // Every zone generated here says nats.sync: always; its server fsyncs each write to match.
     `jetstream { store_dir: "${join(dir, "jetstream")}", domain: ${zone.name}, sync_interval: always }`,
+    // Only the zone's deployables get in: TLS, and the zone's user (docs/security.md, "The substrate").
+    `authorization { user: ${JSON.stringify(natsUser(zone.name))}, password: ${JSON.stringify(natsPassword(zone.name))} }`,
+    `tls { cert_file: ${JSON.stringify(tls.cert)}, key_file: ${JSON.stringify(tls.key)} }`,
     "",
-  ].join("\n"));
+  ].join("\n"), { mode: 0o600 });
   return file;
 }
 
@@ -77,7 +99,7 @@ const https = (port: number) => `https://localhost:${port}`;
 
 try {
   const pki = await ensureDevPki(join(data, "pki"), {
-    identities: [...estateIdentities(topology), { identity: demoViewer.identity, usage: "client" }],
+    identities: [...estateIdentities(topology), { identity: demoViewer.identity, usage: "client" }, { identity: NATS_SERVER_IDENTITY, usage: "server" }],
   });
   // Each zone's configuration comes from the estate kit; this runner adds ports and the demo viewer.
   const documents = estateDocuments({
@@ -91,6 +113,7 @@ try {
     reverseUrls: (receiver) => https(byName.get(receiver)!.reverse!),
     pki: { caCert: pki.caCert, files: pki.files },
     storage: estateStorage,
+    natsLogin: (zone) => ({ user: natsUser(zone), passwordFile: join(data, zone, "nats.password"), ca: pki.caCert }),
   });
   const configs = new Map<string, string>();
   for (const zone of zones) {
@@ -103,7 +126,7 @@ try {
   }
 
   const nats = zones.map((zone) => {
-    const p = startProcess(`nats ${zone.name}`, natsBin, ["-c", writeNatsConfig(zone)], join(data, zone.name, "logs", "nats-server.log"));
+    const p = startProcess(`nats ${zone.name}`, natsBin, ["-c", writeNatsConfig(zone, pki.files[NATS_SERVER_IDENTITY]!)], join(data, zone.name, "logs", "nats-server.log"));
     running.push(p);
     return waitHealthy(p, `http://127.0.0.1:${zone.monitorPort}/healthz?js-enabled-only=true`, 20_000);
   });
@@ -161,7 +184,7 @@ const zoneLines = zones.map((z) => {
     ? `probes ${probe(z.health.ingest)}/readyz, ${probe(z.health.egress)}/readyz, ${probe(z.health.ledger)}/readyz`
     : `probes ${probe(z.health.zone)}/readyz`;
   return [
-    `  ${z.name.padEnd(10)}  nats://127.0.0.1:${z.natsPort} (JetStream domain ${z.name}, monitor ${probe(z.monitorPort)})`,
+    `  ${z.name.padEnd(10)}  nats://127.0.0.1:${z.natsPort} (JetStream domain ${z.name}, TLS, user ${natsUser(z.name)}, password in ${shown(join(data, z.name, "nats.password"))}; monitor ${probe(z.monitorPort)})`,
     `              ${services}`,
     `              ${probes}   sync ${probe(z.health.sync)}/links`,
     `              pulls operational + documents facts from ${pulls.map((p) => (outboundOnly.has(p) ? `${p} (over the connections ${p} dials in)` : p)).join(", ")}`,

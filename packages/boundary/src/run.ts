@@ -20,7 +20,7 @@ export interface RunningDeployable {
 /** Starts one deployable (or the all-in-one `zone`) from a loaded configuration. */
 export async function startDeployable(role: Role, config: ZoneConfig, overrides: { listen?: string; healthListen?: string; logStream?: NodeJS.WritableStream; metrics?: BsfgMetrics } = {}): Promise<RunningDeployable> {
   const name = `bsfg-${role}`;
-  const store = await openZoneStore(config.storage, { servers: config.nats.servers, name, durability: config.nats.sync });
+  const store = await openZoneStore(config.storage, { servers: config.nats.servers, auth: config.nats.auth, tls: config.nats.tls, name, durability: config.nats.sync });
   const watch = highWaterWatch((stream) => store.highWater(stream), (stream, onAppend) => store.watchAppends(stream, onAppend));
   // One registry per deployable, never per module: tests run several zones in one process.
   const metrics = overrides.metrics ?? createMetrics({ zone: config.zone, service: name });

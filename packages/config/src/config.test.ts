@@ -54,6 +54,16 @@ describe("zone configuration", () => {
     expect(() => parse({ monitor: ["nats://127.0.0.1:8222"] })).toThrow(/nats\.monitor/);
   });
 
+  it("logs in to the nats-server with a user and the password from its file, over TLS with the given CA", () => {
+    const secrets: Record<string, string> = { ...files, "/pki/nats.password": "s3cret\n", "/pki/empty.password": "\n" };
+    const parse = (nats: Record<string, unknown>) => parseZoneConfig({ ...valid, nats: { ...valid.nats, ...nats } }, { baseDir: "/pki", readFile: (p) => secrets[p] ?? readFile(p) });
+    expect(parse({ auth: { user: "bsfg-plant-a", passwordFile: "nats.password" }, tls: { ca: "ca.crt" } }).nats).toMatchObject({ auth: { user: "bsfg-plant-a", pass: "s3cret" }, tls: { ca: pem("ca") } });
+    expect(parse({}).nats.auth).toBeUndefined();
+    expect(() => parse({ auth: { user: "bsfg-plant-a", passwordFile: "missing.password" } })).toThrow(/nats\.auth\.passwordFile: cannot read \/pki\/missing\.password/);
+    expect(() => parse({ auth: { user: "bsfg-plant-a", passwordFile: "empty.password" } })).toThrow(/nats\.auth\.passwordFile: \/pki\/empty\.password is empty/);
+    expect(() => parse({ tls: { ca: "ca.crt", cert: "plant-a.crt" } })).toThrow(/nats\.tls.*both cert and key/);
+  });
+
   it("lists every problem with its path in one error", () => {
     const broken = {
       ...valid,

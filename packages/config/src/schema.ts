@@ -99,6 +99,24 @@ export const zoneConfigSchema = z.object({
     sync: z.enum(["always", "interval"]).default("always"),
     /** Each server's monitoring endpoint ("http://host:8222"), where the zone reads /varz. */
     monitor: z.array(httpUrl).default([]),
+    /**
+     * How the zone's deployables log in to its nats-server (docs/security.md, "The substrate"):
+     * a user and a file holding its password (read at start-up, trailing newline ignored).
+     * Without it the connection is anonymous, which only a server without authorization takes.
+     */
+    auth: z.object({
+      user: z.string().min(1),
+      passwordFile: z.string().min(1),
+    }).strict().optional(),
+    /**
+     * TLS to the nats-server: the CA its certificate chains to; cert and key when the server
+     * also verifies clients. Servers are then reached as tls:// (nats:// URLs upgrade).
+     */
+    tls: z.object({
+      ca: z.string().min(1),
+      cert: z.string().min(1).optional(),
+      key: z.string().min(1).optional(),
+    }).strict().refine((t) => (t.cert === undefined) === (t.key === undefined), { message: "give both cert and key (a client certificate for the nats-server), or neither" }).optional(),
   }).strict().default({ servers: ["nats://127.0.0.1:4222"], sync: "always", monitor: [] })
     .refine((nats) => nats.sync === "interval" || nats.monitor.length > 0, {
       path: ["monitor"],

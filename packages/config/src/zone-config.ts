@@ -30,6 +30,10 @@ export interface ZoneConfig {
     readonly sync: "always" | "interval";
     /** The servers' monitoring endpoints (/varz). */
     readonly monitor: readonly string[];
+    /** User and password the deployables log in with (the password read from its file). */
+    readonly auth?: { readonly user: string; readonly pass: string } | undefined;
+    /** TLS to the servers, PEM contents. */
+    readonly tls?: { readonly ca: string; readonly cert?: string | undefined; readonly key?: string | undefined } | undefined;
   };
   readonly storage: StorageConfig;
   /** PEM contents, read at start-up. */
@@ -180,12 +184,21 @@ export function parseZoneConfig(document: unknown, opts: { source?: string; base
     }
   };
   for (const [name, path] of Object.entries(paths)) read(`tls.${name}`, path);
+  if (cfg.nats.auth) {
+    read("nats.auth.passwordFile", pathOf(cfg.nats.auth.passwordFile));
+    if (pem["nats.auth.passwordFile"]?.trim() === "") problems.push(`nats.auth.passwordFile: ${pathOf(cfg.nats.auth.passwordFile)} is empty`);
+  }
+  if (cfg.nats.tls) for (const name of ["ca", "cert", "key"] as const) if (cfg.nats.tls[name]) read(`nats.tls.${name}`, pathOf(cfg.nats.tls[name]!));
   if (cfg.sync.tls) for (const [name, path] of Object.entries(syncPaths)) read(`sync.tls.${name}`, path);
 
   if (problems.length > 0 || !storage.success) throw new ConfigError(source, problems);
   return {
     zone: cfg.zone,
-    nats: { servers: cfg.nats.servers, domain: cfg.nats.domain ?? cfg.zone, sync: cfg.nats.sync, monitor: cfg.nats.monitor },
+    nats: {
+      servers: cfg.nats.servers, domain: cfg.nats.domain ?? cfg.zone, sync: cfg.nats.sync, monitor: cfg.nats.monitor,
+      auth: cfg.nats.auth && { user: cfg.nats.auth.user, pass: pem["nats.auth.passwordFile"]!.replace(/\r?\n$/, "") },
+      tls: cfg.nats.tls && { ca: pem["nats.tls.ca"]!, cert: pem["nats.tls.cert"], key: pem["nats.tls.key"] },
+    },
     storage: storage.data,
     tls: { ca: pem["tls.ca"]!, cert: pem["tls.cert"]!, key: pem["tls.key"]!, paths, reloadCheckMs: cfg.tls.reloadCheck === "off" ? 0 : cfg.tls.reloadCheck },
     listen: cfg.listen,

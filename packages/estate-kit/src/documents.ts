@@ -39,6 +39,11 @@ export interface DocumentOptions {
   /** Stream capacities etc.; merged into every zone's storage section. */
   readonly storage?: Readonly<Record<string, unknown>>;
   /**
+   * How each zone's deployables log in to its nats-server (nats.auth, nats.tls): a user, the
+   * file holding its password and the CA of the server's certificate. Absent: anonymous, plain.
+   */
+  readonly natsLogin?: (zone: string) => { readonly user: string; readonly passwordFile: string; readonly ca: string };
+  /**
    * Anything else, per zone (e.g. logLevel); a `sync` entry is merged into the generated one
    * (links stay), a `policy` entry into the generated policy, field by field per identity.
    */
@@ -46,6 +51,11 @@ export interface DocumentOptions {
 }
 
 const list = (value: string | readonly string[]): string[] => (typeof value === "string" ? [value] : [...value]);
+
+function login(opts: DocumentOptions, zone: string): Record<string, unknown> {
+  const l = opts.natsLogin?.(zone);
+  return l ? { auth: { user: l.user, passwordFile: l.passwordFile }, tls: { ca: l.ca } } : {};
+}
 
 /** Each zone's configuration document (what zone.yaml holds), by zone name. */
 export function estateDocuments(opts: DocumentOptions): Record<string, Record<string, unknown>> {
@@ -85,7 +95,10 @@ export function estateDocuments(opts: DocumentOptions): Record<string, Record<st
     const identity = opts.pki.files[zoneIdentity(zone)]!;
     documents[zone] = {
       zone,
-      nats: { servers: list(endpoints.nats), monitor: list(endpoints.natsMonitor), sync: opts.natsSync ?? "always" },
+      nats: {
+        servers: list(endpoints.nats), monitor: list(endpoints.natsMonitor), sync: opts.natsSync ?? "always",
+        ...login(opts, zone),
+      },
       storage: {
         zones: topology.zones.filter((z) => z !== zone),
         streams: { operational: {}, audit: {}, documents: {} },

@@ -40,7 +40,7 @@ export interface SyncOverrides {
 
 /** The sync deployable: its own zone store, the worker, and a probe server with the links' status. */
 export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOverrides = {}): Promise<RunningSync> {
-  const store = overrides.store ?? await openZoneStore(config.storage, { servers: config.nats.servers, name: "bsfg-sync", durability: config.nats.sync });
+  const store = overrides.store ?? await openZoneStore(config.storage, { servers: config.nats.servers, auth: config.nats.auth, tls: config.nats.tls, name: "bsfg-sync", durability: config.nats.sync });
   let worker: SyncWorker | undefined;
   let probe: ProbeServer | undefined;
   const metrics = overrides.metrics ?? createMetrics({ zone: config.zone, service: "bsfg-sync" });

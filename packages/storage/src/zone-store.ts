@@ -93,6 +93,10 @@ export interface OpenOptions {
   readonly connection?: NatsConnection;
   /** Connection name shown by the server (e.g. "bsfg-ingest"). */
   readonly name?: string;
+  /** User and password to log in to the servers (nats.auth). */
+  readonly auth?: { readonly user: string; readonly pass: string } | undefined;
+  /** TLS to the servers, PEM contents (nats.tls): required as soon as it is given. */
+  readonly tls?: { readonly ca: string; readonly cert?: string | undefined; readonly key?: string | undefined } | undefined;
   /** How long an append waits for a concurrent writer of the same message_id. */
   readonly pendingWaitMs?: number;
   /**
@@ -113,6 +117,8 @@ export async function openZoneStore(cfg: StorageConfig, opts: OpenOptions): Prom
   const nc = opts.connection ?? await connect({
     servers: opts.servers ?? "nats://127.0.0.1:4222",
     name: opts.name ?? `bsfg-${cfg.zone}`,
+    ...(opts.auth ? { user: opts.auth.user, pass: opts.auth.pass } : {}),
+    ...(opts.tls ? { tls: { ca: opts.tls.ca, ...(opts.tls.cert ? { cert: opts.tls.cert, key: opts.tls.key } : {}) } } : {}),
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
     // Notice a stalled link within ~30 s, well inside the in-flight window.

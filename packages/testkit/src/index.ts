@@ -1,5 +1,5 @@
 export { startNatsServer, disposeAllNatsServers } from "./nats-server.js";
-export type { NatsServerOptions, NatsServerHandle } from "./nats-server.js";
+export type { NatsServerOptions, NatsServerHandle, NatsClientOptions } from "./nats-server.js";
 export { startNatsCluster } from "./nats-cluster.js";
 export type { NatsClusterOptions, NatsClusterHandle, NatsClusterNode } from "./nats-cluster.js";
 export { startTcpProxy, disposeAllProxies } from "./tcp-proxy.js";

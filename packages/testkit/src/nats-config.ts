@@ -11,6 +11,10 @@ export interface NatsConfigInput {
   syncInterval?: string | undefined;
   /** A node of a JetStream cluster: its route listener on 127.0.0.1 and the other nodes' route ports. */
   cluster?: { name: string; port: number; routes: readonly number[] } | undefined;
+  /** Clients log in as this user; anonymous connections are refused. */
+  auth?: { user: string; password: string } | undefined;
+  /** Clients must use TLS; the server's certificate and key files. */
+  tls?: { certFile: string; keyFile: string } | undefined;
 }
 
 /**
@@ -46,6 +50,8 @@ export function renderNatsConfig(input: NatsConfigInput): string {
     `  sync_interval: ${syncIntervalValue(input.syncInterval ?? "always")}`,
     `}`,
   ];
+  if (input.auth) lines.push(`authorization { user: ${JSON.stringify(input.auth.user)}, password: ${JSON.stringify(input.auth.password)} }`);
+  if (input.tls) lines.push(`tls { cert_file: ${JSON.stringify(input.tls.certFile)}, key_file: ${JSON.stringify(input.tls.keyFile)} }`);
   if (input.extraConfig !== undefined && input.extraConfig !== "") lines.push(input.extraConfig);
   return `${lines.join("\n")}\n`;
 }

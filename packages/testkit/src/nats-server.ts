@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { appendFileSync, rmSync, statSync } from "node:fs";
+import { appendFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -31,6 +31,17 @@ export interface NatsServerOptions {
    * the project generates runs) or a duration such as "2m" (the server's own default).
    */
   syncInterval?: string;
+  /** Clients must log in as this user (nats-server `authorization`); anonymous connections are refused. */
+  auth?: { user: string; password: string };
+  /** Clients must use TLS; the server presents this certificate (PEM). */
+  tls?: { certPem: string; keyPem: string; caPem: string };
+}
+
+/** How a client reaches a server with `auth` / `tls` (spread into nats.js connect options). */
+export interface NatsClientOptions {
+  readonly user?: string;
+  readonly pass?: string;
+  readonly tls?: { readonly ca: string };
 }
 
 export interface NatsServerHandle {
@@ -44,6 +55,8 @@ export interface NatsServerHandle {
   /** "http://127.0.0.1:<monitorPort>": what a zone's `nats.monitor` lists. */
   readonly monitorUrl: string;
   readonly storeDir: string;
+  /** What a client needs besides the URL: the server's user and CA, when it has them. */
+  readonly clientOptions: NatsClientOptions;
   /** Current process pid, undefined while stopped. */
   readonly pid: number | undefined;
   /** Graceful stop (SIGTERM, SIGKILL after 5 s), waits for exit. */
@@ -153,6 +166,13 @@ export class NatsServer implements NatsServerHandle {
     return `nats://127.0.0.1:${this.ports.port}`;
   }
 
+  get clientOptions(): NatsClientOptions {
+    return {
+      ...(this.opts.auth ? { user: this.opts.auth.user, pass: this.opts.auth.password } : {}),
+      ...(this.opts.tls ? { tls: { ca: this.opts.tls.caPem } } : {}),
+    };
+  }
+
   get name(): string {
     return this.serverName;
   }
@@ -248,8 +268,17 @@ export class NatsServer implements NatsServerHandle {
       maxFileStore: this.opts.maxFileStore ?? "10GB",
       extraConfig: this.opts.extraConfig,
       syncInterval: this.opts.syncInterval,
+      auth: this.opts.auth,
+      tls: this.opts.tls && this.writeTlsFiles(this.opts.tls),
       cluster: this.placement?.cluster,
     });
+  }
+
+  private writeTlsFiles(tls: { certPem: string; keyPem: string }): { certFile: string; keyFile: string } {
+    const files = { certFile: join(this.workDir, "server.crt"), keyFile: join(this.workDir, "server.key") };
+    writeFileSync(files.certFile, tls.certPem);
+    writeFileSync(files.keyFile, tls.keyPem, { mode: 0o600 });
+    return files;
   }
 
   private async terminate(): Promise<void> {
@@ -264,7 +293,7 @@ export class NatsServer implements NatsServerHandle {
     this.child = child;
 
     const abort = new AbortController();
-    const target = { url: this.url, monitorPort: this.monitorPort, domain: this.domain };
+    const target = { url: this.url, monitorPort: this.monitorPort, domain: this.domain, client: this.clientOptions };
     // A cluster node is ready once JetStream answers through it *and* it has caught up
     // with its peers (see waitForClusterNode).
     const ready = this.placement === undefined

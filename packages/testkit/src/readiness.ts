@@ -6,6 +6,8 @@ export interface ReadinessTarget {
   url: string;
   monitorPort: number;
   domain: string;
+  /** Credentials and CA of a server that requires them. */
+  client?: { user?: string; pass?: string; tls?: { ca: string } };
 }
 
 const REQUEST_TIMEOUT_MS = 2_000;
@@ -86,7 +88,7 @@ async function jetStreamAnswers(target: ReadinessTarget): Promise<boolean> {
   const body = await health.text();
   if (health.status !== 200) throw new Error(`/healthz answered ${health.status}: ${body.trim()}`);
 
-  const nc = await connect({ servers: target.url, timeout: REQUEST_TIMEOUT_MS, reconnect: false });
+  const nc = await connect({ servers: target.url, timeout: REQUEST_TIMEOUT_MS, reconnect: false, ...target.client });
   try {
     const jsm = await jetstreamManager(nc, { domain: target.domain, timeout: REQUEST_TIMEOUT_MS });
     const info = await jsm.getAccountInfo();
