@@ -84,8 +84,8 @@ describe.each([
     const subject = "batch:PlantA/T2";
     const batch = [1, 2, 3].map((step) => factMessage({ subject, object: { step } }));
     const [, second] = prepareBatch(zone.store.config, batch);
-    // A copy of the second fact that an owner which lost its claim still got into the log.
-    const early = await zone.store.substrate.publisher.publish(second!.subject, second!.payload, { msgId: second!.messageId });
+    // A copy of the second fact that an owner which lost its claim still got into the log (Nats-Msg-Id: the dedupe key).
+    const early = await zone.store.substrate.publisher.publish(second!.subject, second!.payload, { msgId: second!.key });
 
     const results = await zone.store.append(batch);
     expect(results.map((r) => r.status)).toEqual([AppendStatus.APPENDED, AppendStatus.DUPLICATE, AppendStatus.APPENDED]);

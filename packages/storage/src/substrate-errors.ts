@@ -15,6 +15,8 @@ export const ApiCode = {
   AtomicDuplicateMessageId: 10201,
   /** The stream has too many atomic batches in flight (50 by default): nothing stored. */
   AtomicTooManyInflight: 10210,
+  /** A replicated stream or bucket could not be placed: too few peers online, or with room. */
+  NoSuitablePeers: 10005,
 } as const;
 
 export function apiCode(err: unknown): number | undefined {

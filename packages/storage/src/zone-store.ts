@@ -19,7 +19,7 @@ import { pageReaders } from "./page-readers.js";
 import { readFacts, type FactPage, type PageLimits } from "./read-facts.js";
 import { readRange } from "./read-range.js";
 import { factStreamName, factSubject } from "./routing.js";
-import { substrateRejection } from "./substrate-errors.js";
+import { ApiCode, apiCode, substrateRejection } from "./substrate-errors.js";
 import type { Substrate } from "./substrate.js";
 import { configDiff, CONSUMERS_BUCKET, CURSORS_BUCKET, desiredStreams, ensureStream, LEASES_BUCKET, mismatch } from "./topology.js";
 import { prepareBatch } from "./validate.js";
@@ -263,11 +263,11 @@ async function ensureTopology(cfg: StorageConfig, js: JetStreamClient, jsm: JetS
     throw rejection(Code.FailedPrecondition, Reason.TopologyMismatch, `nats-server ${serverVersion} is older than ${MIN_SERVER_VERSION.join(".")}, the oldest this gateway runs on (atomic compare-and-set on replicated streams, atomic batch publish); it is built and tested on 2.15`);
   }
   for (const stream of desiredStreams(cfg)) {
-    report.push(`stream ${stream.name}: ${await ensureStream(jsm, stream, cfg.reconcileTopology)}`);
+    report.push(`stream ${stream.name}: ${await whilePlacing(() => ensureStream(jsm, stream, cfg.reconcileTopology))}`);
   }
   const kvm = new Kvm(js);
   const kvBucket = async (name: string, ttlMs?: number): Promise<KV> => {
-    const kv = await kvm.create(name, { history: 1, replicas: cfg.replicas, storage: StorageType.File, ...(ttlMs ? { ttl: ttlMs } : {}) });
+    const kv = await whilePlacing(() => kvm.create(name, { history: 1, replicas: cfg.replicas, storage: StorageType.File, ...(ttlMs ? { ttl: ttlMs } : {}) }));
     await verifyBacking(jsm, `KV_${name}`, { num_replicas: cfg.replicas, max_age: ttlMs ? nanos(ttlMs) : 0, max_msgs_per_subject: 1 });
     report.push(`kv ${name}: ready`);
     return kv;
@@ -279,12 +279,33 @@ async function ensureTopology(cfg: StorageConfig, js: JetStreamClient, jsm: JetS
   const buckets = new Map<string, ObjectStore>();
   for (const [name, bucket] of Object.entries(cfg.buckets)) {
     const replicas = bucket.replicas ?? cfg.replicas;
-    buckets.set(name, await objm.create(name, { replicas, storage: StorageType.File, max_bytes: bucket.maxBytes }));
+    buckets.set(name, await whilePlacing(() => objm.create(name, { replicas, storage: StorageType.File, max_bytes: bucket.maxBytes })));
     report.push(`object bucket ${name}: ${await ensureBucketCapacity(jsm, `OBJ_${name}`, bucket.maxBytes, cfg.reconcileTopology)}`);
     await verifyBacking(jsm, `OBJ_${name}`, { num_replicas: replicas, max_bytes: bucket.maxBytes },
       "set storage.reconcileTopology: true once to apply the configured maxBytes (or configure the bucket's current one); replicas need the bucket recreated");
   }
   return { cursorKv, registryKv, leaseKv, buckets };
+}
+
+/** How long start-up waits for a cluster that cannot place a replicated stream yet. */
+const PLACEMENT_WAIT_MS = 30_000;
+
+/**
+ * Creates a stream or bucket, waiting while the cluster cannot place it: a node that just
+ * started (or restarted) is "offline" to the meta leader until its first statistics arrive,
+ * and a stream with max_bytes is placed only on peers whose free store is known. Anything
+ * else, or still no placement after PLACEMENT_WAIT_MS, fails the start as before.
+ */
+async function whilePlacing<T>(create: () => Promise<T>): Promise<T> {
+  const deadline = performance.now() + PLACEMENT_WAIT_MS;
+  for (let wait = 100; ; wait = Math.min(wait * 2, 2_000)) {
+    try {
+      return await create();
+    } catch (err) {
+      if (apiCode(err) !== ApiCode.NoSuitablePeers || performance.now() + wait > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
 }
 
 /**
