@@ -7,6 +7,13 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/bootstrap.sh"
 cd "$root"
 
+# The console's browser tests drive Debian's chromium with playwright-core (test/src/console.test.ts);
+# Playwright's own browser download cannot work on these machines.
+if [ ! -x "${CHROMIUM_BIN:-/usr/bin/chromium}" ]; then
+  echo "==> installing chromium (Debian's package) for the browser tests"
+  apt_install chromium
+fi
+
 # A breaking change to bsfg.v1 must be deliberate: compare against main when it exists.
 if git rev-parse --verify --quiet main >/dev/null && [ "$(git rev-parse HEAD)" != "$(git rev-parse main)" ]; then
   echo "==> buf breaking against main"

@@ -122,6 +122,9 @@ export async function runDemo(opts: DemoOptions): Promise<boolean> {
       return false;
     }
     console.log(`\nall ${messages.length} facts and the artifact arrived in ${opts.toZone} in ${seconds(Date.now() - appendedAt)}`);
+    // Each sync worker's probe port serves its zone's console next to /links.
+    const consoles = opts.links.map((url) => url.replace(/\/links$/, "/console"));
+    if (consoles.length > 0) console.log(`watch the links live in each zone's console: ${consoles.join("  ")}`);
     return true;
   } finally {
     plant.close();

@@ -7,6 +7,7 @@ import { createMetrics, observeCertificates, observeLinks, observeStore, startTr
 import type { LinkStatus } from "./link-status.js";
 import type { Logger } from "./logger.js";
 import { startSyncWorker, type SyncWorker } from "./worker.js";
+import { consolePage, consoleSnapshots } from "./console.js";
 
 export interface RunningSync {
   readonly worker: SyncWorker;
@@ -61,7 +62,13 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
       notReady,
       // The probe port answers anyone who reaches it: error codes and reasons, never error text
       // (which can name hosts, identities and paths); the text is in the link_error log lines.
-      routes: (app) => app.get("/links", async () => ({ zone: config.zone, links: (worker?.status() ?? []).map(withoutErrorText) })),
+      routes: (app) => {
+        app.get("/links", async () => ({ zone: config.zone, links: (worker?.status() ?? []).map(withoutErrorText) }));
+        // The zone console (docs/operations.md, "Console"): read-only, on this same port.
+        const snapshot = consoleSnapshots(config, store, () => (worker?.status() ?? []).map(withoutErrorText));
+        app.get("/console", async (_request, reply) => reply.type("text/html; charset=utf-8").header("cache-control", "no-store").send(consolePage(config.zone)));
+        app.get("/console/snapshot", async (_request, reply) => reply.header("cache-control", "no-store").send(await snapshot()));
+      },
       metrics: overrides.metrics ? undefined : metrics,
       ...(overrides.logStream ? { logStream: overrides.logStream } : {}),
     });

@@ -1,0 +1,74 @@
+import { describe, expect, it } from "vitest";
+import { consolePage, escapeHtml } from "./page.js";
+import { linkRates } from "./rates.js";
+import { takeSnapshot, type ConsoleLink, type ConsoleSource } from "./snapshot.js";
+
+const link = (over: Partial<ConsoleLink> = {}): ConsoleLink => ({
+  link: "plant-a/idmz-from-plant-a-operational", peer: "plant-a", consumer: "idmz-from-plant-a-operational", state: "active",
+  connection: { dial: "outbound", peerIdentity: "plant-a-bsfg" }, cursor: 0, highWater: 0, lagFacts: 0, lagSeconds: 0, appended: 0, quarantined: 0, lastError: undefined,
+  ...over,
+});
+
+describe("the link history behind the console's chart and 'no progress for'", () => {
+  it("turns appended totals into facts per second, one point per window, and forgets what is older than the history", () => {
+    const rates = linkRates(10_000, 30_000);
+    for (const [at, appended] of [[0, 0], [5_000, 50], [10_000, 100], [20_000, 300], [30_000, 300], [40_000, 400], [50_000, 400]] as const) rates.sample([link({ appended })], at);
+    // 10, 20, 0, 10, 0 facts/s (the sample at 5 s falls inside the first window); the history holds the last 3.
+    expect(rates.series(link().link)).toEqual([0, 10, 0]);
+  });
+
+  it("never shows a negative rate when a restarted worker counts from zero again", () => {
+    const rates = linkRates(10_000);
+    rates.sample([link({ appended: 500 })], 0);
+    rates.sample([link({ appended: 20 })], 10_000);
+    expect(rates.series(link().link)).toEqual([0]);
+  });
+
+  it("counts how long a link with facts waiting has not moved, and 0 once it moves or has nothing waiting", () => {
+    const rates = linkRates();
+    rates.sample([link({ cursor: 10, lagFacts: 5 })], 0);
+    rates.sample([link({ cursor: 10, lagFacts: 5 })], 42_000);
+    expect(rates.sinceProgressSeconds(link().link, 42_000)).toBe(42);
+    rates.sample([link({ cursor: 12, lagFacts: 3 })], 43_000);
+    expect(rates.sinceProgressSeconds(link().link, 44_000)).toBe(1);
+    rates.sample([link({ cursor: 12, lagFacts: 0 })], 60_000);
+    expect(rates.sinceProgressSeconds(link().link, 60_000)).toBe(0);
+  });
+});
+
+describe("the console's snapshot", () => {
+  const source = (over: Partial<ConsoleSource> = {}): ConsoleSource => ({
+    zone: "idmz", version: "test", certificatePem: "not a certificate",
+    streams: [{ name: "operational", maxBytes: 2 ** 30, maxAgeMs: 30 * 86_400_000 }], rejectAtPercent: 80,
+    fillPercent: async () => 12.5, highWater: async () => 100,
+    consumers: [{ name: "enterprise-from-idmz-operational", stream: "operational" }], cursor: async () => 60,
+    links: () => [link({ cursor: 40, highWater: 100, lagFacts: 60 })],
+    quarantine: async () => ({ byLinkAndReason: [{ link: "plant-a/x", reason: "artifact_missing", count: 2 }] }),
+    ...over,
+  });
+
+  it("reads streams, consumers, links and the quarantine", async () => {
+    const s = await takeSnapshot(source(), linkRates(), 1_000);
+    expect(s.streams).toEqual([{ name: "operational", fillPercent: 12.5, rejectAtPercent: 80, maxBytes: 2 ** 30, maxAgeDays: 30, highWater: 100 }]);
+    expect(s.consumers).toEqual([{ name: "enterprise-from-idmz-operational", stream: "operational", cursor: 60, highWater: 100, behind: 40 }]);
+    expect(s.links.map((l) => [l.link, l.lagFacts, l.sinceProgressSeconds])).toEqual([["plant-a/idmz-from-plant-a-operational", 60, 0]]);
+    expect(s.quarantine).toEqual([{ link: "plant-a/x", reason: "artifact_missing", count: 2 }]);
+    expect([s.certificate, s.problems]).toEqual([undefined, []]);
+  });
+
+  it("shows what it could not read instead of failing the page", async () => {
+    const s = await takeSnapshot(source({ fillPercent: async () => { throw new Error("JetStream did not answer"); } }), linkRates());
+    expect(s.problems).toEqual(["stream operational: JetStream did not answer"]);
+    expect(s.links).toHaveLength(1);
+  });
+});
+
+describe("the console page", () => {
+  it("is one self-contained document: no script, style or font from anywhere, the zone name escaped", () => {
+    const html = consolePage("<img src=x onerror=alert(1)>");
+    expect(html).not.toMatch(/<script[^>]+src=|<link[^>]+href=|https?:\/\/(?!www\.w3\.org\/2000\/svg)/);
+    expect(html).toContain("&#60;img src=x onerror=alert(1)&#62;");
+    expect(html).toContain("Content-Security-Policy");
+    expect(escapeHtml(`"'&`)).toBe("&#34;&#39;&#38;");
+  });
+});

@@ -1,0 +1,125 @@
+/**
+ * The console page: one HTML document with its style and script inline — nothing is fetched
+ * from anywhere but the zone (plants are offline), and the only request it makes is
+ * `console/snapshot`, every 2 s, relative to itself. Values are put in with textContent, never
+ * parsed as HTML. Light and dark follow the operator's system setting.
+ */
+export function consolePage(zone: string): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:">
+<title>${escapeHtml(zone)} · BSFG console</title>
+<style>${STYLE}</style>
+</head>
+<body>
+<header>
+  <h1><span id="zone">${escapeHtml(zone)}</span> <small>BSFG zone console</small></h1>
+  <p id="facts" aria-live="polite">loading…</p>
+</header>
+<main>
+  <section aria-labelledby="links-title"><h2 id="links-title">Peer links</h2>
+    <table id="links"><caption>Each link this zone pulls from a peer: is it moving, how far behind, what failed last.</caption>
+      <thead><tr><th scope="col">Link</th><th scope="col">State</th><th scope="col">Peer cursor / high water</th><th scope="col">Lag</th><th scope="col">Facts/s (15 min)</th><th scope="col">No progress for</th><th scope="col">Last error</th></tr></thead><tbody></tbody></table></section>
+  <section aria-labelledby="streams-title"><h2 id="streams-title">Streams</h2>
+    <table id="streams"><caption>Fill against the backpressure threshold (appends are refused from it on), capacity and retention.</caption>
+      <thead><tr><th scope="col">Stream</th><th scope="col">Fill</th><th scope="col">Last offset</th><th scope="col">Capacity</th><th scope="col">Retention</th></tr></thead><tbody></tbody></table></section>
+  <section aria-labelledby="consumers-title"><h2 id="consumers-title">Consumers</h2>
+    <table id="consumers"><caption>What peers pull from this zone: each consumer's confirmed cursor.</caption>
+      <thead><tr><th scope="col">Consumer</th><th scope="col">Stream</th><th scope="col">Cursor</th><th scope="col">Behind</th></tr></thead><tbody></tbody></table></section>
+  <section aria-labelledby="quarantine-title"><h2 id="quarantine-title">Quarantine</h2>
+    <table id="quarantine"><caption>Relayed facts set aside because they can never be admitted as they are, by link and reason.</caption>
+      <thead><tr><th scope="col">Link</th><th scope="col">Reason</th><th scope="col">Facts</th></tr></thead><tbody></tbody></table></section>
+  <section id="problems-section" hidden aria-labelledby="problems-title"><h2 id="problems-title">Could not read</h2><ul id="problems"></ul></section>
+</main>
+<script>${SCRIPT}</script>
+</body>
+</html>
+`;
+}
+
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+const STYLE = `
+:root { color-scheme: light dark; --fg: #1b1f24; --bg: #fbfbfc; --muted: #57606a; --line: #d0d7de; --ok: #1a7f37; --warn: #9a6700; --bad: #cf222e; --bar: #0969da; }
+@media (prefers-color-scheme: dark) { :root { --fg: #e6edf3; --bg: #0d1117; --muted: #9198a1; --line: #30363d; --ok: #3fb950; --warn: #d29922; --bad: #f85149; --bar: #4493f8; } }
+body { font: 15px/1.45 system-ui, sans-serif; color: var(--fg); background: var(--bg); margin: 0 auto; padding: 1rem 1.5rem; max-width: 72rem; }
+h1 { font-size: 1.5rem; margin: 0; } h1 small { font-weight: normal; color: var(--muted); font-size: 1rem; }
+h2 { font-size: 1.1rem; margin: 1.5rem 0 .4rem; }
+#facts { color: var(--muted); margin: .2rem 0 0; }
+table { border-collapse: collapse; width: 100%; }
+caption { text-align: left; color: var(--muted); padding-bottom: .3rem; }
+th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid var(--line); vertical-align: middle; }
+td.num { font-variant-numeric: tabular-nums; }
+.state-active, .ok { color: var(--ok); font-weight: 600; } .state-standby, .state-starting { color: var(--muted); }
+.state-backing_off, .state-stopped, .bad { color: var(--bad); font-weight: 600; } .warn { color: var(--warn); font-weight: 600; }
+meter { width: 8rem; vertical-align: middle; }
+svg { vertical-align: middle; } svg polyline { fill: none; stroke: var(--bar); stroke-width: 1.5; }
+.empty { color: var(--muted); font-style: italic; }
+`;
+
+const SCRIPT = `
+const $ = (id) => document.getElementById(id);
+const cell = (text, cls) => { const td = document.createElement("td"); td.textContent = text; if (cls) td.className = cls; return td; };
+const seconds = (s) => s < 90 ? s + " s" : s < 5400 ? Math.round(s / 60) + " min" : (s / 3600).toFixed(1) + " h";
+const bytes = (b) => b >= 2 ** 30 ? (b / 2 ** 30).toFixed(1) + " GiB" : Math.round(b / 2 ** 20) + " MiB";
+const ago = (iso, now) => seconds(Math.max(0, Math.round((Date.parse(now) - Date.parse(iso)) / 1000))) + " ago";
+function fill(tbody, rows, empty, columns) {
+  const next = rows.map((r) => { const tr = document.createElement("tr"); for (const td of r) tr.append(td); return tr; });
+  if (next.length === 0) { const tr = document.createElement("tr"); tr.append(cell(empty, "empty")); tr.firstChild.colSpan = columns; next.push(tr); }
+  tbody.replaceChildren(...next);
+}
+function spark(points, label) {
+  const td = document.createElement("td");
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("width", "120"); svg.setAttribute("height", "24"); svg.setAttribute("role", "img");
+  const max = Math.max(1, ...points);
+  const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
+  title.textContent = label + ": " + (points.length ? Math.round(points[points.length - 1]) + " facts/s now, at most " + Math.round(max) : "no samples yet");
+  svg.append(title);
+  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+  line.setAttribute("points", points.map((p, i) => (points.length === 1 ? 0 : i * 118 / (points.length - 1)) + 1 + "," + (22 - p / max * 20)).join(" "));
+  svg.append(line); td.append(svg);
+  const now = document.createElement("span"); now.textContent = " " + (points.length ? Math.round(points[points.length - 1]) : 0); td.append(now);
+  return td;
+}
+function render(s) {
+  document.title = s.zone + " · BSFG console";
+  $("facts").textContent = "version " + s.version + " · up " + seconds(s.uptimeSeconds) +
+    (s.certificate ? " · certificate valid " + s.certificate.daysLeft + " more days (until " + s.certificate.notAfter.slice(0, 10) + ")" : "") +
+    " · updated " + new Date(s.takenAt).toLocaleTimeString();
+  fill($("links").tBodies[0], s.links.map((l) => {
+    const stalled = l.sinceProgressSeconds >= 30;
+    return [cell(l.link), cell(l.state.replace("_", " "), "state-" + l.state), cell(l.cursor + " / " + l.highWater, "num"),
+      cell(l.lagFacts + " facts · " + seconds(Math.round(l.lagSeconds)), "num" + (l.lagFacts > 0 ? " warn" : "")),
+      spark(l.ratePerSecond, l.link), cell(l.lagFacts === 0 ? "—" : seconds(l.sinceProgressSeconds), stalled ? "bad" : ""),
+      cell(l.lastError ? l.lastError.code + (l.lastError.reason ? " / " + l.lastError.reason : "") + ", " + ago(l.lastError.at, s.takenAt) : "—", l.lastError ? "warn" : "")];
+  }), "this zone pulls from no peer", 7);
+  fill($("streams").tBodies[0], s.streams.map((st) => {
+    const td = document.createElement("td"); const meter = document.createElement("meter");
+    meter.min = 0; meter.max = 100; meter.value = st.fillPercent; meter.high = st.rejectAtPercent; meter.optimum = 0;
+    meter.setAttribute("aria-label", st.name + " fill"); td.append(meter, " " + st.fillPercent.toFixed(1) + " % (refuses at " + st.rejectAtPercent + " %)");
+    if (st.fillPercent >= st.rejectAtPercent) td.className = "bad";
+    return [cell(st.name), td, cell(String(st.highWater), "num"), cell(bytes(st.maxBytes), "num"), cell(st.maxAgeDays + " days", "num")];
+  }), "no streams", 5);
+  fill($("consumers").tBodies[0], s.consumers.map((c) => [cell(c.name), cell(c.stream), cell(String(c.cursor), "num"), cell(String(c.behind), "num" + (c.behind > 0 ? " warn" : ""))]), "no consumers", 4);
+  fill($("quarantine").tBodies[0], s.quarantine.map((q) => [cell(q.link), cell(q.reason, "bad"), cell(String(q.count), "num")]), "nothing set aside", 3);
+  $("problems-section").hidden = s.problems.length === 0;
+  $("problems").replaceChildren(...s.problems.map((p) => { const li = document.createElement("li"); li.textContent = p; return li; }));
+}
+async function refresh() {
+  try {
+    const answer = await fetch("console/snapshot", { cache: "no-store" });
+    if (!answer.ok) throw new Error("HTTP " + answer.status);
+    render(await answer.json());
+  } catch (err) {
+    $("facts").textContent = "cannot reach the zone: " + err.message + " (retrying)";
+  }
+}
+refresh();
+setInterval(refresh, 2000);
+`;

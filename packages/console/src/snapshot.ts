@@ -1,0 +1,110 @@
+import { X509Certificate } from "node:crypto";
+import type { LinkRates } from "./rates.js";
+
+/** A peer link as the console shows it: the sync worker's status, without error text. */
+export interface ConsoleLink {
+  readonly link: string;
+  readonly peer: string;
+  readonly consumer: string;
+  readonly state: string;
+  readonly connection: { readonly dial: string; readonly peerIdentity: string };
+  readonly cursor: number;
+  readonly highWater: number;
+  readonly lagFacts: number;
+  readonly lagSeconds: number;
+  readonly appended: number;
+  readonly quarantined: number;
+  readonly lastError: { readonly code: string; readonly reason: string | undefined; readonly at: string } | undefined;
+}
+
+/** Where the console reads the zone: the sync deployable's store and worker. */
+export interface ConsoleSource {
+  readonly zone: string;
+  readonly version: string;
+  /** The zone's certificate (PEM), for its expiry. */
+  readonly certificatePem: string;
+  readonly streams: ReadonlyArray<{ readonly name: string; readonly maxBytes: number; readonly maxAgeMs: number }>;
+  readonly rejectAtPercent: number;
+  fillPercent(stream: string): Promise<number>;
+  highWater(stream: string): Promise<number>;
+  readonly consumers: ReadonlyArray<{ readonly name: string; readonly stream: string }>;
+  cursor(consumer: string): Promise<number>;
+  links(): readonly ConsoleLink[];
+  quarantine(): Promise<{ readonly byLinkAndReason: ReadonlyArray<{ readonly link: string; readonly reason: string; readonly count: number }> }>;
+}
+
+export interface ConsoleSnapshot {
+  readonly zone: string;
+  readonly version: string;
+  readonly takenAt: string;
+  readonly uptimeSeconds: number;
+  readonly certificate: { readonly notAfter: string; readonly daysLeft: number } | undefined;
+  readonly streams: ReadonlyArray<{ readonly name: string; readonly fillPercent: number; readonly rejectAtPercent: number; readonly maxBytes: number; readonly maxAgeDays: number; readonly highWater: number }>;
+  readonly links: ReadonlyArray<ConsoleLink & {
+    /** Seconds since the link's position last moved (0 while it moves or has nothing to move). */
+    readonly sinceProgressSeconds: number;
+    /** Facts appended per second, one point per sample, oldest first (the last 15 minutes). */
+    readonly ratePerSecond: readonly number[];
+  }>;
+  readonly consumers: ReadonlyArray<{ readonly name: string; readonly stream: string; readonly cursor: number; readonly highWater: number; readonly behind: number }>;
+  readonly quarantine: ReadonlyArray<{ readonly link: string; readonly reason: string; readonly count: number }>;
+  /** Parts that could not be read (the store unavailable, say), by part: shown, not hidden. */
+  readonly problems: readonly string[];
+}
+
+const processStarted = Date.now() - process.uptime() * 1_000;
+
+/** Reads everything the page shows, once; a part that fails is reported, the rest still shown. */
+export async function takeSnapshot(source: ConsoleSource, rates: LinkRates, now = Date.now()): Promise<ConsoleSnapshot> {
+  const problems: string[] = [];
+  const attempt = async <T>(part: string, read: () => Promise<T>, fallback: T): Promise<T> => {
+    try {
+      return await read();
+    } catch (err) {
+      problems.push(`${part}: ${(err as Error).message.slice(0, 200)}`);
+      return fallback;
+    }
+  };
+  const highWaters = new Map<string, number>();
+  const streams = await Promise.all(source.streams.map(async (s) => {
+    const highWater = await attempt(`stream ${s.name}`, () => source.highWater(s.name), 0);
+    highWaters.set(s.name, highWater);
+    return {
+      name: s.name,
+      fillPercent: await attempt(`stream ${s.name}`, () => source.fillPercent(s.name), 0),
+      rejectAtPercent: source.rejectAtPercent,
+      maxBytes: s.maxBytes,
+      maxAgeDays: Math.round((s.maxAgeMs / 86_400_000) * 10) / 10,
+      highWater,
+    };
+  }));
+  const consumers = await Promise.all(source.consumers.map(async (c) => {
+    const cursor = await attempt(`consumer ${c.name}`, () => source.cursor(c.name), 0);
+    const highWater = highWaters.get(c.stream) ?? 0;
+    return { name: c.name, stream: c.stream, cursor, highWater, behind: Math.max(0, highWater - cursor) };
+  }));
+  const links = source.links();
+  rates.sample(links, now);
+  const quarantine = await attempt("quarantine", () => source.quarantine(), { byLinkAndReason: [] });
+  return {
+    zone: source.zone,
+    version: source.version,
+    takenAt: new Date(now).toISOString(),
+    uptimeSeconds: Math.round((now - processStarted) / 1_000),
+    certificate: certificateExpiry(source.certificatePem, now),
+    streams,
+    links: links.map((l) => ({ ...l, sinceProgressSeconds: rates.sinceProgressSeconds(l.link, now), ratePerSecond: rates.series(l.link) })),
+    consumers,
+    quarantine: [...quarantine.byLinkAndReason],
+    problems,
+  };
+}
+
+function certificateExpiry(pem: string, now: number): ConsoleSnapshot["certificate"] {
+  try {
+    const notAfter = new Date(new X509Certificate(pem).validTo);
+    return { notAfter: notAfter.toISOString(), daysLeft: Math.floor((notAfter.getTime() - now) / 86_400_000) };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,3 @@
+import { packageTestConfig } from "../../vitest.package.ts";
+
+export default packageTestConfig();
