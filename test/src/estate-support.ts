@@ -5,6 +5,7 @@ import type { SyncReplica, TestEstate } from "@bsfg/estate-kit";
 import type { LinkStatus } from "@bsfg/replication";
 import type { ZoneStore } from "@bsfg/storage";
 import { fileURLToPath } from "node:url";
+import { tracer } from "@bsfg/telemetry";
 
 /** The sync deployable, as CI builds it before this suite runs. */
 export const syncBin = fileURLToPath(new URL("../../apps/sync/dist/main.js", import.meta.url));
@@ -117,4 +118,16 @@ export async function killIfWorking(replica: SyncReplica, leases: Pick<ZoneStore
   }
   await replica.kill();
   return { landed: true, holder, leaseHolder, status: seen };
+}
+
+/** Appends one PlantA fact for Enterprise inside a root span of its own (a producer's work); returns the trace id. */
+export function appendInTrace(producer: BsfgClient, messageId: string): Promise<string> {
+  return tracer().startActiveSpan("mes: batch step", async (root) => {
+    await producer.appendFact({
+      envelope: { messageId, fromZone: "plant-a", toZone: "enterprise", producedAtUnixMs: BigInt(Date.now()) },
+      fact: { subject: "batch:PlantA/B7", predicate: "step_completed", objectJson: '{"step":"fill"}' },
+    });
+    root.end();
+    return root.spanContext().traceId;
+  });
 }

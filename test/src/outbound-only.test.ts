@@ -10,9 +10,9 @@ import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@o
 import type { BsfgClient } from "@bsfg/client";
 import { startTestEstate, threeZoneEstate, type ChildTestZone, type EstateTopology, type SyncReplica, type TestEstate } from "@bsfg/estate-kit";
 import type { LinkStatus } from "@bsfg/replication";
-import { clientTracing, metricValue, parseExposition, startTracing, tracer, type Sample, type Tracing } from "@bsfg/telemetry";
+import { clientTracing, metricValue, parseExposition, startTracing, type Sample, type Tracing } from "@bsfg/telemetry";
 import { pollUntil, type TcpProxy } from "@bsfg/testkit";
-import { checkCrossed, killIfWorking, logOf, produce, readAll, syncBin, withPrefix, type KillOutcome } from "./estate-support.js";
+import { appendInTrace, checkCrossed, killIfWorking, logOf, produce, readAll, syncBin, withPrefix, type KillOutcome } from "./estate-support.js";
 
 /**
  * PlantA accepts no connection (issue 17): it dials the reverse listeners of IDMZ's sync
@@ -435,14 +435,7 @@ describe("one trace across an outbound-only plant's reversed link", () => {
   it("follows a fact from its AppendFact in PlantA through IDMZ (which fetched it over PlantA's connection) to Enterprise", async () => {
     const producer = estate.client("plant-a", "mes-producer", { interceptors: [clientTracing("plant-a")] });
     const messageId = `traced-${Date.now()}`;
-    const traceId = await tracer().startActiveSpan("mes: batch step", async (root) => {
-      await producer.appendFact({
-        envelope: { messageId, fromZone: "plant-a", toZone: "enterprise", producedAtUnixMs: BigInt(Date.now()) },
-        fact: { subject: "batch:PlantA/B7", predicate: "step_completed", objectJson: '{"step":"fill"}' },
-      });
-      root.end();
-      return root.spanContext().traceId;
-    });
+    const traceId = await appendInTrace(producer, messageId);
     await pollUntil(async () => (await logOf(estate, "enterprise")).some((f) => f.message!.envelope!.messageId === messageId), { timeoutMs: 30_000, what: "the fact in Enterprise" });
     const inTrace = () => exporter.getFinishedSpans().filter((s) => s.spanContext().traceId === traceId);
     const zoneOf = (s: ReadableSpan) => s.attributes["bsfg.zone"];

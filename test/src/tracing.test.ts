@@ -5,9 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SpanKind } from "@opentelemetry/api";
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace";
 import { startTestEstate, type TestEstate } from "@bsfg/estate-kit";
-import { clientTracing, startTracing, tracer, type Tracing } from "@bsfg/telemetry";
+import { clientTracing, startTracing, type Tracing } from "@bsfg/telemetry";
 import { pollUntil } from "@bsfg/testkit";
-import { logOf } from "./estate-support.js";
+import { appendInTrace, logOf } from "./estate-support.js";
 
 describe("one trace across zones", () => {
   let dir: string;
@@ -32,14 +32,7 @@ describe("one trace across zones", () => {
   it("follows a fact from its AppendFact in PlantA through IDMZ to its append in Enterprise", async () => {
     const producer = estate.client("plant-a", "mes-producer", { interceptors: [clientTracing("plant-a")] });
     const messageId = `traced-${Date.now()}`;
-    const traceId = await tracer().startActiveSpan("mes: batch step", async (root) => {
-      await producer.appendFact({
-        envelope: { messageId, fromZone: "plant-a", toZone: "enterprise", producedAtUnixMs: BigInt(Date.now()) },
-        fact: { subject: "batch:PlantA/B7", predicate: "step_completed", objectJson: '{"step":"fill"}' },
-      });
-      root.end();
-      return root.spanContext().traceId;
-    });
+    const traceId = await appendInTrace(producer, messageId);
     const stored = (zone: string) => async () => (await logOf(estate, zone)).find((f) => f.message!.envelope!.messageId === messageId);
     const inPlantA = (await stored("plant-a")())!;
     const inIdmz = await pollUntil(stored("idmz"), { timeoutMs: 30_000, what: "the fact in IDMZ" });

@@ -1,8 +1,6 @@
 import { connect, type ClientHttp2Session } from "node:http2";
-import { fromBinary } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ErrorInfoSchema } from "@bsfg/proto";
-import { startTestZoneServices, type Identity, type TestZoneServices } from "./test-support.js";
+import { rawUnaryCall, startTestZoneServices, type Identity, type TestZoneServices } from "./test-support.js";
 
 /*
  * Issue "Boundary hardening", finding 1 (reproduced on a local estate): an identity with no
@@ -12,12 +10,6 @@ import { startTestZoneServices, type Identity, type TestZoneServices } from "./t
  */
 
 const BODY = Buffer.alloc(7 * 2 ** 20, 0x41);
-
-interface Answer {
-  readonly status: number;
-  readonly code: string;
-  readonly reason: string | undefined;
-}
 
 describe("authorization before any work", () => {
   let zone: TestZoneServices;
@@ -32,26 +24,8 @@ describe("authorization before any work", () => {
     return connect(zone.deployable.server.url, { ca: zone.pki.ca.certPem, cert: cert.certPem, key: cert.keyPem, servername: "localhost", maxSessionMemory: 2_000 });
   };
 
-  /** A Connect unary call with `body`, answered as code and reason (the answer comes whether or not the body was read). */
-  const call = (s: ClientHttp2Session, path: string, body: Buffer) => new Promise<Answer>((resolve, reject) => {
-    const stream = s.request({ ":method": "POST", ":path": path, "content-type": "application/proto", "connect-protocol-version": "1" });
-    let status = 0;
-    const chunks: Buffer[] = [];
-    stream.on("response", (h) => (status = Number(h[":status"])));
-    stream.on("data", (c: Buffer) => chunks.push(c));
-    let failure: Error | undefined;
-    // The server answers without reading the body, then resets the stream: the client's
-    // unsent rest fails, after the answer came.
-    stream.on("error", (err) => (failure = err));
-    stream.on("close", () => {
-      if (status === 0) return reject(failure ?? new Error("no answer"));
-      const error = JSON.parse(Buffer.concat(chunks).toString() || "{}") as { code?: string; details?: Array<{ type: string; value: string }> };
-      const detail = error.details?.find((d) => d.type === ErrorInfoSchema.typeName);
-      resolve({ status, code: error.code ?? "ok", reason: detail ? fromBinary(ErrorInfoSchema, Buffer.from(detail.value, "base64")).reason : undefined });
-    });
-    // Only what flow control lets through is ever sent: a server that does not read stops it.
-    stream.write(body);
-  });
+  // Only what flow control lets through is ever sent: a server that does not read stops it.
+  const call = (s: ClientHttp2Session, path: string, body: Buffer) => rawUnaryCall(s, path, body, { end: false });
 
   it("refuses 60 bodies of 7 MiB from an identity without policy, on one connection, without reading them", async () => {
     const s = session("stranger");

@@ -1,21 +1,15 @@
 import { connect, type ClientHttp2Session } from "node:http2";
-import { fromBinary } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AppendStatus, ErrorInfoSchema } from "@bsfg/proto";
+import { AppendStatus } from "@bsfg/proto";
 import { pollUntil } from "@bsfg/testkit";
 import { SMALL_REQUEST_BYTES } from "./routes.js";
-import { producedFact, startTestZoneServices, type Identity, type TestZoneServices } from "./test-support.js";
+import { producedFact, rawUnaryCall, startTestZoneServices, type Identity, type TestZoneServices } from "./test-support.js";
 
 /*
  * Issue "Boundary hardening", part 1: besides authorization before the body is read, what one
  * identity may hold of a deployable is bounded — connections per identity, and per method the
  * size of a request message.
  */
-
-interface Answer {
-  readonly code: string;
-  readonly reason: string | undefined;
-}
 
 function session(zone: TestZoneServices, identity: Identity): Promise<ClientHttp2Session> {
   const cert = zone.pki.certs[identity];
@@ -26,26 +20,11 @@ function session(zone: TestZoneServices, identity: Identity): Promise<ClientHttp
   });
 }
 
-/** A Connect unary call with a protobuf body, answered as code and reason. */
-function call(s: ClientHttp2Session, path: string, body: Buffer = Buffer.alloc(0)): Promise<Answer> {
-  return new Promise<Answer>((resolve, reject) => {
-    const stream = s.request({ ":method": "POST", ":path": path, "content-type": "application/proto", "connect-protocol-version": "1" });
-    let status = 0;
-    const chunks: Buffer[] = [];
-    stream.on("response", (h) => (status = Number(h[":status"])));
-    stream.on("data", (c: Buffer) => chunks.push(c));
-    let failure: Error | undefined;
-    stream.on("error", (err) => (failure = err));
-    stream.on("close", () => {
-      if (status === 0) return reject(failure ?? new Error("no answer"));
-      if (status === 200) return resolve({ code: "ok", reason: undefined });
-      const error = JSON.parse(Buffer.concat(chunks).toString() || "{}") as { code?: string; details?: Array<{ type: string; value: string }> };
-      const detail = error.details?.find((d) => d.type === ErrorInfoSchema.typeName);
-      resolve({ code: error.code ?? "unknown", reason: detail ? fromBinary(ErrorInfoSchema, Buffer.from(detail.value, "base64")).reason : undefined });
-    });
-    stream.end(body);
-  });
-}
+/** The code and reason a raw Connect unary call was answered. */
+const call = async (s: ClientHttp2Session, path: string, body?: Buffer) => {
+  const { code, reason } = await rawUnaryCall(s, path, body);
+  return { code, reason };
+};
 
 /** FetchFactsRequest { consumer_name: "enterprise-from-plant-a", limit: 1, max_wait_ms: 0 }, by hand. */
 const fetchOne = Buffer.concat([Buffer.from([0x0a, 23]), Buffer.from("enterprise-from-plant-a"), Buffer.from([0x10, 1])]);

@@ -1,9 +1,12 @@
+import type { ClientHttp2Session } from "node:http2";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Writable } from "node:stream";
+import { fromBinary } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
 import { parseZoneConfig, type ZoneConfig } from "@bsfg/config";
 import { createBsfgClient, type BsfgClient } from "@bsfg/client";
+import { ErrorInfoSchema } from "@bsfg/proto";
 import { createCertificateAuthority, issueCertificate, type CertificateAuthority, type IssuedCertificate } from "@bsfg/pki";
 import { startNatsServer, type NatsServerHandle } from "@bsfg/testkit";
 import type { Role } from "./routes.js";
@@ -164,4 +167,38 @@ export async function rejectionOf(promise: Promise<unknown>): Promise<ConnectErr
     return ConnectError.from(err);
   }
   throw new Error("expected the call to be rejected");
+}
+
+/** What a raw Connect unary call was answered: HTTP status, Connect code ("ok" for 200) and bsfg.v1 reason. */
+export interface RawAnswer {
+  readonly status: number;
+  readonly code: string;
+  readonly reason: string | undefined;
+}
+
+/**
+ * A Connect unary call with a protobuf `body` on an HTTP/2 session of the test's own, below
+ * any client library. `end: false` sends the body without ending the stream, as a client
+ * would that never finishes: the answer then comes only if the server answers unread.
+ */
+export function rawUnaryCall(session: ClientHttp2Session, path: string, body: Buffer = Buffer.alloc(0), opts: { end?: boolean } = {}): Promise<RawAnswer> {
+  return new Promise<RawAnswer>((resolve, reject) => {
+    const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/proto", "connect-protocol-version": "1" });
+    let status = 0;
+    const chunks: Buffer[] = [];
+    stream.on("response", (h) => (status = Number(h[":status"])));
+    stream.on("data", (c: Buffer) => chunks.push(c));
+    let failure: Error | undefined;
+    // A server that answers without reading resets the stream after its answer: the unsent rest fails then.
+    stream.on("error", (err) => (failure = err));
+    stream.on("close", () => {
+      if (status === 0) return reject(failure ?? new Error("no answer"));
+      if (status === 200) return resolve({ status, code: "ok", reason: undefined });
+      const error = JSON.parse(Buffer.concat(chunks).toString() || "{}") as { code?: string; details?: Array<{ type: string; value: string }> };
+      const detail = error.details?.find((d) => d.type === ErrorInfoSchema.typeName);
+      resolve({ status, code: error.code ?? "unknown", reason: detail ? fromBinary(ErrorInfoSchema, Buffer.from(detail.value, "base64")).reason : undefined });
+    });
+    if (opts.end === false) stream.write(body);
+    else stream.end(body);
+  });
 }
