@@ -56,6 +56,16 @@ describe("the console's snapshot", () => {
     expect([s.certificate, s.problems]).toEqual([undefined, []]);
   });
 
+  it("shows a link's last error until the link moves again", async () => {
+    const rates = linkRates();
+    const failed = { code: "unavailable", reason: undefined, at: new Date(10_000).toISOString() };
+    const at = async (now: number, over: Partial<ConsoleLink>) => (await takeSnapshot(source({ links: () => [link({ lastError: failed, ...over })] }), rates, now)).links[0]!.lastError;
+    expect(await at(11_000, { state: "backing_off", cursor: 40, lagFacts: 60 })).toEqual(failed);
+    // Active again but not moved yet: the error still explains the standstill.
+    expect(await at(12_000, { state: "active", cursor: 40, lagFacts: 60 })).toEqual(failed);
+    expect(await at(13_000, { state: "active", cursor: 70, lagFacts: 30 })).toBeUndefined();
+  });
+
   it("shows what it could not read instead of failing the page", async () => {
     const s = await takeSnapshot(source({ fillPercent: async () => { throw new Error("JetStream did not answer"); } }), linkRates());
     expect(s.problems).toEqual(["stream operational: JetStream did not answer"]);

@@ -95,7 +95,7 @@ function render(s) {
   fill($("links").tBodies[0], s.links.map((l) => {
     const stalled = l.sinceProgressSeconds >= 30;
     return [cell(l.link), cell(l.state.replace("_", " "), "state-" + l.state), cell(l.cursor + " / " + l.highWater, "num"),
-      cell(l.lagFacts + " facts · " + seconds(Math.round(l.lagSeconds)), "num" + (l.lagFacts > 0 ? " warn" : "")),
+      cell(l.lagFacts === 0 ? "0 facts" : l.lagFacts + " facts · " + seconds(Math.round(l.lagSeconds)), "num" + (l.lagFacts > 0 ? " warn" : "")),
       spark(l.ratePerSecond, l.link), cell(l.lagFacts === 0 ? "—" : seconds(l.sinceProgressSeconds), stalled ? "bad" : ""),
       cell(l.lastError ? l.lastError.code + (l.lastError.reason ? " / " + l.lastError.reason : "") + ", " + ago(l.lastError.at, s.takenAt) : "—", l.lastError ? "warn" : "")];
   }), "this zone pulls from no peer", 7);

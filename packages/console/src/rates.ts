@@ -16,17 +16,22 @@ export interface LinkRates {
   series(link: string): readonly number[];
   /** Seconds since the link's cursor last moved while it had facts waiting; 0 when caught up. */
   sinceProgressSeconds(link: string, now: number): number;
+  /** When the link was last seen to move or be caught up (ms since the epoch); undefined until then. */
+  lastProgressAt(link: string): number | undefined;
 }
 
 export function linkRates(windowMs = 10_000, keepMs = 15 * 60_000): LinkRates {
   const points = new Map<string, number[]>();
   const last = new Map<string, { at: number; appended: number }>();
-  const progress = new Map<string, { cursor: number; movedAt: number }>();
+  /** movedAt: since when "no progress" counts; progressedAt: when the link was last seen to move or be caught up. */
+  const progress = new Map<string, { cursor: number; movedAt: number; progressedAt: number | undefined }>();
   return {
     sample(links, now) {
       for (const l of links) {
         const seen = progress.get(l.link);
-        if (!seen || seen.cursor !== l.cursor || l.lagFacts === 0) progress.set(l.link, { cursor: l.cursor, movedAt: now });
+        const moved = l.lagFacts === 0 || (seen !== undefined && seen.cursor !== l.cursor);
+        if (moved) progress.set(l.link, { cursor: l.cursor, movedAt: now, progressedAt: now });
+        else if (!seen) progress.set(l.link, { cursor: l.cursor, movedAt: now, progressedAt: undefined });
         const previous = last.get(l.link);
         if (previous && now - previous.at < windowMs) continue;
         if (previous) {
@@ -40,6 +45,7 @@ export function linkRates(windowMs = 10_000, keepMs = 15 * 60_000): LinkRates {
       }
     },
     series: (link) => points.get(link) ?? [],
+    lastProgressAt: (link) => progress.get(link)?.progressedAt,
     sinceProgressSeconds(link, now) {
       const seen = progress.get(link);
       return seen ? Math.round((now - seen.movedAt) / 1_000) : 0;

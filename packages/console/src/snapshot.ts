@@ -93,11 +93,23 @@ export async function takeSnapshot(source: ConsoleSource, rates: LinkRates, now 
     uptimeSeconds: Math.round((now - processStarted) / 1_000),
     certificate: certificateExpiry(source.certificatePem, now),
     streams,
-    links: links.map((l) => ({ ...l, sinceProgressSeconds: rates.sinceProgressSeconds(l.link, now), ratePerSecond: rates.series(l.link) })),
+    links: links.map((l) => ({
+      ...l,
+      lastError: currentError(l, rates.lastProgressAt(l.link)),
+      sinceProgressSeconds: rates.sinceProgressSeconds(l.link, now),
+      ratePerSecond: rates.series(l.link),
+    })),
     consumers,
     quarantine: [...quarantine.byLinkAndReason],
     problems,
   };
+}
+
+/** A link's last error, until the link moves again: an active link that progressed after it no longer shows it. */
+function currentError(link: ConsoleLink, lastProgressAt: number | undefined): ConsoleLink["lastError"] {
+  const error = link.lastError;
+  if (!error || link.state !== "active" || lastProgressAt === undefined) return error;
+  return Date.parse(error.at) > lastProgressAt ? error : undefined;
 }
 
 function certificateExpiry(pem: string, now: number): ConsoleSnapshot["certificate"] {
