@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestEstate, type TestEstate } from "@bsfg/estate-kit";
+import { startTestEstate, threeZoneEstate, type TestEstate } from "@bsfg/estate-kit";
 import { produce } from "./estate-support.js";
 
 /*
@@ -27,7 +27,16 @@ describe("the zone console, in a browser", () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "bsfg-console-"));
     await mkdir(SHOTS, { recursive: true });
-    estate = await startTestEstate({ dir, proxies: true, extra: () => ({ sync: { backoff: { initial: "100ms", max: "1s" } } }) });
+    estate = await startTestEstate({
+      dir,
+      proxies: true,
+      // An IDMZ producer whose facts Enterprise's policy does not let IDMZ relay: each is set aside there.
+      topology: { ...threeZoneEstate, producers: { ...threeZoneEstate.producers, idmz: ["idmz-producer"] } },
+      extra: (zone) => ({
+        sync: { backoff: { initial: "100ms", max: "1s" } },
+        ...(zone === "enterprise" ? { policy: { "idmz-bsfg": { assertFromZones: ["plant-a"] } } } : {}),
+      }),
+    });
     origin = estate.zones.idmz!.syncs[0]!.probeUrl!;
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -87,8 +96,33 @@ describe("the zone console, in a browser", () => {
     await page.screenshot({ path: join(SHOTS, "4-restored.png"), fullPage: true });
   }, 120_000);
 
+  it("lists a relayed fact its zone set aside, with its reason, and counts it by link and reason", async () => {
+    const messageId = `console-poison-${Date.now()}`;
+    await estate.client("idmz", "idmz-producer").appendFact({
+      envelope: { messageId, fromZone: "idmz", toZone: "enterprise", producedAtUnixMs: BigInt(Date.now()) },
+      fact: { subject: "batch:IDMZ/P1", predicate: "step_completed", objectJson: '{"step":"poison"}' },
+    });
+    const enterprise = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    enterprise.on("request", (request) => requests.push(request.url()));
+    const enterpriseOrigin = estate.zones.enterprise!.syncs[0]!.probeUrl!;
+    try {
+      await enterprise.goto(`${enterpriseOrigin}/console`);
+      const entry = enterprise.locator("#quarantined tbody tr", { hasText: messageId });
+      await until(async () => (await entry.count()) === 1, "the poison fact listed in Enterprise's quarantine");
+      expect(await entry.locator("td").nth(2).textContent()).toBe("from_zone_not_allowed");
+      expect(await entry.locator("td").nth(1).textContent()).toBe("idmz/enterprise-from-idmz-operational");
+      expect(await enterprise.locator("#quarantine tbody tr", { hasText: "from_zone_not_allowed" }).locator("td").nth(2).textContent()).toBe("1");
+      await enterprise.screenshot({ path: join(SHOTS, "5-quarantine.png"), fullPage: true });
+    } finally {
+      await enterprise.close();
+    }
+    // Both pages asked only their own zone.
+    expect(requests.filter((url) => !url.startsWith(`${origin}/`) && !url.startsWith(`${enterpriseOrigin}/`))).toEqual([]);
+  });
+
   it("never asks anything of anyone but the zone", () => {
-    expect(requests.length).toBeGreaterThan(3);
-    expect(requests.filter((url) => !url.startsWith(`${origin}/`))).toEqual([]);
+    const idmzPage = requests.filter((url) => url.startsWith(`${origin}/`));
+    expect(idmzPage.length).toBeGreaterThan(3);
+    expect(requests.filter((url) => !url.startsWith("http://127.0.0.1:"))).toEqual([]);
   });
 });

@@ -25,13 +25,15 @@ export function consolePage(zone: string): string {
       <thead><tr><th scope="col">Link</th><th scope="col">State</th><th scope="col">Peer cursor / high water</th><th scope="col">Lag</th><th scope="col">Facts/s (15 min)</th><th scope="col">No progress for</th><th scope="col">Last error</th></tr></thead><tbody></tbody></table></section>
   <section aria-labelledby="streams-title"><h2 id="streams-title">Streams</h2>
     <table id="streams"><caption>Fill against the backpressure threshold (appends are refused from it on), capacity and retention.</caption>
-      <thead><tr><th scope="col">Stream</th><th scope="col">Fill</th><th scope="col">Last offset</th><th scope="col">Capacity</th><th scope="col">Retention</th></tr></thead><tbody></tbody></table></section>
+      <thead><tr><th scope="col">Stream</th><th scope="col">Fill</th><th scope="col">Last offset</th><th scope="col">Oldest unconfirmed</th><th scope="col">Capacity</th><th scope="col">Retention</th></tr></thead><tbody></tbody></table></section>
   <section aria-labelledby="consumers-title"><h2 id="consumers-title">Consumers</h2>
     <table id="consumers"><caption>What peers pull from this zone: each consumer's confirmed cursor.</caption>
       <thead><tr><th scope="col">Consumer</th><th scope="col">Stream</th><th scope="col">Cursor</th><th scope="col">Behind</th></tr></thead><tbody></tbody></table></section>
   <section aria-labelledby="quarantine-title"><h2 id="quarantine-title">Quarantine</h2>
     <table id="quarantine"><caption>Relayed facts set aside because they can never be admitted as they are, by link and reason.</caption>
-      <thead><tr><th scope="col">Link</th><th scope="col">Reason</th><th scope="col">Facts</th></tr></thead><tbody></tbody></table></section>
+      <thead><tr><th scope="col">Link</th><th scope="col">Reason</th><th scope="col">Facts</th></tr></thead><tbody></tbody></table>
+    <table id="quarantined"><caption>The newest entries (act on them with <code>bsfg quarantine</code>; its <code>show</code> gives the detail).</caption>
+      <thead><tr><th scope="col">Entry</th><th scope="col">Link</th><th scope="col">Reason</th><th scope="col">Message id</th><th scope="col">Peer offset</th><th scope="col">State</th><th scope="col">Set aside</th></tr></thead><tbody></tbody></table></section>
   <section id="problems-section" hidden aria-labelledby="problems-title"><h2 id="problems-title">Could not read</h2><ul id="problems"></ul></section>
 </main>
 <script>${SCRIPT}</script>
@@ -104,10 +106,13 @@ function render(s) {
     meter.min = 0; meter.max = 100; meter.value = st.fillPercent; meter.high = st.rejectAtPercent; meter.optimum = 0;
     meter.setAttribute("aria-label", st.name + " fill"); td.append(meter, " " + st.fillPercent.toFixed(1) + " % (refuses at " + st.rejectAtPercent + " %)");
     if (st.fillPercent >= st.rejectAtPercent) td.className = "bad";
-    return [cell(st.name), td, cell(String(st.highWater), "num"), cell(bytes(st.maxBytes), "num"), cell(st.maxAgeDays + " days", "num")];
-  }), "no streams", 5);
+    return [cell(st.name), td, cell(String(st.highWater), "num"), cell(st.oldestUnconfirmedSeconds > 0 ? seconds(st.oldestUnconfirmedSeconds) : "—", "num"),
+      cell(bytes(st.maxBytes), "num"), cell(st.maxAgeDays + " days", "num")];
+  }), "no streams", 6);
   fill($("consumers").tBodies[0], s.consumers.map((c) => [cell(c.name), cell(c.stream), cell(String(c.cursor), "num"), cell(String(c.behind), "num" + (c.behind > 0 ? " warn" : ""))]), "no consumers", 4);
-  fill($("quarantine").tBodies[0], s.quarantine.map((q) => [cell(q.link), cell(q.reason, "bad"), cell(String(q.count), "num")]), "nothing set aside", 3);
+  fill($("quarantine").tBodies[0], s.quarantine.counts.map((q) => [cell(q.link), cell(q.reason, "bad"), cell(String(q.count), "num")]), "nothing set aside", 3);
+  fill($("quarantined").tBodies[0], s.quarantine.entries.map((q) => [cell(String(q.id), "num"), cell(q.link), cell(q.reason, "bad"), cell(q.messageId || "(not a readable fact)"),
+    cell(String(q.peerOffset), "num"), cell(q.state), cell(seconds(q.ageSeconds) + " ago")]), "nothing set aside", 7);
   $("problems-section").hidden = s.problems.length === 0;
   $("problems").replaceChildren(...s.problems.map((p) => { const li = document.createElement("li"); li.textContent = p; return li; }));
 }

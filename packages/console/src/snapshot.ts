@@ -30,8 +30,25 @@ export interface ConsoleSource {
   readonly consumers: ReadonlyArray<{ readonly name: string; readonly stream: string }>;
   cursor(consumer: string): Promise<number>;
   links(): readonly ConsoleLink[];
-  quarantine(): Promise<{ readonly byLinkAndReason: ReadonlyArray<{ readonly link: string; readonly reason: string; readonly count: number }> }>;
+  /** When the first fact after `offset` in `stream` was stored (ms since the epoch), or undefined if there is none. */
+  storedAfter(stream: string, offset: number): Promise<number | undefined>;
+  /** The facts set aside and waiting for an operator. */
+  quarantine(): Promise<readonly QuarantinedFact[]>;
 }
+
+/** A quarantine entry as the console lists it: never its detail text (the page is as open as the probe port). */
+export interface QuarantinedFact {
+  readonly id: number;
+  readonly link: string;
+  readonly reason: string;
+  readonly messageId: string;
+  readonly peerOffset: number;
+  readonly state: string;
+  readonly quarantinedAtMs: number;
+}
+
+/** The newest entries the page lists; the counts cover them all. */
+const QUARANTINE_LISTED = 50;
 
 export interface ConsoleSnapshot {
   readonly zone: string;
@@ -39,7 +56,11 @@ export interface ConsoleSnapshot {
   readonly takenAt: string;
   readonly uptimeSeconds: number;
   readonly certificate: { readonly notAfter: string; readonly daysLeft: number } | undefined;
-  readonly streams: ReadonlyArray<{ readonly name: string; readonly fillPercent: number; readonly rejectAtPercent: number; readonly maxBytes: number; readonly maxAgeDays: number; readonly highWater: number }>;
+  readonly streams: ReadonlyArray<{
+    readonly name: string; readonly fillPercent: number; readonly rejectAtPercent: number; readonly maxBytes: number; readonly maxAgeDays: number; readonly highWater: number;
+    /** Age of the oldest fact some consumer of the stream has not confirmed; 0 when all are confirmed (or none consumes it). */
+    readonly oldestUnconfirmedSeconds: number;
+  }>;
   readonly links: ReadonlyArray<ConsoleLink & {
     /** Seconds since the link's position last moved (0 while it moves or has nothing to move). */
     readonly sinceProgressSeconds: number;
@@ -47,7 +68,11 @@ export interface ConsoleSnapshot {
     readonly ratePerSecond: readonly number[];
   }>;
   readonly consumers: ReadonlyArray<{ readonly name: string; readonly stream: string; readonly cursor: number; readonly highWater: number; readonly behind: number }>;
-  readonly quarantine: ReadonlyArray<{ readonly link: string; readonly reason: string; readonly count: number }>;
+  readonly quarantine: {
+    readonly counts: ReadonlyArray<{ readonly link: string; readonly reason: string; readonly count: number }>;
+    /** The newest entries, newest first, with their age. */
+    readonly entries: ReadonlyArray<QuarantinedFact & { readonly ageSeconds: number }>;
+  };
   /** Parts that could not be read (the store unavailable, say), by part: shown, not hidden. */
   readonly problems: readonly string[];
 }
@@ -65,27 +90,35 @@ export async function takeSnapshot(source: ConsoleSource, rates: LinkRates, now 
       return fallback;
     }
   };
-  const highWaters = new Map<string, number>();
-  const streams = await Promise.all(source.streams.map(async (s) => {
-    const highWater = await attempt(`stream ${s.name}`, () => source.highWater(s.name), 0);
-    highWaters.set(s.name, highWater);
-    return {
-      name: s.name,
-      fillPercent: await attempt(`stream ${s.name}`, () => source.fillPercent(s.name), 0),
-      rejectAtPercent: source.rejectAtPercent,
-      maxBytes: s.maxBytes,
-      maxAgeDays: Math.round((s.maxAgeMs / 86_400_000) * 10) / 10,
-      highWater,
-    };
-  }));
+  const highWaters = new Map(await Promise.all(source.streams.map(async (st) => [st.name, await attempt(`stream ${st.name}`, () => source.highWater(st.name), 0)] as const)));
   const consumers = await Promise.all(source.consumers.map(async (c) => {
     const cursor = await attempt(`consumer ${c.name}`, () => source.cursor(c.name), 0);
     const highWater = highWaters.get(c.stream) ?? 0;
     return { name: c.name, stream: c.stream, cursor, highWater, behind: Math.max(0, highWater - cursor) };
   }));
+  const streams = await Promise.all(source.streams.map(async (st) => {
+    const highWater = highWaters.get(st.name) ?? 0;
+    const behind = consumers.filter((c) => c.stream === st.name && c.cursor < highWater);
+    const oldestCursor = Math.min(...behind.map((c) => c.cursor));
+    const storedAt = behind.length === 0 ? undefined : await attempt(`stream ${st.name}`, () => source.storedAfter(st.name, oldestCursor), undefined);
+    return {
+      name: st.name,
+      fillPercent: await attempt(`stream ${st.name}`, () => source.fillPercent(st.name), 0),
+      rejectAtPercent: source.rejectAtPercent,
+      maxBytes: st.maxBytes,
+      maxAgeDays: Math.round((st.maxAgeMs / 86_400_000) * 10) / 10,
+      highWater,
+      oldestUnconfirmedSeconds: storedAt === undefined ? 0 : Math.max(0, Math.round((now - storedAt) / 1_000)),
+    };
+  }));
   const links = source.links();
   rates.sample(links, now);
-  const quarantine = await attempt("quarantine", () => source.quarantine(), { byLinkAndReason: [] });
+  const quarantined = await attempt("quarantine", () => source.quarantine(), []);
+  const counts = new Map<string, { link: string; reason: string; count: number }>();
+  for (const q of quarantined) {
+    const key = `${q.link}\u0000${q.reason}`;
+    counts.set(key, { link: q.link, reason: q.reason, count: (counts.get(key)?.count ?? 0) + 1 });
+  }
   return {
     zone: source.zone,
     version: source.version,
@@ -100,7 +133,11 @@ export async function takeSnapshot(source: ConsoleSource, rates: LinkRates, now 
       ratePerSecond: rates.series(l.link),
     })),
     consumers,
-    quarantine: [...quarantine.byLinkAndReason],
+    quarantine: {
+      counts: [...counts.values()],
+      entries: [...quarantined].sort((a, b) => b.quarantinedAtMs - a.quarantinedAtMs).slice(0, QUARANTINE_LISTED)
+        .map((q) => ({ ...q, ageSeconds: Math.max(0, Math.round((now - q.quarantinedAtMs) / 1_000)) })),
+    },
     problems,
   };
 }

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { linkRates, takeSnapshot, type ConsoleLink, type ConsoleSnapshot } from "@bsfg/console";
 import type { ZoneConfig } from "@bsfg/config";
-import type { ZoneStore } from "@bsfg/storage";
+import { listQuarantine, type ZoneStore } from "@bsfg/storage";
 
 export { consolePage } from "@bsfg/console";
 
@@ -31,7 +31,14 @@ export function consoleSnapshots(config: ZoneConfig, store: ZoneStore, links: ()
     consumers: storage.consumers.map((c) => ({ name: c.name, stream: c.stream })),
     cursor: (name: string) => store.cursor(name),
     links,
-    quarantine: () => store.quarantineSummary(),
+    async storedAfter(stream: string, offset: number) {
+      const page = await store.read({ stream, skipOrigins: [] }, offset, { limit: 1 });
+      const first = page.facts[0];
+      return first ? Number(first.storedAtUnixMs) : undefined;
+    },
+    quarantine: async () => (await listQuarantine(store.substrate)).map((q) => ({
+      id: q.id, link: q.link, reason: q.reason, messageId: q.messageId, peerOffset: q.peerOffset, state: q.state, quarantinedAtMs: q.quarantinedAtMs,
+    })),
   };
   let cached: { at: number; snapshot: Promise<ConsoleSnapshot> } | undefined;
   return () => {
