@@ -77,6 +77,8 @@ describe("the zone console, in a browser", () => {
       proxy.shape({});
     }
     await until(async () => (await column(3)).startsWith("0 facts"), "the lag back at zero", 60_000);
+    // How long the facts took to cross, from their storage in PlantA to their append in the IDMZ.
+    await until(async () => /^\d+ (ms|s) \/ \d+ (ms|s)$/.test(await column(5)), "the crossing latency's p50 and p99");
     // The link's facts/s chart has points once two samples 10 s apart were taken.
     expect(await row().locator("svg title").textContent()).toMatch(/facts\/s|no samples yet/);
   }, 120_000);
@@ -86,13 +88,13 @@ describe("the zone console, in a browser", () => {
     proxy.cut();
     try {
       await produce(estate.client("plant-a", "mes-producer"), "plant-a", "enterprise", 10, "console-cut");
-      await until(async () => (await column(1)) === "backing off" && /^(unavailable|aborted|deadline_exceeded)/.test(await column(6)), "the link backing off with its error's code");
+      await until(async () => (await column(1)) === "backing off" && /^(unavailable|aborted|deadline_exceeded)/.test(await column(7)), "the link backing off with its error's code");
       await page.screenshot({ path: join(SHOTS, "3-cut.png"), fullPage: true });
     } finally {
       proxy.restore();
     }
     // Moving again, the link no longer shows the error that stopped it.
-    await until(async () => (await column(1)) === "active" && (await column(3)).startsWith("0 facts") && (await column(6)) === "—", "the link active, caught up and without its error again", 60_000);
+    await until(async () => (await column(1)) === "active" && (await column(3)).startsWith("0 facts") && (await column(7)) === "—", "the link active, caught up and without its error again", 60_000);
     await page.screenshot({ path: join(SHOTS, "4-restored.png"), fullPage: true });
   }, 120_000);
 

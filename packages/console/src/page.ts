@@ -22,7 +22,7 @@ export function consolePage(zone: string): string {
 <main>
   <section aria-labelledby="links-title"><h2 id="links-title">Peer links</h2>
     <table id="links"><caption>Each link this zone pulls from a peer: is it moving, how far behind, what failed last.</caption>
-      <thead><tr><th scope="col">Link</th><th scope="col">State</th><th scope="col">Peer cursor / high water</th><th scope="col">Lag</th><th scope="col">Facts/s (15 min)</th><th scope="col">No progress for</th><th scope="col">Last error</th></tr></thead><tbody></tbody></table></section>
+      <thead><tr><th scope="col">Link</th><th scope="col">State</th><th scope="col">Peer cursor / high water</th><th scope="col">Lag</th><th scope="col">Facts/s (15 min)</th><th scope="col">Crossing p50 / p99 (5 min)</th><th scope="col">No progress for</th><th scope="col">Last error</th></tr></thead><tbody></tbody></table></section>
   <section aria-labelledby="streams-title"><h2 id="streams-title">Streams</h2>
     <table id="streams"><caption>Fill against the backpressure threshold (appends are refused from it on), capacity and retention.</caption>
       <thead><tr><th scope="col">Stream</th><th scope="col">Fill</th><th scope="col">Last offset</th><th scope="col">Oldest unconfirmed</th><th scope="col">Capacity</th><th scope="col">Retention</th></tr></thead><tbody></tbody></table></section>
@@ -56,7 +56,7 @@ h2 { font-size: 1.1rem; margin: 1.5rem 0 .4rem; }
 table { border-collapse: collapse; width: 100%; }
 caption { text-align: left; color: var(--muted); padding-bottom: .3rem; }
 th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid var(--line); vertical-align: middle; }
-td.num { font-variant-numeric: tabular-nums; }
+td.num { font-variant-numeric: tabular-nums; white-space: nowrap; }
 .state-active, .ok { color: var(--ok); font-weight: 600; } .state-standby, .state-starting { color: var(--muted); }
 .state-backing_off, .state-stopped, .bad { color: var(--bad); font-weight: 600; } .warn { color: var(--warn); font-weight: 600; }
 meter { width: 8rem; vertical-align: middle; }
@@ -68,6 +68,7 @@ const SCRIPT = `
 const $ = (id) => document.getElementById(id);
 const cell = (text, cls) => { const td = document.createElement("td"); td.textContent = text; if (cls) td.className = cls; return td; };
 const seconds = (s) => s < 90 ? s + " s" : s < 5400 ? Math.round(s / 60) + " min" : (s / 3600).toFixed(1) + " h";
+const ms = (s) => s < 10 ? Math.round(s * 1000) + " ms" : seconds(Math.round(s));
 const bytes = (b) => b >= 2 ** 30 ? (b / 2 ** 30).toFixed(1) + " GiB" : Math.round(b / 2 ** 20) + " MiB";
 const ago = (iso, now) => seconds(Math.max(0, Math.round((Date.parse(now) - Date.parse(iso)) / 1000))) + " ago";
 function fill(tbody, rows, empty, columns) {
@@ -98,9 +99,11 @@ function render(s) {
     const stalled = l.sinceProgressSeconds >= 30;
     return [cell(l.link), cell(l.state.replace("_", " "), "state-" + l.state), cell(l.cursor + " / " + l.highWater, "num"),
       cell(l.lagFacts === 0 ? "0 facts" : l.lagFacts + " facts · " + seconds(Math.round(l.lagSeconds)), "num" + (l.lagFacts > 0 ? " warn" : "")),
-      spark(l.ratePerSecond, l.link), cell(l.lagFacts === 0 ? "—" : seconds(l.sinceProgressSeconds), stalled ? "bad" : ""),
+      spark(l.ratePerSecond, l.link),
+      cell(l.crossing ? ms(l.crossing.p50Seconds) + " / " + ms(l.crossing.p99Seconds) : "—", "num"),
+      cell(l.lagFacts === 0 ? "—" : seconds(l.sinceProgressSeconds), stalled ? "bad" : ""),
       cell(l.lastError ? l.lastError.code + (l.lastError.reason ? " / " + l.lastError.reason : "") + ", " + ago(l.lastError.at, s.takenAt) : "—", l.lastError ? "warn" : "")];
-  }), "this zone pulls from no peer", 7);
+  }), "this zone pulls from no peer", 8);
   fill($("streams").tBodies[0], s.streams.map((st) => {
     const td = document.createElement("td"); const meter = document.createElement("meter");
     meter.min = 0; meter.max = 100; meter.value = st.fillPercent; meter.high = st.rejectAtPercent; meter.optimum = 0;

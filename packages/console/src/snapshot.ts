@@ -15,6 +15,8 @@ export interface ConsoleLink {
   readonly appended: number;
   readonly quarantined: number;
   readonly lastError: { readonly code: string; readonly reason: string | undefined; readonly at: string } | undefined;
+  /** From storage in the peer zone to the append here, over the last minutes; undefined before any fact crossed. */
+  readonly crossing?: { readonly p50Seconds: number; readonly p99Seconds: number; readonly samples: number } | undefined;
 }
 
 /** Where the console reads the zone: the sync deployable's store and worker. */

@@ -1,3 +1,5 @@
+import type { CrossingStats } from "./crossing.js";
+
 /** Where a link is: pulling (active), waiting for another replica's lease (standby), waiting after a failure (backing_off). */
 export type LinkState = "starting" | "active" | "standby" | "backing_off" | "stopped";
 
@@ -41,6 +43,11 @@ export interface LinkStatus {
   /** Age of the oldest fact fetched and not yet confirmed, by the peer's clock; 0 when caught up. */
   readonly lagSeconds: number;
   readonly lastError: LinkError | undefined;
+  /**
+   * How long facts took from their storage in the peer zone to their append here, p50 and p99
+   * over the last 5 minutes (by both zones' clocks); undefined before any crossed.
+   */
+  readonly crossing: CrossingStats | undefined;
   /** Totals since this worker started. */
   readonly appended: number;
   /** Facts fetched again that the link's position shows are already here (after a crash or a lost confirm). */

@@ -9,6 +9,7 @@ import { admit, DIGEST_MISMATCH, type AdmittedFact, type RefusedFact } from "./a
 import { ensureArtifact } from "./artifact-copy.js";
 import { backoff, pause } from "./backoff.js";
 import { confirmer } from "./confirmer.js";
+import { crossingWindow } from "./crossing.js";
 import type { LinkConnection, LinkState, LinkStatus } from "./link-status.js";
 import type { Logger } from "./logger.js";
 import { pager } from "./pager.js";
@@ -98,6 +99,7 @@ export function startLink(ctx: LinkContext): RunningLink {
 
   const ship = shipper(store.substrate, { categories: Object.keys(store.config.streams), link: link.name, peer: link.peer });
   const totals = { appended: 0, duplicates: 0, conflicts: 0, artifactsCopied: 0, pages: 0, fenced: 0, quarantined: 0 };
+  const crossing = crossingWindow();
   let state: LinkState = "starting";
   let highWater = 0;
   let oldestUnconfirmedMs: number | undefined;
@@ -292,6 +294,8 @@ export function startLink(ctx: LinkContext): RunningLink {
         const { shipped, alreadyHere, setAside } = await ship.ship(category, group, (refusedByStream.get(category) ?? []).sort((a, b) => Number(a.stored.offset) - Number(b.stored.offset)), lastOffset, relay.traceContext);
         relay.end();
         totals.appended += shipped;
+        // Which facts of a page that was partly here already were new is not told: time only whole pages.
+        if (shipped > 0 && shipped === group.length) crossing.add(group.map((fact) => Number(fact.stored.storedAtUnixMs)), Date.now());
         totals.duplicates += alreadyHere;
         totals.quarantined += setAside.length;
         for (const fact of setAside) {
@@ -387,6 +391,7 @@ export function startLink(ctx: LinkContext): RunningLink {
       // The oldest unconfirmed fact's age; while failing, at least the time since the link was last caught up.
       lagSeconds: Math.max(0, Date.now() - Math.min(oldestUnconfirmedMs ?? Infinity, failing ? caughtUpAtMs : Infinity)) / 1000,
       lastError,
+      crossing: crossing.stats(Date.now()),
       ...totals,
     }),
     async stop() {
