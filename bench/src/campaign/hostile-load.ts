@@ -179,7 +179,9 @@ export async function connectionLoad(ctx: GroupContext, measure: () => Promise<L
   const slowCount = ctx.quick ? 20 : 100;
   const url = ctx.zone.urls.ingest;
   const port = Number(new URL(url).port);
-  const credentials = ctx.zone.credentials("producer");
+  // Another producer than the one whose latency is measured: connections are capped per identity,
+  // so a flooding identity may lock itself out, never the others.
+  const credentials = ctx.zone.credentials("flooder");
   const idle: Held[] = [];
   const slow: Held[] = [];
   const slowSessions: Connection[] = [];

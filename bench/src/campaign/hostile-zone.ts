@@ -30,13 +30,16 @@ export const BUCKET = "batch-files";
 export const FORBIDDEN_BUCKET = "document-files";
 
 /**
- * Who calls. `producer` may append and put objects; `reader` is bound to CONSUMER and may
+ * Who calls. `producer` may append and put objects, and so may `flooder`, which holds the
+ * connection load against ingest; `reader` is bound to CONSUMER and may
  * read BUCKET; `otherReader` is bound to OTHER_CONSUMER; `operator` holds every quarantine
  * verb; `auditor` is in the policy with no rights at all (permission_denied per verb);
  * `stranger` has a certificate of the zone's CA but no policy (unknown_identity).
  */
 export const IDENTITIES = {
   producer: "mes-producer",
+  /** Another producer, the one that floods ingest with connections (the load groups): the cap is per identity. */
+  flooder: "mes-line9-producer",
   reader: "enterprise-bsfg",
   otherReader: "idmz-bsfg",
   operator: "plant-a-operator",
@@ -115,6 +118,7 @@ function zoneDocument(nats: NatsServerHandle, listen: Record<Role, number>, heal
     fetch: { maxLimit: 100, maxWait: "1s" },
     policy: {
       [IDENTITIES.producer]: { assertFromZones: [ZONE], targetZones: ["enterprise", "idmz"], writeBuckets: [BUCKET] },
+      [IDENTITIES.flooder]: { assertFromZones: [ZONE], targetZones: ["enterprise", "idmz"], writeBuckets: [BUCKET] },
       [IDENTITIES.reader]: { consumers: [CONSUMER], readBuckets: [BUCKET] },
       [IDENTITIES.otherReader]: { consumers: [OTHER_CONSUMER], readBuckets: [BUCKET] },
       [IDENTITIES.operator]: { quarantine: ["read", "release", "drop"] },

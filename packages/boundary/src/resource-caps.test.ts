@@ -1,6 +1,7 @@
 import { connect, type ClientHttp2Session } from "node:http2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AppendStatus } from "@bsfg/proto";
+import { OVER_CAP_GRACE_MS } from "@bsfg/service-kit";
 import { pollUntil } from "@bsfg/testkit";
 import { SMALL_REQUEST_BYTES } from "./routes.js";
 import { producedFact, rawUnaryCall, startTestZoneServices, type Identity, type TestZoneServices } from "./test-support.js";
@@ -38,7 +39,7 @@ describe("what one identity may hold of a peer-facing deployable (egress)", () =
 
   const fetchFacts = "/bsfg.v1.BoundaryService/FetchFacts";
 
-  it("answers calls on an identity's third connection resource_exhausted, closes it, and admits a new one once another is gone", async () => {
+  it("answers calls on an identity's third connection resource_exhausted, closes it (an idle one after the grace), and admits a new one once another is gone", async () => {
     // Two connections, each proven admitted by an answer from the service itself.
     const held = [await session(zone, "enterprise-bsfg"), await session(zone, "enterprise-bsfg")];
     for (const s of held) expect((await call(s, fetchFacts, Buffer.from([0x0a, 0]))).reason).not.toBe("too_many_connections");
@@ -52,6 +53,12 @@ describe("what one identity may hold of a peer-facing deployable (egress)", () =
     stranger.destroy();
     expect(zone.logs.filter((l) => l.event === "connection_refused" && l.identity === "enterprise-bsfg" && l.limit === 2)).toHaveLength(1);
     expect(zone.logs.some((l) => l.event === "rejected" && l.reason === "too_many_connections" && l.before === "request read")).toBe(true);
+
+    // A connection over the cap that makes no call is not held either: the server closes it after the grace.
+    const idle = await session(zone, "enterprise-bsfg");
+    const idleClosed = new Promise<number>((resolve) => idle.once("close", () => resolve(performance.now())));
+    const openedAt = performance.now();
+    expect(await idleClosed - openedAt).toBeLessThan(OVER_CAP_GRACE_MS + 3_000);
 
     // One of the two goes; the server notices its close, and a new connection is served.
     held[0]!.destroy();

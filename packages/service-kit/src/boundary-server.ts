@@ -99,8 +99,8 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
   const sessionOf = new WeakMap<TLSSocket, Http2Session>();
   const cap = connectionCap(config.connections.perIdentity, policy, log, metrics, (socket) => {
     const session = sessionOf.get(socket);
-    if (session) { if (!session.closed) session.close(); }
-    else socket.end();
+    if (session) { if (!session.closed && !session.destroyed) session.close(); }
+    else if (!socket.destroyed) socket.end();
   });
   app.server.on("session", (session: Http2Session) => {
     sessions.add(session);

@@ -8,6 +8,9 @@ import { markReported } from "./malformed-request.js";
 import { countRefusedBeforeRead } from "./metrics-interceptor.js";
 import { identityOfSocket } from "./peer-identity.js";
 
+/** How long a connection over its identity's cap stays open to hear why, if it makes no call. */
+export const OVER_CAP_GRACE_MS = 5_000;
+
 /** The client connection a call arrived on (set by the listening port's context values). */
 export const connectionKey = createContextKey<TLSSocket | undefined>(undefined, { description: "bsfg client connection" });
 
@@ -17,7 +20,8 @@ export const connectionKey = createContextKey<TLSSocket | undefined>(undefined, 
  * bounds what one identity can make the process buffer at once. A connection over the cap
  * stays open long enough to say why: each call on it is refused before its body is read
  * (resource_exhausted / too_many_connections), then the connection is closed, so a client
- * that reconnects once one of its connections is gone gets in. Certificates without a policy
+ * that reconnects once one of its connections is gone gets in; one that makes no call is
+ * closed after OVER_CAP_GRACE_MS (a flood of idle connections is not held). Certificates without a policy
  * share one allowance: they are refused anyway, and cannot crowd out anyone else.
  */
 export interface ConnectionCap {
@@ -42,6 +46,7 @@ export function connectionCap(perIdentity: number, policy: Policy, log: FastifyB
       if (sockets.size >= perIdentity) {
         over.set(socket, key);
         log.warn({ event: "connection_refused", reason: Reason.TooManyConnections, identity: key, held: sockets.size, limit: perIdentity, remote: socket.remoteAddress }, "identity holds too many connections");
+        setTimeout(() => close(socket), OVER_CAP_GRACE_MS).unref();
         return;
       }
       sockets.add(socket);

@@ -10,3 +10,4 @@ export { watchDurability, readiness, type DurabilityWatch, type DurabilityOption
 export { startTlsReloader, type TlsReloader, type TlsReloaderOptions, type TlsPems, type TlsPaths, type TlsCheckOutcome } from "./tls-reload.js";
 export { onReloadSignal } from "./signals.js";
 export { reverseTargets, type ReverseServing } from "./reverse-serving.js";
+export { OVER_CAP_GRACE_MS } from "./connection-cap.js";
