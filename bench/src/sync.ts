@@ -272,6 +272,8 @@ async function runSetting(natsSync: NatsSync): Promise<SettingResult> {
         maxFileStore: `${operationalGiB + 1}GB`,
         // Every zone's servers with the setting's sync_interval, and its nats.sync to match.
         natsSync,
+        // Anonymous and plain, like the raw rows' servers: the ratio compares like with like.
+        substrateAuth: false,
         ...(Object.keys(syncExtra).length === 0 ? {} : { extra: () => ({ sync: syncExtra }) }),
       });
       estates.push(estate);

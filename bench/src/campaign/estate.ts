@@ -145,7 +145,7 @@ export async function startCampaignEstate(opts: CampaignEstateOptions): Promise<
         store() {
           if (!store) {
             const config = loadZoneConfig(configPath);
-            store = openZoneStore(config.storage, { servers: config.nats.servers, name: "bsfg-campaign-reader", durability: config.nats.sync });
+            store = openZoneStore(config.storage, { servers: config.nats.servers, auth: config.nats.auth, tls: config.nats.tls, name: "bsfg-campaign-reader", durability: config.nats.sync });
             disposers.push(async () => (await store!).close());
           }
           return store;

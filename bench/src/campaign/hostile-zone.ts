@@ -171,7 +171,7 @@ export async function startHostileZone(log: (line: string) => void): Promise<Hos
       unexpectedExits: () => ROLES.reduce((n, role) => n + services[role].unexpectedExits, 0),
       async openStore() {
         const config = loadZoneConfig(configPath);
-        const store = await openZoneStore(config.storage, { servers: config.nats.servers, name: "bsfg-hostile-reader", durability: config.nats.sync });
+        const store = await openZoneStore(config.storage, { servers: config.nats.servers, auth: config.nats.auth, tls: config.nats.tls, name: "bsfg-hostile-reader", durability: config.nats.sync });
         stores.push(store);
         return store;
       },

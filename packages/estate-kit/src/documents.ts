@@ -42,7 +42,7 @@ export interface DocumentOptions {
    * How each zone's deployables log in to its nats-server (nats.auth, nats.tls): a user, the
    * file holding its password and the CA of the server's certificate. Absent: anonymous, plain.
    */
-  readonly natsLogin?: (zone: string) => { readonly user: string; readonly passwordFile: string; readonly ca: string };
+  readonly natsLogin?: (zone: string) => { readonly user: string; readonly passwordFile: string; readonly ca: string } | undefined;
   /**
    * Anything else, per zone (e.g. logLevel); a `sync` entry is merged into the generated one
    * (links stay), a `policy` entry into the generated policy, field by field per identity.

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -12,6 +13,9 @@ import { freePort, pollUntil, startNatsCluster, startNatsServer, startTcpProxy, 
 import { createWriteStream, readFileSync } from "node:fs";
 import { estateDocuments, type ZoneEndpoints } from "./documents.js";
 import { estateIdentities, estateLinks, threeZoneEstate, type EstateTopology } from "./topology.js";
+
+/** The certificate every test zone's nats-server presents (localhost, 127.0.0.1). */
+const NATS_SERVER_IDENTITY = "bsfg-nats";
 
 export interface TestEstateOptions {
   /** Scratch directory: PKI and zone files. */
@@ -27,6 +31,12 @@ export interface TestEstateOptions {
   readonly extra?: (zone: string) => Record<string, unknown>;
   /** nats-server file store limit per zone (JetStream reserves each stream's max_bytes from it). */
   readonly maxFileStore?: string;
+  /**
+   * Each single-server zone's nats-server takes only TLS connections that log in as the zone's
+   * user (default true, as the generated estates run); false: anonymous and plain, for a
+   * benchmark that compares with a raw substrate run the same way.
+   */
+  readonly substrateAuth?: boolean;
   /** Every zone's `nats.sync`, and its servers' `sync_interval` to match (default "always"). */
   readonly natsSync?: "always" | "interval";
   /**
@@ -223,7 +233,10 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
   // What the zones promise and what their servers do, set together.
   const syncInterval = natsSync === "always" ? "always" : "2m";
   if (haZone !== undefined && !topology.zones.includes(haZone)) throw new Error(`ha.zone "${haZone}" is not a zone of the topology (${topology.zones.join(", ")})`);
-  const pki = await ensureDevPki(join(opts.dir, "pki"), { identities: estateIdentities(topology) });
+  // Every single-server zone's nats-server speaks only TLS and lets in only its zone's user, as in
+  // the generated estates (docs/security.md, "The substrate"): its certificate from the estate's CA.
+  const pki = await ensureDevPki(join(opts.dir, "pki"), { identities: [...estateIdentities(topology), { identity: NATS_SERVER_IDENTITY, usage: "server" }] });
+  const natsLogins = new Map<string, { user: string; password: string; passwordFile: string }>();
   const nats: Record<string, NatsServerHandle> = {};
   let cluster: NatsClusterHandle | undefined;
   const endpoints: Record<string, ZoneEndpoints> = {};
@@ -282,7 +295,18 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
         };
         continue;
       }
-      nats[zone] = await startNatsServer({ domain: zone, maxFileStore: opts.maxFileStore ?? "4GB", syncInterval });
+      let substrate = {};
+      if (opts.substrateAuth ?? true) {
+        const login = { user: `bsfg-${zone}`, password: randomBytes(18).toString("base64url"), passwordFile: join(opts.dir, `${zone}.nats-password`) };
+        await writeFile(login.passwordFile, `${login.password}\n`, { mode: 0o600 });
+        natsLogins.set(zone, login);
+        const server = pki.files[NATS_SERVER_IDENTITY]!;
+        substrate = {
+          auth: { user: login.user, password: login.password },
+          tls: { certPem: readFileSync(server.cert, "utf8"), keyPem: readFileSync(server.key, "utf8"), caPem: readFileSync(pki.caCert, "utf8") },
+        };
+      }
+      nats[zone] = await startNatsServer({ domain: zone, maxFileStore: opts.maxFileStore ?? "4GB", syncInterval, ...substrate });
       const port = await freePort();
       const address = `127.0.0.1:${port}`;
       endpoints[zone] = {
@@ -325,6 +349,11 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
     };
     const documents = estateDocuments({
       topology, endpoints, peerUrl, reverseUrls, pki: { caCert: pki.caCert, files: pki.files }, natsSync,
+      // The three-node zone's cluster runs without (the test cluster's own checks connect anonymously).
+      natsLogin: (zone) => {
+        const login = natsLogins.get(zone);
+        return login && { user: login.user, passwordFile: login.passwordFile, ca: pki.caCert };
+      },
       // JetStream reserves each stream's max_bytes from the file store limit.
       storage: { streams: { operational: { maxBytes: "1GiB" }, audit: { maxBytes: "128MiB" }, documents: { maxBytes: "512MiB" } }, ...opts.storage },
       extra: (zone) => ({ shutdownGrace: "3s", logLevel: process.env.BSFG_TEST_LOG_LEVEL ?? "warn", ...opts.extra?.(zone) }),
@@ -348,7 +377,7 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
       if (zone === haZone) {
         // One after another: the first creates the zone's streams, the others find them.
         for (const replica of haReplicas) await replica.startWith(config);
-        const store = await openZoneStore(config.storage, { servers: config.nats.servers, name: "bsfg-test-reader", durability: config.nats.sync });
+        const store = await openZoneStore(config.storage, { servers: config.nats.servers, auth: config.nats.auth, tls: config.nats.tls, name: "bsfg-test-reader", durability: config.nats.sync });
         const byRole = (role: ServiceReplica["role"]) => haReplicas.filter((r) => r.role === role);
         ha = { name: zone, cluster: cluster!, configPath, config, services: { ingest: byRole("ingest"), egress: byRole("egress"), ledger: byRole("ledger") }, endpoints: haEndpoints, syncs: [], store };
         continue;
@@ -594,7 +623,7 @@ async function startChildZone(zone: { name: string; nats: NatsServerHandle; conf
   await child.startReady();
   let store: ZoneStore;
   try {
-    store = await openZoneStore(config.storage, { servers: config.nats.servers, name: "bsfg-test-reader", durability: config.nats.sync });
+    store = await openZoneStore(config.storage, { servers: config.nats.servers, auth: config.nats.auth, tls: config.nats.tls, name: "bsfg-test-reader", durability: config.nats.sync });
   } catch (err) {
     await child.signal("SIGKILL");
     throw err;
