@@ -268,6 +268,7 @@ async function ensureTopology(cfg: StorageConfig, js: JetStreamClient, jsm: JetS
   const kvm = new Kvm(js);
   const kvBucket = async (name: string, ttlMs?: number): Promise<KV> => {
     const kv = await whilePlacing(() => kvm.create(name, { history: 1, replicas: cfg.replicas, storage: StorageType.File, ...(ttlMs ? { ttl: ttlMs } : {}) }));
+    await untilDirectGetsAnswer(kv);
     await verifyBacking(jsm, `KV_${name}`, { num_replicas: cfg.replicas, max_age: ttlMs ? nanos(ttlMs) : 0, max_msgs_per_subject: 1 });
     report.push(`kv ${name}: ready`);
     return kv;
@@ -303,6 +304,24 @@ async function whilePlacing<T>(create: () => Promise<T>): Promise<T> {
       return await create();
     } catch (err) {
       if (apiCode(err) !== ApiCode.NoSuitablePeers || performance.now() + wait > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+}
+
+/**
+ * KV reads are direct gets, answered by every replica that serves them. On a cluster, right
+ * after the bucket was created, none may answer yet ("no responders", seen on a three-node
+ * zone's first start): wait until a read of a key that does not exist is answered.
+ */
+async function untilDirectGetsAnswer(kv: KV): Promise<void> {
+  const deadline = performance.now() + PLACEMENT_WAIT_MS;
+  for (let wait = 50; ; wait = Math.min(wait * 2, 1_000)) {
+    try {
+      await kv.get("bsfg-ready-probe");
+      return;
+    } catch (err) {
+      if (!/no responders/i.test(String(err)) || performance.now() + wait > deadline) throw err;
       await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }
