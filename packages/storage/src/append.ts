@@ -380,7 +380,8 @@ function appended(p: PreparedMessage, offset: number): Outcome {
 async function adoptEarlierCopy(ctx: AppendContext, p: PreparedMessage, claimSeq: number, batchId: string, offset: number): Promise<Outcome> {
   const stored = await readStored(ctx.substrate, p.stream, offset);
   if (!stored) throw rejection(Code.Unavailable, Reason.StoreUnavailable, `fact ${offset} of ${p.stream} could not be read back`);
-  await ctx.index.replace(p.key, claimSeq, { m: p.messageId, ...(unscoped(p) ? {} : { z: p.fromZone }), h: stored.legacyHash, i: stored.hash, t: String(stored.producedAt), s: p.stream, j: p.subject, b: batchId, o: offset });
+  // The claim now names the fact that is stored, not this call's copy of it.
+  await ctx.index.replace(p.key, claimSeq, { ...claimBody(p, batchId), h: stored.legacyHash, i: stored.hash, t: String(stored.producedAt), o: offset });
   return { offset, stream: p.stream, status: AppendStatus.DUPLICATE, storedHash: stored.hash, producedAt: stored.producedAt };
 }
 

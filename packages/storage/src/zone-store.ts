@@ -288,44 +288,39 @@ async function ensureTopology(cfg: StorageConfig, js: JetStreamClient, jsm: JetS
   return { cursorKv, registryKv, leaseKv, buckets };
 }
 
-/** How long start-up waits for a cluster that cannot place a replicated stream yet. */
-const PLACEMENT_WAIT_MS = 30_000;
+/** How long start-up waits for a cluster that is not ready yet (placement, direct gets) before failing. */
+const CLUSTER_WAIT_MS = 30_000;
 
 /**
- * Creates a stream or bucket, waiting while the cluster cannot place it: a node that just
- * started (or restarted) is "offline" to the meta leader until its first statistics arrive,
- * and a stream with max_bytes is placed only on peers whose free store is known. Anything
- * else, or still no placement after PLACEMENT_WAIT_MS, fails the start as before.
+ * Runs `op` again, with a growing pause, while it fails the way a cluster that is still
+ * settling does (`settling(err)`); anything else, or still failing after CLUSTER_WAIT_MS, fails
+ * the start with the server's own error.
  */
-async function whilePlacing<T>(create: () => Promise<T>): Promise<T> {
-  const deadline = performance.now() + PLACEMENT_WAIT_MS;
+async function whileSettling<T>(settling: (err: unknown) => boolean, op: () => Promise<T>): Promise<T> {
+  const deadline = performance.now() + CLUSTER_WAIT_MS;
   for (let wait = 100; ; wait = Math.min(wait * 2, 2_000)) {
     try {
-      return await create();
+      return await op();
     } catch (err) {
-      if (apiCode(err) !== ApiCode.NoSuitablePeers || performance.now() + wait > deadline) throw err;
+      if (!settling(err) || performance.now() + wait > deadline) throw err;
       await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }
 }
+
+/**
+ * Creates a stream or bucket, waiting while the cluster cannot place it: a node that just
+ * started (or restarted) is "offline" to the meta leader until its first statistics arrive,
+ * and a stream with max_bytes is placed only on peers whose free store is known.
+ */
+const whilePlacing = <T>(create: () => Promise<T>) => whileSettling((err) => apiCode(err) === ApiCode.NoSuitablePeers, create);
 
 /**
  * KV reads are direct gets, answered by every replica that serves them. On a cluster, right
  * after the bucket was created, none may answer yet ("no responders", seen on a three-node
  * zone's first start): wait until a read of a key that does not exist is answered.
  */
-async function untilDirectGetsAnswer(kv: KV): Promise<void> {
-  const deadline = performance.now() + PLACEMENT_WAIT_MS;
-  for (let wait = 50; ; wait = Math.min(wait * 2, 1_000)) {
-    try {
-      await kv.get("bsfg-ready-probe");
-      return;
-    } catch (err) {
-      if (!/no responders/i.test(String(err)) || performance.now() + wait > deadline) throw err;
-      await new Promise((resolve) => setTimeout(resolve, wait));
-    }
-  }
-}
+const untilDirectGetsAnswer = (kv: KV) => whileSettling((err) => /no responders/i.test(String(err)), () => kv.get("bsfg-ready-probe"));
 
 /**
  * A bucket made before its capacity was configured (or by a gateway without a default) keeps
