@@ -384,6 +384,9 @@ describe("an outbound-only plant (PlantA dials IDMZ, which pulls over that conne
     const KILLS = 3;
     for (const p of proxies()) p.pause();
     await produce(producer, "plant-a", "enterprise", total, "relaykill", { batch: 500 });
+    // A link capped at 256 kB/s (8,000 facts take some 8 s or more): the transfer outlasts three
+    // kills and takeovers even on a loaded machine, where it once ended after two ("transfer over").
+    for (const p of proxies()) p.shape({ bytesPerSecond: 256 * 1024 });
     for (const p of proxies()) p.resume();
     const inIdmz = async () => withPrefix(await logOf(estate, "idmz"), "relaykill").length;
     const outcomes: KillOutcome[] = [];
@@ -404,6 +407,7 @@ describe("an outbound-only plant (PlantA dials IDMZ, which pulls over that conne
       if (outcome.landed) await replica.restart();
       else if (outcome.missed === "transfer over") break;
     }
+    for (const p of proxies()) p.shape({});
     console.info(`${landed()} SIGKILLs landed on the IDMZ replica holding the reversed link (${outcomes.length} tries; missed: ${JSON.stringify(outcomes.filter((o) => !o.landed).map((o) => o.missed))})`);
     expect(landed()).toBeGreaterThanOrEqual(KILLS);
     await expectCrossed(estate, "plant-a", "idmz", "relaykill", total);
