@@ -225,7 +225,7 @@ describe("a highly available zone: three JetStream voters, two replicas of every
     const leaderName = await pollUntil(() => ha.cluster.streamLeader("facts-operational"), { what: "the fact stream's leader" });
     const leader = ha.cluster.node(leaderName);
     // What else the node leads: whatever it is, the kill takes it down with the fact stream.
-    const others = ["bsfg-dedupe", "KV_bsfg-cursors", "KV_bsfg-leases", "KV_bsfg-consumers"];
+    const others = ["bsfg-dedupe", "KV_bsfg-cursors", "KV_bsfg-leases", "KV_bsfg-consumers", "KV_bsfg-link-controls"];
     const alsoLed = (await Promise.all(others.map(async (stream) => ((await ha.cluster.streamLeader(stream)) === leaderName ? stream : undefined)))).filter(Boolean);
     const metaLeader = await ha.cluster.metaLeader();
     const ackedBefore = intos.reduce((sum, p) => sum + p.acked.size, 0);

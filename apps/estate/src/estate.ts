@@ -29,14 +29,16 @@ export interface ZonePorts {
    * only in a zone that pulls from one (the IDMZ, from PlantA).
    */
   readonly reverse: number | undefined;
+  /** The zone console over mTLS (listen.console), for operators' browsers. */
+  readonly console: number;
 }
 
 /**
  * Zone i of the topology (enterprise 0, idmz 1, plant-a 2, plant-b 3): NATS on
  * 14222+i, its monitor on 18222+i — clear of 4222/8222, where installing Debian's
  * nats-server package starts a system server — services on 8443+100·i (zone,
- * ingest, egress, ledger, and the sync worker's reverse listener where an
- * outbound-only peer dials in) and probes on 9443+100·i (…, sync).
+ * ingest, egress, ledger, the sync worker's reverse listener where an
+ * outbound-only peer dials in, its mTLS console) and probes on 9443+100·i (…, sync).
  */
 export function zonePorts(topology: EstateTopology): ZonePorts[] {
   const outboundOnly = new Set(topology.outboundOnly ?? []);
@@ -52,6 +54,7 @@ export function zonePorts(topology: EstateTopology): ZonePorts[] {
       listen: { zone: service, ingest: service + 1, egress: service + 2, ledger: service + 3 },
       health: { zone: probe, ingest: probe + 1, egress: probe + 2, ledger: probe + 3, sync: probe + 4 },
       reverse: dialedInto ? service + 4 : undefined,
+      console: service + 5,
     };
   });
 }
@@ -65,6 +68,7 @@ export function endpointsOf(zone: ZonePorts): ZoneEndpoints {
     listen: {
       zone: local(listen.zone), ingest: local(listen.ingest), egress: local(listen.egress), ledger: local(listen.ledger),
       ...(zone.reverse !== undefined ? { reverse: local(zone.reverse) } : {}),
+      console: local(zone.console),
     },
     health: { zone: local(health.zone), ingest: local(health.ingest), egress: local(health.egress), ledger: local(health.ledger), sync: local(health.sync) },
   };

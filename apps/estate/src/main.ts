@@ -186,7 +186,8 @@ const zoneLines = zones.map((z) => {
   return [
     `  ${z.name.padEnd(10)}  nats://127.0.0.1:${z.natsPort} (JetStream domain ${z.name}, TLS, user ${natsUser(z.name)}, password in ${shown(join(data, z.name, "nats.password"))}; monitor ${probe(z.monitorPort)})`,
     `              ${services}`,
-    `              ${probes}   sync ${probe(z.health.sync)}/links   console ${probe(z.health.sync)}/console`,
+    `              ${probes}   sync ${probe(z.health.sync)}/links   console ${probe(z.health.sync)}/console (read-only)`,
+    `              operator console ${https(z.console)}/console (mTLS: import ${pkiDir}/estate-operator.crt and .key into the browser, docs/operations.md "Console")`,
     `              pulls operational + documents facts from ${pulls.map((p) => (outboundOnly.has(p) ? `${p} (over the connections ${p} dials in)` : p)).join(", ")}`,
     ...(dialers.length > 0 ? [`              reverse listener ${https(z.reverse!)} (${split ? "the sync worker's" : "its sync worker's"}): ${dialers.join(", ")} dial${dialers.length === 1 ? "s" : ""} in here`] : []),
     ...(outboundOnly.has(z.name)

@@ -125,6 +125,22 @@ describe("policy", () => {
     expect(policy.mayAppend([], "plant-a", "enterprise")).toMatchObject({ allowed: false, reason: "unknown_identity" });
   });
 
+  it("lets nobody see or act from the mTLS console unless its policy says console: view or operate", () => {
+    const consoles = createPolicy({
+      "estate-operator": { console: "operate", quarantine: ["read"] } as never,
+      "plant-viewer": { console: "view" } as never,
+      "mes-producer": { assertFromZones: ["plant-a"] } as never,
+    });
+    expect(consoles.mayUseConsole(["estate-operator"], "operate").allowed).toBe(true);
+    expect(consoles.mayUseConsole(["estate-operator"], "view").allowed).toBe(true);
+    expect(consoles.mayUseConsole(["plant-viewer"], "view").allowed).toBe(true);
+    expect(consoles.mayUseConsole(["plant-viewer"], "operate")).toMatchObject({ allowed: false, reason: "operator_not_allowed" });
+    expect(consoles.mayUseConsole(["mes-producer"], "view")).toMatchObject({ allowed: false, reason: "operator_not_allowed" });
+    expect(consoles.mayUseConsole(["stranger"], "view")).toMatchObject({ allowed: false, reason: "unknown_identity" });
+    // The schema knows the permission and nothing else for it.
+    expect(() => parseZoneConfig({ ...valid, policy: { ...valid.policy, "plant-viewer": { console: "admin" } } }, { baseDir: "/pki", readFile })).toThrow(/policy\.plant-viewer\.console/);
+  });
+
   it("uses the first certificate name the policy knows (CN, then SANs)", () => {
     expect(policy.identityOf(["unknown-cn", "mes-producer"])).toBe("mes-producer");
     expect(policy.mayAppend(["unknown-cn", "mes-producer"], "plant-a", "enterprise")).toEqual({ allowed: true, identity: "mes-producer" });

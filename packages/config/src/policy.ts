@@ -1,5 +1,8 @@
 import type { IdentityPolicy } from "./schema.js";
 
+/** What the zone console asks of its viewer's policy (`console`): to see it, or to act from it. */
+export type ConsoleAccess = "view" | "operate";
+
 /** Why a call was refused; each is also a bsfg.v1 rejection reason (permission_denied). */
 export type DenialReason = "unknown_identity" | "from_zone_not_allowed" | "to_zone_not_allowed" | "consumer_not_allowed" | "bucket_not_allowed" | "operator_not_allowed";
 
@@ -31,6 +34,8 @@ export interface Policy {
   mayWriteBucket(names: readonly string[], bucket: string): Decision;
   mayReadBucket(names: readonly string[], bucket: string): Decision;
   mayOperateQuarantine(names: readonly string[], verb: QuarantineVerb): Decision;
+  /** The mTLS console: "view" is granted by either permission, "operate" only by operate. */
+  mayUseConsole(names: readonly string[], access: ConsoleAccess): Decision;
   /** The coarse check made before a request is read (see CallVerb); the fine ones follow with the request. */
   mayCall(names: readonly string[], verb: CallVerb): Decision;
 }
@@ -71,6 +76,10 @@ export function createPolicy(rules: Readonly<Record<string, IdentityPolicy>>): P
       const quarantineVerb = verb.slice("quarantine_".length) as QuarantineVerb;
       return rule.quarantine.includes(quarantineVerb) ? allow(identity) : denied("operator_not_allowed", `${quarantineVerb} quarantined facts (policy: quarantine)`);
     }),
+    mayUseConsole: (names, access) => decide(names, (rule, identity) =>
+      rule.console === "operate" || (access === "view" && rule.console === "view")
+        ? allow(identity)
+        : { allowed: false, identity, reason: "operator_not_allowed", message: `${identity} may not ${access === "view" ? "see" : "act from"} the zone console (policy: console${access === "operate" ? ": operate" : ""})` }),
     mayOperateQuarantine: (names, verb) => decide(names, (rule, identity) =>
       rule.quarantine.includes(verb) ? allow(identity) : { allowed: false, identity, reason: "operator_not_allowed", message: `${identity} may not ${verb} quarantined facts (policy: quarantine)` }),
   };

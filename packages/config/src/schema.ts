@@ -18,6 +18,12 @@ export const identityPolicySchema = z.object({
   readBuckets: z.array(z.string()).default([]),
   /** Quarantine operator verbs it may use (bsfg quarantine list|show|export: read; release; drop). */
   quarantine: z.array(z.enum(["read", "release", "drop"])).default([]),
+  /**
+   * The zone console over mTLS (listen.console): "view" sees it read-only; "operate" may also
+   * pause and resume links and, with its quarantine verbs, release and drop from the page.
+   * Absent: refused there (the probe port's console stays read-only for anyone who reaches it).
+   */
+  console: z.enum(["view", "operate"]).optional(),
 }).strict();
 
 const httpsUrl = z.url({ protocol: /^https$/, error: 'write an endpoint as "https://host:port"' });
@@ -143,6 +149,11 @@ export const zoneConfigSchema = z.object({
     ledger: listen.default("127.0.0.1:8446"),
     /** The sync worker's reverse listener, where peers with dial: inbound connect (each sync replica its own). */
     reverse: listen.optional(),
+    /**
+     * The zone console over HTTPS with client certificates (each sync replica its own): for
+     * identities with a `console` permission, the only way to act from the page. Off unless set.
+     */
+    console: listen.optional(),
   }).strict().default({ zone: "127.0.0.1:8443", ingest: "127.0.0.1:8444", egress: "127.0.0.1:8445", ledger: "127.0.0.1:8446" }),
   /** Plain HTTP per deployable for /healthz and /readyz (and /metrics later): probes carry no client certificate. */
   health: z.object({

@@ -42,7 +42,7 @@ export interface ZoneConfig {
     /** Milliseconds between reads of the certificate files for a rotation; 0: only on SIGHUP. */
     readonly reloadCheckMs: number;
   };
-  readonly listen: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string; readonly reverse?: string | undefined };
+  readonly listen: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string; readonly reverse?: string | undefined; readonly console?: string | undefined };
   readonly health: { readonly zone?: string | undefined; readonly ingest?: string | undefined; readonly egress?: string | undefined; readonly ledger?: string | undefined; readonly sync?: string | undefined };
   readonly fetch: { readonly maxLimit: number; readonly maxBytes: number; readonly maxWait: number };
   readonly connections: { readonly perIdentity: number };

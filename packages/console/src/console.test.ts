@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { consolePage, escapeHtml } from "./page.js";
 import { linkRates } from "./rates.js";
-import { takeSnapshot, type ConsoleLink, type ConsoleSource } from "./snapshot.js";
+import { takeSnapshot, viewedBy, type ConsoleLink, type ConsoleSource } from "./snapshot.js";
 
 const link = (over: Partial<ConsoleLink> = {}): ConsoleLink => ({
   link: "plant-a/idmz-from-plant-a-operational", peer: "plant-a", consumer: "idmz-from-plant-a-operational", state: "active",
@@ -67,6 +67,26 @@ describe("the console's snapshot", () => {
     // Active again but not moved yet: the error still explains the standstill.
     expect(await at(12_000, { state: "active", cursor: 40, lagFacts: 60 })).toEqual(failed);
     expect(await at(13_000, { state: "active", cursor: 70, lagFacts: 30 })).toBeUndefined();
+    // Paused by an operator afterwards: the old error does not come back.
+    expect(await at(14_000, { state: "paused", cursor: 70, lagFacts: 30 })).toBeUndefined();
+  });
+
+  it("shows error text only to operators and a quarantine entry's detail only to viewers who may read the quarantine", async () => {
+    const failed = { code: "unavailable", reason: undefined, at: new Date(10_000).toISOString(), message: "connect ECONNREFUSED 10.1.2.3:8445" };
+    const whole = await takeSnapshot(source({
+      links: () => [link({ lastError: failed, state: "backing_off" })],
+      quarantine: async () => [{ id: 1, link: "plant-a/x", reason: "from_zone_not_allowed", messageId: "m-1", peerOffset: 11, state: "parked", quarantinedAtMs: 0, detail: "idmz-bsfg may not assert from_zone \"idmz\"" }],
+    }), linkRates(), 11_000);
+    const seen = (viewer: Parameters<typeof viewedBy>[1]) => {
+      const s = viewedBy(whole, viewer);
+      return { error: s.links[0]!.lastError?.message, detail: s.quarantine.entries[0]!.detail, viewer: s.viewer?.identity };
+    };
+    expect(seen(undefined)).toEqual({ error: undefined, detail: undefined, viewer: undefined });
+    expect(seen({ identity: "plant-viewer", operate: false, quarantine: [] })).toEqual({ error: undefined, detail: undefined, viewer: "plant-viewer" });
+    expect(seen({ identity: "auditor", operate: false, quarantine: ["read"] })).toEqual({ error: undefined, detail: whole.quarantine.entries[0]!.detail, viewer: "auditor" });
+    expect(seen({ identity: "estate-operator", operate: true, quarantine: ["read", "release", "drop"] })).toEqual({ error: failed.message, detail: whole.quarantine.entries[0]!.detail, viewer: "estate-operator" });
+    // Codes, reasons and the time stay for everyone.
+    expect(viewedBy(whole, undefined).links[0]!.lastError).toEqual({ code: "unavailable", reason: undefined, at: failed.at });
   });
 
   it("shows what it could not read instead of failing the page", async () => {

@@ -1,8 +1,9 @@
 /**
  * The console page: one HTML document with its style and script inline — nothing is fetched
- * from anywhere but the zone (plants are offline), and the only request it makes is
- * `console/snapshot`, every 2 s, relative to itself. Values are put in with textContent, never
- * parsed as HTML. Light and dark follow the operator's system setting.
+ * from anywhere but the zone (plants are offline). It asks for `console/snapshot` every 2 s,
+ * relative to itself, and — only when the snapshot says its viewer may operate — posts the
+ * actions an operator confirmed to `console/actions/<verb>`. Values are put in with
+ * textContent, never parsed as HTML. Light and dark follow the operator's system setting.
  */
 export function consolePage(zone: string): string {
   return `<!doctype html>
@@ -18,11 +19,13 @@ export function consolePage(zone: string): string {
 <header>
   <h1><span id="zone">${escapeHtml(zone)}</span> <small>BSFG zone console</small></h1>
   <p id="facts" aria-live="polite">loading…</p>
+  <p id="viewer"></p>
+  <p id="action-result" role="status" aria-live="polite"></p>
 </header>
 <main>
   <section aria-labelledby="links-title"><h2 id="links-title">Peer links</h2>
     <table id="links"><caption>Each link this zone pulls from a peer: is it moving, how far behind, what failed last.</caption>
-      <thead><tr><th scope="col">Link</th><th scope="col">State</th><th scope="col">Peer cursor / high water</th><th scope="col">Lag</th><th scope="col">Facts/s (15 min)</th><th scope="col">Crossing p50 / p99 (5 min)</th><th scope="col">No progress for</th><th scope="col">Last error</th></tr></thead><tbody></tbody></table></section>
+      <thead><tr><th scope="col">Link</th><th scope="col">State</th><th scope="col">Peer cursor / high water</th><th scope="col">Lag</th><th scope="col">Facts/s (15 min)</th><th scope="col">Crossing p50 / p99 (5 min)</th><th scope="col">No progress for</th><th scope="col">Last error</th><th scope="col" class="operate" hidden>Actions</th></tr></thead><tbody></tbody></table></section>
   <section aria-labelledby="streams-title"><h2 id="streams-title">Streams</h2>
     <table id="streams"><caption>Fill against the backpressure threshold (appends are refused from it on), capacity and retention.</caption>
       <thead><tr><th scope="col">Stream</th><th scope="col">Fill</th><th scope="col">Last offset</th><th scope="col">Oldest unconfirmed</th><th scope="col">Capacity</th><th scope="col">Retention</th></tr></thead><tbody></tbody></table></section>
@@ -32,10 +35,19 @@ export function consolePage(zone: string): string {
   <section aria-labelledby="quarantine-title"><h2 id="quarantine-title">Quarantine</h2>
     <table id="quarantine"><caption>Relayed facts set aside because they can never be admitted as they are, by link and reason.</caption>
       <thead><tr><th scope="col">Link</th><th scope="col">Reason</th><th scope="col">Facts</th></tr></thead><tbody></tbody></table>
-    <table id="quarantined"><caption>The newest entries (act on them with <code>bsfg quarantine</code>; its <code>show</code> gives the detail).</caption>
-      <thead><tr><th scope="col">Entry</th><th scope="col">Link</th><th scope="col">Reason</th><th scope="col">Message id</th><th scope="col">Peer offset</th><th scope="col">State</th><th scope="col">Set aside</th></tr></thead><tbody></tbody></table></section>
+    <table id="quarantined"><caption>The newest entries (or act on them with <code>bsfg quarantine</code>; its <code>show</code> gives the whole record).</caption>
+      <thead><tr><th scope="col">Entry</th><th scope="col">Link</th><th scope="col">Reason</th><th scope="col">Message id</th><th scope="col">Peer offset</th><th scope="col">State</th><th scope="col">Set aside</th><th scope="col" class="detail" hidden>Detail</th><th scope="col" class="operate" hidden>Actions</th></tr></thead><tbody></tbody></table></section>
   <section id="problems-section" hidden aria-labelledby="problems-title"><h2 id="problems-title">Could not read</h2><ul id="problems"></ul></section>
 </main>
+<dialog id="confirm" aria-labelledby="confirm-title">
+  <form method="dialog">
+    <h2 id="confirm-title"></h2>
+    <p id="confirm-text"></p>
+    <label for="confirm-note" id="confirm-note-label"></label>
+    <textarea id="confirm-note" rows="3" maxlength="1000"></textarea>
+    <p class="buttons"><button type="submit" value="cancel" formnovalidate>Cancel</button> <button type="submit" id="confirm-go" value="confirm" class="primary">Confirm</button></p>
+  </form>
+</dialog>
 <script>${SCRIPT}</script>
 </body>
 </html>
@@ -62,6 +74,13 @@ td.num { font-variant-numeric: tabular-nums; white-space: nowrap; }
 meter { width: 8rem; vertical-align: middle; }
 svg { vertical-align: middle; } svg polyline { fill: none; stroke: var(--bar); stroke-width: 1.5; }
 .empty { color: var(--muted); font-style: italic; }
+#viewer { color: var(--muted); margin: .2rem 0 0; } #action-result { margin: .4rem 0 0; min-height: 1.4em; }
+button { font: inherit; padding: .15rem .6rem; border: 1px solid var(--line); border-radius: 4px; background: transparent; color: var(--fg); cursor: pointer; margin-right: .3rem; }
+button.danger { color: var(--bad); border-color: var(--bad); } button.primary { background: var(--bar); border-color: var(--bar); color: var(--bg); }
+button:focus-visible, textarea:focus-visible { outline: 3px solid var(--bar); outline-offset: 2px; }
+dialog { color: var(--fg); background: var(--bg); border: 1px solid var(--line); border-radius: 6px; max-width: 32rem; }
+dialog h2 { margin-top: 0; } dialog label { display: block; margin-bottom: .2rem; } dialog textarea { width: 100%; box-sizing: border-box; font: inherit; color: var(--fg); background: var(--bg); border: 1px solid var(--line); }
+.buttons { text-align: right; margin-bottom: 0; }
 `;
 
 const SCRIPT = `
@@ -90,20 +109,65 @@ function spark(points, label) {
   const now = document.createElement("span"); now.textContent = " " + (points.length ? Math.round(points[points.length - 1]) : 0); td.append(now);
   return td;
 }
+function button(label, danger, onClick) {
+  const b = document.createElement("button"); b.type = "button"; b.textContent = label;
+  if (danger) b.className = "danger";
+  b.addEventListener("click", onClick); return b;
+}
+function actions(buttons) { const td = document.createElement("td"); td.append(...buttons); return td; }
+/** Asks the operator to confirm (with a note, required for a drop), then posts the action. */
+function confirmAction(verb, target, title, text, noteLabel, noteRequired) {
+  const dialog = $("confirm");
+  $("confirm-title").textContent = title; $("confirm-text").textContent = text;
+  $("confirm-note-label").textContent = noteLabel; $("confirm-note").value = ""; $("confirm-note").required = noteRequired;
+  $("confirm-go").textContent = title.split(" ")[0];
+  dialog.onclose = () => {
+    if (dialog.returnValue !== "confirm") return;
+    const note = $("confirm-note").value.trim();
+    send(verb, Object.assign({}, target, note ? { note } : {}));
+  };
+  dialog.returnValue = ""; dialog.showModal();
+}
+async function send(verb, body) {
+  const result = $("action-result");
+  result.className = ""; result.textContent = verb + "…";
+  try {
+    const answer = await fetch("console/actions/" + verb, { method: "POST", cache: "no-store", headers: { "content-type": "application/json", "x-bsfg-console": "1" }, body: JSON.stringify(body) });
+    const outcome = await answer.json();
+    if (!answer.ok) { result.className = "bad"; result.textContent = "refused: " + outcome.code + (outcome.reason ? " / " + outcome.reason : "") + ": " + outcome.message; }
+    else { result.className = "ok"; result.textContent = outcome.message; }
+  } catch (err) {
+    result.className = "bad"; result.textContent = "cannot reach the zone: " + err.message;
+  }
+  refresh();
+}
 function render(s) {
   document.title = s.zone + " · BSFG console";
+  const viewer = s.viewer, operate = !!(viewer && viewer.operate);
+  const may = (verb) => operate && viewer.quarantine.includes(verb);
+  const detail = s.quarantine.entries.some((q) => q.detail !== undefined);
+  for (const th of document.querySelectorAll("th.operate")) th.hidden = !operate;
+  for (const th of document.querySelectorAll("th.detail")) th.hidden = !detail;
+  $("viewer").textContent = viewer ? "signed in as " + viewer.identity + (operate ? " · may operate" + (viewer.quarantine.length ? " (quarantine: " + viewer.quarantine.join(", ") + ")" : "") : " · read-only") : "read-only view (the probe port); operators act over the mTLS console";
   $("facts").textContent = "version " + s.version + " · up " + seconds(s.uptimeSeconds) +
     (s.certificate ? " · certificate valid " + s.certificate.daysLeft + " more days (until " + s.certificate.notAfter.slice(0, 10) + ")" : "") +
     " · updated " + new Date(s.takenAt).toLocaleTimeString();
   fill($("links").tBodies[0], s.links.map((l) => {
     const stalled = l.sinceProgressSeconds >= 30;
-    return [cell(l.link), cell(l.state.replace("_", " "), "state-" + l.state), cell(l.cursor + " / " + l.highWater, "num"),
-      cell(l.lagFacts === 0 ? "0 facts" : l.lagFacts + " facts · " + seconds(Math.round(l.lagSeconds)), "num" + (l.lagFacts > 0 ? " warn" : "")),
+    const state = cell(l.state.replace("_", " "), "state-" + l.state);
+    if (l.paused) { const by = document.createElement("small"); by.textContent = " by " + l.paused.by + ", " + ago(l.paused.at, s.takenAt) + (l.paused.note ? ": " + l.paused.note : ""); state.append(by); }
+    const row = [cell(l.link), state, cell(l.cursor + " / " + l.highWater, "num"),
+      // A paused link fetches nothing, so it does not learn how much waits in the peer zone.
+      l.paused ? cell("unknown while paused", "warn") : cell(l.lagFacts === 0 ? "0 facts" : l.lagFacts + " facts · " + seconds(Math.round(l.lagSeconds)), "num" + (l.lagFacts > 0 ? " warn" : "")),
       spark(l.ratePerSecond, l.link),
       cell(l.crossing ? ms(l.crossing.p50Seconds) + " / " + ms(l.crossing.p99Seconds) : "—", "num"),
       cell(l.lagFacts === 0 ? "—" : seconds(l.sinceProgressSeconds), stalled ? "bad" : ""),
-      cell(l.lastError ? l.lastError.code + (l.lastError.reason ? " / " + l.lastError.reason : "") + ", " + ago(l.lastError.at, s.takenAt) : "—", l.lastError ? "warn" : "")];
-  }), "this zone pulls from no peer", 8);
+      cell(l.lastError ? l.lastError.code + (l.lastError.reason ? " / " + l.lastError.reason : "") + (l.lastError.message ? ": " + l.lastError.message : "") + ", " + ago(l.lastError.at, s.takenAt) : "—", l.lastError ? "warn" : "")];
+    if (operate) row.push(actions([l.paused
+      ? button("Resume", false, () => confirmAction("resume", { link: l.link }, "Resume " + l.link, "Every sync replica of this zone may pull the link again.", "Note for the audit record (optional)", false))
+      : button("Pause", false, () => confirmAction("pause", { link: l.link }, "Pause " + l.link, "No sync replica of this zone will pull this link until it is resumed; facts wait in the peer zone.", "Why (recorded in the audit stream; optional)", false))]));
+    return row;
+  }), "this zone pulls from no peer", operate ? 9 : 8);
   fill($("streams").tBodies[0], s.streams.map((st) => {
     const td = document.createElement("td"); const meter = document.createElement("meter");
     meter.min = 0; meter.max = 100; meter.value = st.fillPercent; meter.high = st.rejectAtPercent; meter.optimum = 0;
@@ -114,8 +178,19 @@ function render(s) {
   }), "no streams", 6);
   fill($("consumers").tBodies[0], s.consumers.map((c) => [cell(c.name), cell(c.stream), cell(String(c.cursor), "num"), cell(String(c.behind), "num" + (c.behind > 0 ? " warn" : ""))]), "no consumers", 4);
   fill($("quarantine").tBodies[0], s.quarantine.counts.map((q) => [cell(q.link), cell(q.reason, "bad"), cell(String(q.count), "num")]), "nothing set aside", 3);
-  fill($("quarantined").tBodies[0], s.quarantine.entries.map((q) => [cell(String(q.id), "num"), cell(q.link), cell(q.reason, "bad"), cell(q.messageId || "(not a readable fact)"),
-    cell(String(q.peerOffset), "num"), cell(q.state), cell(seconds(q.ageSeconds) + " ago")]), "nothing set aside", 7);
+  fill($("quarantined").tBodies[0], s.quarantine.entries.map((q) => {
+    const row = [cell(String(q.id), "num"), cell(q.link), cell(q.reason, "bad"), cell(q.messageId || "(not a readable fact)"),
+      cell(String(q.peerOffset), "num"), cell(q.state), cell(seconds(q.ageSeconds) + " ago")];
+    if (detail) row.push(cell(q.detail || ""));
+    if (operate) {
+      const what = "entry " + q.id + " (" + (q.messageId || "offset " + q.peerOffset) + ", " + q.reason + ")";
+      row.push(actions([
+        ...(may("release") ? [button("Release", false, () => confirmAction("release", { id: q.id }, "Release " + what, "The fact is admitted into this zone's log once, if what set it aside no longer holds; otherwise the zone refuses and says why.", "Note for the audit record (optional)", false))] : []),
+        ...(may("drop") ? [button("Drop", true, () => confirmAction("drop", { id: q.id }, "Drop " + what, "The fact is never admitted here. This cannot be undone.", "Why (required, recorded with the entry and in the audit stream)", true))] : []),
+      ]));
+    }
+    return row;
+  }), "nothing set aside", 7 + (detail ? 1 : 0) + (operate ? 1 : 0));
   $("problems-section").hidden = s.problems.length === 0;
   $("problems").replaceChildren(...s.problems.map((p) => { const li = document.createElement("li"); li.textContent = p; return li; }));
 }

@@ -1,7 +1,7 @@
 import { X509Certificate } from "node:crypto";
 import type { LinkRates } from "./rates.js";
 
-/** A peer link as the console shows it: the sync worker's status, without error text. */
+/** A peer link as the console shows it: the sync worker's status (its error text only to operators: see viewedBy). */
 export interface ConsoleLink {
   readonly link: string;
   readonly peer: string;
@@ -14,7 +14,9 @@ export interface ConsoleLink {
   readonly lagSeconds: number;
   readonly appended: number;
   readonly quarantined: number;
-  readonly lastError: { readonly code: string; readonly reason: string | undefined; readonly at: string } | undefined;
+  readonly lastError: { readonly code: string; readonly reason: string | undefined; readonly at: string; readonly message?: string | undefined } | undefined;
+  /** Set while an operator holds the link paused. */
+  readonly paused?: { readonly by: string; readonly at: string; readonly note?: string | undefined } | undefined;
   /** From storage in the peer zone to the append here, over the last minutes; undefined before any fact crossed. */
   readonly crossing?: { readonly p50Seconds: number; readonly p99Seconds: number; readonly samples: number } | undefined;
 }
@@ -38,7 +40,7 @@ export interface ConsoleSource {
   quarantine(): Promise<readonly QuarantinedFact[]>;
 }
 
-/** A quarantine entry as the console lists it: never its detail text (the page is as open as the probe port). */
+/** A quarantine entry as the console lists it (its detail text only to viewers who may read the quarantine: see viewedBy). */
 export interface QuarantinedFact {
   readonly id: number;
   readonly link: string;
@@ -47,6 +49,21 @@ export interface QuarantinedFact {
   readonly peerOffset: number;
   readonly state: string;
   readonly quarantinedAtMs: number;
+  /** Why it was refused, in words (may name hosts, identities, values). */
+  readonly detail?: string | undefined;
+}
+
+/**
+ * Who is looking, when the console was reached over mTLS (docs/operations.md, "Console"):
+ * the identity its certificate names and what the zone's policy lets it do. On the probe
+ * port nobody is known, and the page is read-only.
+ */
+export interface ConsoleViewer {
+  readonly identity: string;
+  /** May pause and resume links and act on the quarantine (with the verbs below): policy `console: operate`. */
+  readonly operate: boolean;
+  /** Its quarantine verbs (policy `quarantine`): release and drop need operate as well. */
+  readonly quarantine: readonly ("read" | "release" | "drop")[];
 }
 
 /** The newest entries the page lists; the counts cover them all. */
@@ -77,6 +94,25 @@ export interface ConsoleSnapshot {
   };
   /** Parts that could not be read (the store unavailable, say), by part: shown, not hidden. */
   readonly problems: readonly string[];
+  /** Who is looking (mTLS console); absent on the probe port, where the page is read-only. */
+  readonly viewer?: ConsoleViewer | undefined;
+}
+
+/**
+ * The snapshot as `viewer` may see it: error text only for operators, a quarantine entry's
+ * detail only for those who may read the quarantine (as `bsfg quarantine show` does). Anyone
+ * else — the probe port's anonymous viewers — sees codes and reasons, never text, which can
+ * name hosts, identities and paths.
+ */
+export function viewedBy(snapshot: ConsoleSnapshot, viewer: ConsoleViewer | undefined): ConsoleSnapshot {
+  const errorText = viewer?.operate === true;
+  const detail = viewer?.quarantine.includes("read") === true;
+  return {
+    ...snapshot,
+    links: snapshot.links.map((l) => (errorText || !l.lastError ? l : { ...l, lastError: { code: l.lastError.code, reason: l.lastError.reason, at: l.lastError.at } })),
+    quarantine: { counts: snapshot.quarantine.counts, entries: detail ? snapshot.quarantine.entries : snapshot.quarantine.entries.map(({ detail: _hidden, ...entry }) => entry) },
+    ...(viewer ? { viewer } : {}),
+  };
 }
 
 const processStarted = Date.now() - process.uptime() * 1_000;
@@ -144,10 +180,13 @@ export async function takeSnapshot(source: ConsoleSource, rates: LinkRates, now 
   };
 }
 
-/** A link's last error, until the link moves again: an active link that progressed after it no longer shows it. */
+/**
+ * A link's last error, until the link moves again: an active link that progressed after it no
+ * longer shows it, nor does one an operator paused after it moved again.
+ */
 function currentError(link: ConsoleLink, lastProgressAt: number | undefined): ConsoleLink["lastError"] {
   const error = link.lastError;
-  if (!error || link.state !== "active" || lastProgressAt === undefined) return error;
+  if (!error || (link.state !== "active" && link.state !== "paused") || lastProgressAt === undefined) return error;
   return Date.parse(error.at) > lastProgressAt ? error : undefined;
 }
 

@@ -9,8 +9,8 @@ export interface ZoneEndpoints {
   readonly nats: string | readonly string[];
   /** Their monitoring endpoints (http://host:8222), where the zone checks how they sync. */
   readonly natsMonitor: string | readonly string[];
-  /** `reverse`: the sync worker's reverse listener, needed where an outbound-only peer dials in. */
-  readonly listen: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string; readonly reverse?: string };
+  /** `reverse`: the sync worker's reverse listener, needed where an outbound-only peer dials in; `console`: its mTLS console. */
+  readonly listen: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string; readonly reverse?: string; readonly console?: string };
   readonly health: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string; readonly sync: string };
 }
 
@@ -70,7 +70,7 @@ export function estateDocuments(opts: DocumentOptions): Record<string, Record<st
   for (const zone of topology.zones) {
     const outgoing = links.filter((l) => l.sender === zone);
     const incoming = links.filter((l) => l.receiver === zone);
-    const policy: Record<string, Record<string, string[]>> = {};
+    const policy: Record<string, Record<string, unknown>> = {};
     for (const producer of topology.producers[zone] ?? []) {
       policy[producer] = { assertFromZones: [zone], targetZones: ["*"], writeBuckets: [...topology.buckets] };
     }
@@ -87,10 +87,10 @@ export function estateDocuments(opts: DocumentOptions): Record<string, Record<st
         writeBuckets: incoming.some((l) => l.sender === peer) ? [...topology.buckets] : [],
       };
     }
-    for (const operator of topology.operators ?? []) policy[operator] = { quarantine: ["read", "release", "drop"] };
+    for (const operator of topology.operators ?? []) policy[operator] = { quarantine: ["read", "release", "drop"], console: "operate" };
     const { sync: syncExtra, policy: policyExtra, ...extra } = opts.extra?.(zone) ?? {};
     // A `policy` entry changes single fields of single identities (e.g. what a peer may relay).
-    for (const [identity, fields] of Object.entries((policyExtra ?? {}) as Record<string, Record<string, string[]>>)) policy[identity] = { ...policy[identity], ...fields };
+    for (const [identity, fields] of Object.entries((policyExtra ?? {}) as Record<string, Record<string, unknown>>)) policy[identity] = { ...policy[identity], ...fields };
     const endpoints = opts.endpoints[zone]!;
     const identity = opts.pki.files[zoneIdentity(zone)]!;
     documents[zone] = {

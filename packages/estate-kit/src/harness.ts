@@ -25,6 +25,8 @@ export interface TestEstateOptions {
   readonly proxies?: boolean;
   /** Start a sync worker in each zone's process right away (default true). */
   readonly sync?: boolean;
+  /** Each in-process sync replica also serves the zone console over mTLS on a port of its own (`SyncReplica.consoleUrl`). */
+  readonly consoles?: boolean;
   /** Merged into every zone's storage section (e.g. stream capacities). */
   readonly storage?: Record<string, unknown>;
   /** More configuration per zone (e.g. sync.pageLimit). */
@@ -87,6 +89,8 @@ export interface SyncReplica {
   readonly probeUrl: string | undefined;
   /** Its reverse listener ("https://localhost:<port>", the slot it took), when its zone pulls from an outbound-only zone. */
   readonly reverseUrl: string | undefined;
+  /** Its zone console over mTLS ("https://127.0.0.1:<port>"), with `consoles`. */
+  readonly consoleUrl?: string | undefined;
   status(): Promise<LinkStatus[]>;
   /** Graceful stop (in-process) or SIGTERM and wait (child). */
   stop(): Promise<void>;
@@ -430,7 +434,7 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
       const sharedMetrics = zoneName !== haZone && zone.syncs.length === 0 ? zones[zoneName]!.services.metrics : undefined;
       const slot = claimSlot(slots.get(zoneName), zoneName, name);
       try {
-        const replica = child ? await childSync(zone, name, child.syncBin, opts.dir, slot) : await inProcessSync(zone, name, sharedMetrics, slot);
+        const replica = child ? await childSync(zone, name, child.syncBin, opts.dir, slot) : await inProcessSync(zone, name, sharedMetrics, slot, opts.consoles === true);
         zone.syncs.push(replica);
         return replica;
       } catch (err) {
@@ -547,15 +551,17 @@ class HaServiceReplica implements ServiceReplica {
   }
 }
 
-async function inProcessSync(zone: SyncHost, holder: string, sharedMetrics: RunningDeployable["metrics"] | undefined, slot: ClaimedSlot | undefined): Promise<SyncReplica> {
+async function inProcessSync(zone: SyncHost, holder: string, sharedMetrics: RunningDeployable["metrics"] | undefined, slot: ClaimedSlot | undefined, withConsole = false): Promise<SyncReplica> {
   const running: RunningSync = await startSyncDeployable(zone.config, {
     holder, logStream: sink(holder), healthListen: "127.0.0.1:0", ...(sharedMetrics ? { metrics: sharedMetrics } : {}), ...(slot ? { reverseListen: slot.listen } : {}),
+    ...(withConsole ? { consoleListen: "127.0.0.1:0" } : {}),
   });
   return {
     holder,
     pid: process.pid,
     probeUrl: running.probeUrl,
     reverseUrl: slot?.url,
+    consoleUrl: running.consoleUrl,
     status: async () => running.worker.status(),
     async stop() {
       await running.stop();

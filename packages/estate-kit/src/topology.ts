@@ -18,7 +18,7 @@ export interface EstateTopology {
   /** Producer identities per zone: they may assert that zone as from_zone and write its buckets. */
   readonly producers: Readonly<Record<string, readonly string[]>>;
   readonly buckets: readonly string[];
-  /** Operator identities: in every zone they may read, release and drop quarantined facts. */
+  /** Operator identities: in every zone they may read, release and drop quarantined facts, and act from the console (console: operate). */
   readonly operators?: readonly string[];
   /**
    * Zones that accept no connection from their peers (a plant behind a firewall that allows

@@ -1,7 +1,10 @@
 import type { CrossingStats } from "./crossing.js";
 
-/** Where a link is: pulling (active), waiting for another replica's lease (standby), waiting after a failure (backing_off). */
-export type LinkState = "starting" | "active" | "standby" | "backing_off" | "stopped";
+/**
+ * Where a link is: pulling (active), waiting for another replica's lease (standby), waiting
+ * after a failure (backing_off), held by an operator (paused: no replica pulls).
+ */
+export type LinkState = "starting" | "active" | "standby" | "backing_off" | "paused" | "stopped";
 
 export interface LinkError {
   /** Connect code name, e.g. "permission_denied", "unavailable". */
@@ -43,6 +46,8 @@ export interface LinkStatus {
   /** Age of the oldest fact fetched and not yet confirmed, by the peer's clock; 0 when caught up. */
   readonly lagSeconds: number;
   readonly lastError: LinkError | undefined;
+  /** Set while an operator holds the link paused: by whom, since when, why. */
+  readonly paused?: { readonly by: string; readonly at: string; readonly note?: string } | undefined;
   /**
    * How long facts took from their storage in the peer zone to their append here, p50 and p99
    * over the last 5 minutes (by both zones' clocks); undefined before any crossed.

@@ -2,7 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { BsfgClient } from "@bsfg/client";
 import type { PeerLink, Policy } from "@bsfg/config";
 import { errorInfoOf, Reason, reasonOf, rejection, type FetchFactsPage } from "@bsfg/proto";
-import { LinkFenced, type LeaseGrant, type ZoneStore } from "@bsfg/storage";
+import { LinkFenced, type LeaseGrant, type LinkControl, type ZoneStore } from "@bsfg/storage";
 import { withSpan } from "@bsfg/telemetry";
 import { context } from "@opentelemetry/api";
 import { admit, DIGEST_MISMATCH, type AdmittedFact, type RefusedFact } from "./admission.js";
@@ -66,6 +66,12 @@ function mayBeDamagedOnTheWay(error: ConnectError): boolean {
   return (info?.reason === Reason.CorruptFact && info.metadata.check === DIGEST_MISMATCH) || info?.reason === Reason.DigestMismatch || info?.reason === Reason.SizeMismatch;
 }
 
+/** How often a link reads its operator control: a pause or resume reaches every replica within this. */
+export const CONTROL_POLL_MS = 1_000;
+
+/** Cuts the link's long poll short when an operator paused it. */
+class Paused extends Error {}
+
 /** Thrown when the lease ran out mid-page (or a shipment was fenced): the page is left for whoever holds it now. */
 class LeaseLost extends Error {
   constructor(message: string, readonly fenced = false) {
@@ -108,6 +114,9 @@ export function startLink(ctx: LinkContext): RunningLink {
   // its lag is then at least the time since (a cut link must not read as "no lag").
   let failing = false;
   let caughtUpAtMs = Date.now();
+  /** The operator's control as last read (store.linkControls): while it says paused, nothing is pulled. */
+  let control: LinkControl | undefined;
+  let controlChanged: (() => void) | undefined;
 
   const fields = { link: link.name, peer: link.peer, consumer: link.consumer };
   const setState = (next: LinkState, extra: object = {}) => {
@@ -327,8 +336,55 @@ export function startLink(ctx: LinkContext): RunningLink {
     log.warn({ event: "link_error", ...fields, code: lastError.code, reason: lastError.reason, error: lastError.message }, `link ${link.name}: ${lastError.message}`);
   }
 
-  async function run(): Promise<void> {
+  // ---- the operator's control: a paused link gives its lease up and pulls nothing until resumed ----
+  async function readControl(): Promise<void> {
+    let next: LinkControl | undefined;
+    try {
+      next = await store.linkControls.get(link.name);
+    } catch {
+      // JetStream did not answer: the last control read stands (the link's own calls will fail too).
+      return;
+    }
+    const pausing = next?.paused === true && control?.paused !== true;
+    const changed = (next?.paused === true) !== (control?.paused === true);
+    control = next;
+    if (pausing) pages.interrupter()(new Paused(`link ${link.name} paused by ${next!.by}`));
+    if (changed) controlChanged?.();
+  }
+  async function readControls(): Promise<void> {
     while (!signal.aborted) {
+      await pause(CONTROL_POLL_MS, signal);
+      if (!signal.aborted) await readControl();
+    }
+  }
+
+  /** Waits out a pause: the page in flight was shipped and its confirm sent; the lease is given up so no replica pulls. */
+  async function holdPaused(): Promise<void> {
+    await confirms.settled().catch(() => undefined);
+    resetPipeline();
+    if (grant) {
+      const given = grant;
+      dropLease();
+      await store.leases.release(given).catch(() => undefined);
+    }
+    setState("paused", { by: control?.by, note: control?.note });
+    while (!signal.aborted && control?.paused === true) {
+      await new Promise<void>((resolve) => {
+        controlChanged = resolve;
+        signal.addEventListener("abort", () => resolve(), { once: true });
+      });
+      controlChanged = undefined;
+    }
+  }
+
+  async function run(): Promise<void> {
+    await readControl();
+    void readControls();
+    while (!signal.aborted) {
+      if (control?.paused === true) {
+        await holdPaused();
+        continue;
+      }
       // A slow renewal leaves a gap in validity: nothing is written in it, and its answer may close it.
       if (!holding() && grant && renewing) await renewing;
       if (!holding()) {
@@ -358,6 +414,7 @@ export function startLink(ctx: LinkContext): RunningLink {
       } catch (err) {
         if (signal.aborted) break;
         resetPipeline();
+        if (err instanceof Paused) continue;
         if (err instanceof LeaseLost) {
           // Fenced: another replica is writing. Stand by a round before trying again, so the
           // one whose lease is stale learns it at its next renewal instead of trading pages.
@@ -391,6 +448,7 @@ export function startLink(ctx: LinkContext): RunningLink {
       // The oldest unconfirmed fact's age; while failing, at least the time since the link was last caught up.
       lagSeconds: Math.max(0, Date.now() - Math.min(oldestUnconfirmedMs ?? Infinity, failing ? caughtUpAtMs : Infinity)) / 1000,
       lastError,
+      ...(control?.paused === true ? { paused: { by: control.by, at: new Date(control.atMs).toISOString(), ...(control.note !== undefined ? { note: control.note } : {}) } } : {}),
       crossing: crossing.stats(Date.now()),
       ...totals,
     }),

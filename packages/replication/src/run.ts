@@ -1,5 +1,8 @@
-import { configFromCommandLine, printableConfig, type ZoneConfig } from "@bsfg/config";
-import { onReloadSignal, onStopSignal, readiness, startProbeServer, startTlsReloader, watchDurability, type DurabilityWatch, type ProbeServer, type TlsCheckOutcome, type TlsReloader } from "@bsfg/service-kit";
+import { configFromCommandLine, createPolicy, printableConfig, type ZoneConfig } from "@bsfg/config";
+import {
+  onReloadSignal, onStopSignal, readiness, startConsoleListener, startProbeServer, startTlsReloader, watchDurability,
+  type ConsoleListener, type DurabilityWatch, type ProbeServer, type TlsCheckOutcome, type TlsReloader,
+} from "@bsfg/service-kit";
 import { parseListen } from "@bsfg/service-kit";
 import { startReverseListener, type ReverseListener } from "@bsfg/reverse";
 import { openZoneStore, type ZoneStore } from "@bsfg/storage";
@@ -7,7 +10,8 @@ import { createMetrics, observeCertificates, observeLinks, observeStore, startTr
 import type { LinkStatus } from "./link-status.js";
 import type { Logger } from "./logger.js";
 import { startSyncWorker, type SyncWorker } from "./worker.js";
-import { consolePage, consoleSnapshots } from "./console.js";
+import { consoleSnapshots, operatorConsole, readOnlyConsole } from "./console.js";
+import { operatorActions } from "./operator-actions.js";
 
 export interface RunningSync {
   readonly worker: SyncWorker;
@@ -19,6 +23,8 @@ export interface RunningSync {
   readonly metrics: BsfgMetrics;
   /** Where outbound-only peers dial this replica (listen.reverse), when any peer is dial: inbound. */
   readonly reverseUrl: string | undefined;
+  /** The zone console over mTLS (listen.console), when configured. */
+  readonly consoleUrl: string | undefined;
   /** Reads the client certificate files now (SIGHUP); a rotated certificate is presented to peers from the next call on. */
   reloadTls(): Promise<TlsCheckOutcome>;
   stop(): Promise<void>;
@@ -37,6 +43,8 @@ export interface SyncOverrides {
   readonly metrics?: BsfgMetrics;
   /** The reverse listener's address instead of listen.reverse (tests: port 0). */
   readonly reverseListen?: string;
+  /** The mTLS console's address instead of listen.console (tests: port 0). */
+  readonly consoleListen?: string;
 }
 
 /** The sync deployable: its own zone store, the worker, and a probe server with the links' status. */
@@ -52,8 +60,14 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
   let tls: TlsReloader | undefined;
   let durability: DurabilityWatch | undefined;
   let reverse: ReverseListener | undefined;
-  let reverseTls: TlsReloader | undefined;
+  let serverTls: TlsReloader | undefined;
+  let operatorListener: ConsoleListener | undefined;
   const { notDurable, notReady } = readiness(store, () => durability);
+  const policy = createPolicy(config.policy);
+  const actionLog = (fields: Record<string, unknown>, message: string) => probe?.log.info(fields, message);
+  const actions = operatorActions({ config, store, policy, metrics, log: actionLog });
+  // The console's snapshot (docs/operations.md, "Console"), shared by both consoles; trimmed per viewer.
+  const snapshot = consoleSnapshots(config, store, () => worker?.status() ?? []);
   try {
     probe = await startProbeServer({
       name: "bsfg-sync",
@@ -64,10 +78,8 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
       // (which can name hosts, identities and paths); the text is in the link_error log lines.
       routes: (app) => {
         app.get("/links", async () => ({ zone: config.zone, links: (worker?.status() ?? []).map(withoutErrorText) }));
-        // The zone console (docs/operations.md, "Console"): read-only, on this same port.
-        const snapshot = consoleSnapshots(config, store, () => (worker?.status() ?? []).map(withoutErrorText));
-        app.get("/console", async (_request, reply) => reply.type("text/html; charset=utf-8").header("cache-control", "no-store").send(consolePage(config.zone)));
-        app.get("/console/snapshot", async (_request, reply) => reply.header("cache-control", "no-store").send(await snapshot()));
+        // The zone console, read-only, on this same port.
+        readOnlyConsole(app, config.zone, snapshot, app.log);
       },
       metrics: overrides.metrics ? undefined : metrics,
       ...(overrides.logStream ? { logStream: overrides.logStream } : {}),
@@ -84,6 +96,15 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
       });
       probe.log.info({ event: "reverse_listening", url: reverse.url, peers: inbound.map((p) => p.zone) }, `reverse listener: ${inbound.map((p) => p.zone).join(", ")} dial in at ${reverse.url}`);
     }
+    const consoleAt = overrides.consoleListen ?? config.listen.console;
+    if (consoleAt !== undefined) {
+      const log = probe.log;
+      operatorListener = await startConsoleListener({
+        listen: consoleAt, tls: { ca: config.tls.ca, cert: config.tls.cert, key: config.tls.key }, log,
+        routes: (app) => operatorConsole(app, { zone: config.zone, policy, snapshot, actions, log }),
+      });
+      probe.log.info({ event: "console_listening", url: operatorListener.url }, `zone console (mTLS, identities with policy console: view or operate) at ${operatorListener.url}/console`);
+    }
     worker = startSyncWorker(config, { store, log: probe.log, notDurable, ...(overrides.holder ? { holder: overrides.holder } : {}), ...(reverse ? { reverse } : {}) });
     const running = worker;
     unobserve.push(observeLinks(metrics, () => running.status()));
@@ -98,43 +119,48 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
         certificates.set(watched(pems));
       },
     });
-    // The reverse listener presents the zone's server certificate: a rotated one serves new dials.
-    const listening = reverse;
-    if (listening) {
-      reverseTls = startTlsReloader({
-        name: "reverse-listener",
+    // The reverse listener and the console present the zone's server certificate: a rotated one serves new connections.
+    const listening = [reverse, operatorListener].filter((l) => l !== undefined);
+    if (listening.length > 0) {
+      serverTls = startTlsReloader({
+        name: "sync-server",
         paths: config.tls.paths,
         current: { ca: config.tls.ca, cert: config.tls.cert, key: config.tls.key },
         intervalMs: config.tls.reloadCheckMs,
         log: probe.log,
-        apply: (pems) => listening.reloadTls(pems),
+        apply: (pems) => {
+          for (const l of listening) l.reloadTls(pems);
+        },
       });
     }
   } catch (err) {
     for (const stop of unobserve) stop();
-    reverseTls?.close();
+    serverTls?.close();
+    await operatorListener?.close();
     await reverse?.close();
     durability?.close();
     await probe?.close();
     if (!overrides.store) await store.close();
     throw err;
   }
-  const started = { worker, probe, tls: tls!, durability: durability!, reverse };
+  const started = { worker, probe, tls: tls!, durability: durability!, reverse, operatorListener };
   return {
     worker,
     store,
     probeUrl: probe.url,
     reverseUrl: reverse?.url,
+    consoleUrl: operatorListener?.url,
     log: probe.log,
     metrics,
     reloadTls: async () => {
-      await reverseTls?.check("signal");
+      await serverTls?.check("signal");
       return started.tls.check("signal");
     },
     async stop() {
       started.tls.close();
-      reverseTls?.close();
+      serverTls?.close();
       started.durability.close();
+      await started.operatorListener?.close();
       await started.worker.stop();
       await started.reverse?.close();
       await started.probe.close();

@@ -2,7 +2,8 @@ export { startBoundaryServer, type BoundaryServer, type BoundaryServerOptions } 
 export { peerOf, peerIdentityKey, type PeerIdentity } from "./peer-identity.js";
 export { authorize } from "./authorize.js";
 export { onStopSignal } from "./signals.js";
-export { parseListen } from "./listen-address.js";
+export { parseListen, urlFor } from "./listen-address.js";
+export { startConsoleListener, viewerOf, type ConsoleListener, type ConsoleListenerOptions } from "./console-listener.js";
 export { startProbeServer, type ProbeServer, type ProbeServerOptions } from "./probe-server.js";
 export { metricsInterceptor, reasonLabel } from "./metrics-interceptor.js";
 export type { MetricsEndpoint, NotReady } from "./health.js";
@@ -11,3 +12,4 @@ export { startTlsReloader, type TlsReloader, type TlsReloaderOptions, type TlsPe
 export { onReloadSignal } from "./signals.js";
 export { reverseTargets, type ReverseServing } from "./reverse-serving.js";
 export { OVER_CAP_GRACE_MS } from "./connection-cap.js";
+export type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";

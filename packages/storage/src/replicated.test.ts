@@ -47,7 +47,7 @@ describe("a zone store at replicas 3 on a three-node cluster", () => {
 
   it("creates every stream and bucket at replicas 3", async () => {
     const jsm = await jetstream(store.connection, { domain: "plant-a" }).jetstreamManager();
-    for (const name of ["facts-operational", "facts-audit", "facts-documents", "bsfg-dedupe", "KV_bsfg-cursors", "KV_bsfg-consumers", "KV_bsfg-leases"]) {
+    for (const name of ["facts-operational", "facts-audit", "facts-documents", "bsfg-dedupe", "KV_bsfg-cursors", "KV_bsfg-consumers", "KV_bsfg-leases", "KV_bsfg-link-controls"]) {
       const info = await jsm.streams.info(name);
       expect({ name, replicas: info.config.num_replicas, peers: 1 + (info.cluster?.replicas?.length ?? 0) }).toEqual({ name, replicas: 3, peers: 3 });
     }

@@ -16,6 +16,7 @@ export const DEDUPE_STREAM = "bsfg-dedupe";
 export const CURSORS_BUCKET = "bsfg-cursors";
 export const CONSUMERS_BUCKET = "bsfg-consumers";
 export const LEASES_BUCKET = "bsfg-leases";
+export const LINK_CONTROLS_BUCKET = "bsfg-link-controls";
 
 /** What this zone's storage needs from JetStream, derived from configuration alone. */
 export function desiredStreams(cfg: StorageConfig): StreamConfig[] {

@@ -15,13 +15,14 @@ import { cursors, type Cursors } from "./cursors.js";
 import { dedupeIndex } from "./dedupe-index.js";
 import { publisher } from "./publisher.js";
 import { leases, type Leases } from "./leases.js";
+import { linkControls, type LinkControls } from "./link-controls.js";
 import { pageReaders } from "./page-readers.js";
 import { readFacts, type FactPage, type PageLimits } from "./read-facts.js";
 import { readRange } from "./read-range.js";
 import { factStreamName, factSubject } from "./routing.js";
 import { ApiCode, apiCode, substrateRejection } from "./substrate-errors.js";
 import type { Substrate } from "./substrate.js";
-import { configDiff, CONSUMERS_BUCKET, CURSORS_BUCKET, desiredStreams, ensureStream, LEASES_BUCKET, mismatch } from "./topology.js";
+import { configDiff, CONSUMERS_BUCKET, CURSORS_BUCKET, desiredStreams, ensureStream, LEASES_BUCKET, LINK_CONTROLS_BUCKET, mismatch } from "./topology.js";
 import { prepareBatch } from "./validate.js";
 import { summarizeQuarantine, type QuarantineSummary } from "./quarantine.js";
 import { admitArtifacts } from "./artifact-admission.js";
@@ -56,6 +57,8 @@ export interface ZoneStore {
   readonly artifacts: Artifacts;
   /** Leases (one holder per name), e.g. the sync worker's one active replica per peer link. */
   readonly leases: Leases;
+  /** Operators' pauses of peer links, obeyed by every sync replica. */
+  readonly linkControls: LinkControls;
   putObject(header: ObjectHeaderInput, content: AsyncIterable<Uint8Array>): Promise<ObjectRef>;
   statObject(bucket: string, key: string): Promise<ObjectRef | undefined>;
   getObject(bucket: string, key: string, offset?: number): Promise<ObjectReader>;
@@ -140,7 +143,7 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
   const js = jetstream(nc, { domain });
   const substrate: Substrate = { nc, js, jsm, apiPrefix: `$JS.${domain}.API`, publisher: publisher(nc, PUBLISH_TIMEOUT_MS) };
   const report: string[] = [];
-  const { cursorKv, registryKv, leaseKv, buckets } = await ensureTopology(cfg, js, jsm, report, nc.info?.version ?? "0.0.0");
+  const { cursorKv, registryKv, leaseKv, controlKv, buckets } = await ensureTopology(cfg, js, jsm, report, nc.info?.version ?? "0.0.0");
   const registry = consumerRegistry(registryKv);
   const cursorStore = cursors(cursorKv);
   for (const consumer of cfg.consumers) {
@@ -235,6 +238,7 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
     cursors: cursorStore,
     artifacts: objects,
     leases: leases(leaseKv, cfg.leaseTtl),
+    linkControls: linkControls(controlKv),
     putObject: (header, content) => objects.put(header, content),
     statObject: (bucket, key) => objects.stat(bucket, key),
     getObject: (bucket, key, offset) => objects.get(bucket, key, offset),
@@ -276,6 +280,7 @@ async function ensureTopology(cfg: StorageConfig, js: JetStreamClient, jsm: JetS
   const cursorKv = await kvBucket(CURSORS_BUCKET);
   const registryKv = await kvBucket(CONSUMERS_BUCKET);
   const leaseKv = await kvBucket(LEASES_BUCKET, cfg.leaseTtl);
+  const controlKv = await kvBucket(LINK_CONTROLS_BUCKET);
   const objm = new Objm(js);
   const buckets = new Map<string, ObjectStore>();
   for (const [name, bucket] of Object.entries(cfg.buckets)) {
@@ -285,7 +290,7 @@ async function ensureTopology(cfg: StorageConfig, js: JetStreamClient, jsm: JetS
     await verifyBacking(jsm, `OBJ_${name}`, { num_replicas: replicas, max_bytes: bucket.maxBytes },
       "set storage.reconcileTopology: true once to apply the configured maxBytes (or configure the bucket's current one); replicas need the bucket recreated");
   }
-  return { cursorKv, registryKv, leaseKv, buckets };
+  return { cursorKv, registryKv, leaseKv, controlKv, buckets };
 }
 
 /** How long start-up waits for a cluster that is not ready yet (placement, direct gets) before failing. */

@@ -72,7 +72,7 @@ describe("scrape-time sources", () => {
     expect(metricValue(samples, "bsfg_metrics_collect_errors_total", { source: "store" })).toBe(1);
   });
 
-  it("shows each link's lag, its state as one of five, and its totals as counters", async () => {
+  it("shows each link's lag, its state as one of six, and its totals as counters", async () => {
     const metrics = createMetrics({ zone: "idmz", service: "s", processMetrics: false });
     let status = { link: "plant-a/ops", state: "active", lagFacts: 3, lagSeconds: 0.25, appended: 10, duplicates: 2, conflicts: 1, artifactsCopied: 4 };
     observeLinks(metrics, () => [status]);
@@ -81,7 +81,7 @@ describe("scrape-time sources", () => {
     expect(metricValue(samples, "bsfg_replication_lag_seconds", { link: "plant-a/ops" })).toBe(0.25);
     expect(metricValue(samples, "bsfg_link_state", { link: "plant-a/ops", state: "active" })).toBe(1);
     expect(metricValue(samples, "bsfg_link_state", { link: "plant-a/ops" })).toBe(1);
-    expect(samples.filter((s) => s.name === "bsfg_link_state")).toHaveLength(5);
+    expect(samples.filter((s) => s.name === "bsfg_link_state")).toHaveLength(6);
     expect(metricValue(samples, "bsfg_replication_facts_total", { link: "plant-a/ops", result: "conflicting_duplicate" })).toBe(1);
     status = { ...status, state: "backing_off", appended: 15 };
     samples = await scrape(metrics);
@@ -89,6 +89,10 @@ describe("scrape-time sources", () => {
     expect(metricValue(samples, "bsfg_link_state", { state: "active" })).toBe(0);
     expect(metricValue(samples, "bsfg_replication_facts_total", { result: "appended" })).toBe(15);
     expect(metricValue(samples, "bsfg_replication_artifacts_copied_total")).toBe(4);
+    status = { ...status, state: "paused" };
+    samples = await scrape(metrics);
+    expect(metricValue(samples, "bsfg_link_state", { state: "paused" })).toBe(1);
+    expect(metricValue(samples, "bsfg_link_state", { state: "backing_off" })).toBe(0);
   });
 
   it("shows the seconds until each certificate expires, by the earliest notAfter of its PEM", async () => {

@@ -44,7 +44,7 @@ export const TLS_FAILURE_CODES = [
 ] as const;
 
 /** A sync link's states, as `LinkStatus.state` spells them. */
-export const LINK_STATES = ["starting", "active", "standby", "backing_off", "stopped"] as const;
+export const LINK_STATES = ["starting", "active", "standby", "backing_off", "paused", "stopped"] as const;
 
 /** How long one collector may take before a scrape goes on without it. */
 const COLLECT_TIMEOUT_MS = 3_000;
@@ -92,6 +92,8 @@ export interface BsfgMetrics {
   readonly quarantineAlertAfter: Gauge;
   /** Quarantine events: facts parked by a link (since its worker started), released and dropped by operators. */
   readonly quarantineEvents: Counter<"link" | "action">;
+  /** Operators' pauses and resumes of peer links (console), by link. */
+  readonly linkControls: Counter<"link" | "action">;
   /** Collectors that failed or timed out during a scrape. */
   readonly collectErrors: Counter<"source">;
   /** Outbound-only zone: dials to a peer's reverse listener, by outcome (connected, failed). */
@@ -144,13 +146,14 @@ export function createMetrics(opts: MetricsOptions): BsfgMetrics {
     certificateExpiry: new Gauge({ name: "bsfg_certificate_expiry_seconds", help: "Seconds until a configured certificate expires (the earliest notAfter of its PEM; negative once expired)", labelNames: ["certificate"] as const, registers }),
     linkLagFacts: new Gauge({ name: "bsfg_replication_lag_facts", help: "A peer link's backlog: the peer stream's last offset minus the consumer's cursor, as last seen", labelNames: ["link"] as const, registers }),
     linkLagSeconds: new Gauge({ name: "bsfg_replication_lag_seconds", help: "Age of the oldest fact of a peer link not yet confirmed; while the link fails, at least the time since it was last known caught up", labelNames: ["link"] as const, registers }),
-    linkState: new Gauge({ name: "bsfg_link_state", help: "A peer link's state: 1 for the current one (starting, active, standby, backing_off, stopped)", labelNames: ["link", "state"] as const, registers }),
+    linkState: new Gauge({ name: "bsfg_link_state", help: "A peer link's state: 1 for the current one (starting, active, standby, backing_off, paused, stopped)", labelNames: ["link", "state"] as const, registers }),
     replicationFacts: new Counter({ name: "bsfg_replication_facts_total", help: "Facts a peer link brought into this zone, by result (appended, duplicate, conflicting_duplicate), since its worker started", labelNames: ["link", "result"] as const, registers }),
     linkFenced: new Counter({ name: "bsfg_replication_fenced_total", help: "Pages a peer link's replica could not ship because another replica moved the link's position first (it then gave the link up)", labelNames: ["link"] as const, registers }),
     artifactsCopied: new Counter({ name: "bsfg_replication_artifacts_copied_total", help: "Artifacts a peer link copied into this zone since its worker started", labelNames: ["link"] as const, registers }),
     quarantinedFacts: new Gauge({ name: "bsfg_quarantined_facts", help: "Relayed facts in the zone's quarantine waiting for an operator (parked or being released), by link and reason", labelNames: ["link", "reason"] as const, registers }),
     quarantineOldest: new Gauge({ name: "bsfg_quarantine_oldest_seconds", help: "Age of a link's oldest quarantined fact still waiting for an operator", labelNames: ["link"] as const, registers }),
     quarantineAlertAfter: new Gauge({ name: "bsfg_quarantine_alert_after_seconds", help: "storage.quarantine.alertAfter: BsfgQuarantineNotEmpty fires once a waiting entry is older", registers }),
+    linkControls: new Counter({ name: "bsfg_link_controls_total", help: "Operators' link controls by action (paused, resumed), since this service started", labelNames: ["link", "action"] as const, registers }),
     quarantineEvents: new Counter({ name: "bsfg_quarantine_events_total", help: "Quarantine events by action: parked (by a link, since its worker started), released, dropped (by operators, since this service started)", labelNames: ["link", "action"] as const, registers }),
     collectErrors,
     reverseDials: new Counter({ name: "bsfg_reverse_dials_total", help: "Dials of an outbound-only zone to a peer's reverse listener, by outcome (connected, failed)", labelNames: ["peer", "outcome"] as const, registers }),

@@ -68,9 +68,9 @@ describe("deploy/prometheus: alert rules", () => {
     expect(check.output).toMatch(/parse error|unclosed|unexpected/i);
   });
 
-  it("cover the thresholds of the brief: lag, backlog, fill, stalled confirmations, TLS failures, certificate expiry; and a waiting quarantine", () => {
+  it("cover the thresholds of the brief: lag, backlog, fill, stalled confirmations, TLS failures, certificate expiry; a waiting quarantine and a forgotten pause", () => {
     const rules = readFileSync(rulesFile, "utf8");
-    for (const alert of ["BsfgReplicationLagHigh", "BsfgBacklogHigh", "BsfgStoreFillHigh", "BsfgConfirmationsStalled", "BsfgTlsFailure", "BsfgCertificateExpiringSoon", "BsfgQuarantineNotEmpty"]) {
+    for (const alert of ["BsfgReplicationLagHigh", "BsfgBacklogHigh", "BsfgStoreFillHigh", "BsfgConfirmationsStalled", "BsfgTlsFailure", "BsfgCertificateExpiringSoon", "BsfgQuarantineNotEmpty", "BsfgLinkPaused"]) {
       expect(rules).toContain(`alert: ${alert}`);
     }
     expect(rules).toContain("(bsfg_replication_lag_seconds) > 1");
