@@ -67,6 +67,12 @@ describe("the zone console, in a browser", () => {
   it("shows the zone, its streams and each link it pulls, moving", async () => {
     await until(async () => (await page.locator("#zone").textContent()) === "idmz" && (await row().count()) === 1, "the IDMZ console listing the link from PlantA");
     await until(async () => (await column(1)) === "active", "the link active");
+    // Which replica pulls it: the holder of its lease.
+    const holders = estate.zones.idmz!.syncs.map((r) => r.holder);
+    await until(async () => {
+      const text = await column(0);
+      return holders.some((h) => text === `${LINK}held by ${h}`);
+    }, "the replica holding the link named");
     expect(await page.locator("#streams tbody tr").count()).toBe(3);
     expect(await page.locator("#facts").textContent()).toMatch(/certificate valid \d+ more days/);
     await page.screenshot({ path: join(SHOTS, "1-idle.png"), fullPage: true });
@@ -182,7 +188,7 @@ describe("the zone console, in a browser", () => {
       await until(async () => (await state(viewer)) === "active", "the link on the viewer's page");
       expect(await viewer.locator("#viewer").textContent()).toBe("signed in as plant-viewer · read-only");
       // The dark scheme follows the system setting.
-      expect(await viewer.evaluate(() => getComputedStyle(document.body).backgroundColor)).toBe("rgb(13, 17, 23)");
+      expect(await viewer.evaluate("getComputedStyle(document.body).backgroundColor")).toBe("rgb(13, 17, 23)");
       expect(await viewer.locator("main button").count()).toBe(0);
       expect(await viewer.locator("th.operate").first().isHidden()).toBe(true);
       // The endpoint the buttons would call, called as the page would.
@@ -204,6 +210,8 @@ describe("the zone console, in a browser", () => {
       await confirm(operator, "PlantA MES upgrade");
       await until(async () => (await state(operator)).startsWith("paused by estate-operator") && (await state(operator)).endsWith("PlantA MES upgrade"), "the link paused on the page, by whom and why");
       await operator.screenshot({ path: join(SHOTS, "7-paused.png"), fullPage: true });
+      // Nobody holds a paused link.
+      await until(async () => (await linkRow(operator).locator("td").first().textContent()) === LINK, "no replica named as holding the paused link");
       expect((await auditFacts("link_paused")).map((f) => [f.message!.envelope!.labels.operator, JSON.parse(f.message!.fact!.objectJson)])).toEqual([
         ["estate-operator", { link: LINK, note: "PlantA MES upgrade", by: "estate-operator" }],
       ]);

@@ -43,6 +43,7 @@ describe("the console's snapshot", () => {
     fillPercent: async () => 12.5, highWater: async () => 100,
     consumers: [{ name: "enterprise-from-idmz-operational", stream: "operational" }], cursor: async () => 60,
     links: () => [link({ cursor: 40, highWater: 100, lagFacts: 60 })],
+    leaseHolder: async () => "idmz-sync-1:7:a1b2c3",
     storedAfter: async (_stream, offset) => (offset === 60 ? 400 : undefined),
     quarantine: async () => [1, 2].map((id) => ({ id, link: "plant-a/x", reason: "artifact_missing", messageId: `m-${id}`, peerOffset: 10 + id, state: "parked", quarantinedAtMs: id * 100 })),
     ...over,
@@ -53,7 +54,7 @@ describe("the console's snapshot", () => {
     // The oldest unconfirmed fact is the one after the consumer's cursor (60), stored at 400 ms: 0.6 s before 1 s.
     expect(s.streams).toEqual([{ name: "operational", fillPercent: 12.5, rejectAtPercent: 80, maxBytes: 2 ** 30, maxAgeDays: 30, highWater: 100, oldestUnconfirmedSeconds: 1 }]);
     expect(s.consumers).toEqual([{ name: "enterprise-from-idmz-operational", stream: "operational", cursor: 60, highWater: 100, behind: 40 }]);
-    expect(s.links.map((l) => [l.link, l.lagFacts, l.sinceProgressSeconds])).toEqual([["plant-a/idmz-from-plant-a-operational", 60, 0]]);
+    expect(s.links.map((l) => [l.link, l.lagFacts, l.sinceProgressSeconds, l.holder])).toEqual([["plant-a/idmz-from-plant-a-operational", 60, 0, "idmz-sync-1:7:a1b2c3"]]);
     expect(s.quarantine.counts).toEqual([{ link: "plant-a/x", reason: "artifact_missing", count: 2 }]);
     expect(s.quarantine.entries.map((q) => [q.id, q.ageSeconds])).toEqual([[2, 1], [1, 1]]);
     expect([s.certificate, s.problems]).toEqual([undefined, []]);

@@ -25,7 +25,7 @@ export function consolePage(zone: string): string {
 <main>
   <section aria-labelledby="links-title"><h2 id="links-title">Peer links</h2>
     <table id="links"><caption>Each link this zone pulls from a peer: is it moving, how far behind, what failed last.</caption>
-      <thead><tr><th scope="col">Link</th><th scope="col">State</th><th scope="col">Peer cursor / high water</th><th scope="col">Lag</th><th scope="col">Facts/s (15 min)</th><th scope="col">Crossing p50 / p99 (5 min)</th><th scope="col">No progress for</th><th scope="col">Last error</th><th scope="col" class="operate" hidden>Actions</th></tr></thead><tbody></tbody></table></section>
+      <thead><tr><th scope="col">Link (replica holding it)</th><th scope="col">State</th><th scope="col">Peer cursor / high water</th><th scope="col">Lag</th><th scope="col">Facts/s (15 min)</th><th scope="col">Crossing p50 / p99 (5 min)</th><th scope="col">No progress for</th><th scope="col">Last error</th><th scope="col" class="operate" hidden>Actions</th></tr></thead><tbody></tbody></table></section>
   <section aria-labelledby="streams-title"><h2 id="streams-title">Streams</h2>
     <table id="streams"><caption>Fill against the backpressure threshold (appends are refused from it on), capacity and retention.</caption>
       <thead><tr><th scope="col">Stream</th><th scope="col">Fill</th><th scope="col">Last offset</th><th scope="col">Oldest unconfirmed</th><th scope="col">Capacity</th><th scope="col">Retention</th></tr></thead><tbody></tbody></table></section>
@@ -74,6 +74,7 @@ td.num { font-variant-numeric: tabular-nums; white-space: nowrap; }
 meter { width: 8rem; vertical-align: middle; }
 svg { vertical-align: middle; } svg polyline { fill: none; stroke: var(--bar); stroke-width: 1.5; }
 .empty { color: var(--muted); font-style: italic; }
+small.holder { display: block; color: var(--muted); }
 #viewer { color: var(--muted); margin: .2rem 0 0; } #action-result { margin: .4rem 0 0; min-height: 1.4em; }
 button { font: inherit; padding: .15rem .6rem; border: 1px solid var(--line); border-radius: 4px; background: transparent; color: var(--fg); cursor: pointer; margin-right: .3rem; }
 button.danger { color: var(--bad); border-color: var(--bad); } button.primary { background: var(--bar); border-color: var(--bar); color: var(--bg); }
@@ -156,7 +157,11 @@ function render(s) {
     const stalled = l.sinceProgressSeconds >= 30;
     const state = cell(l.state.replace("_", " "), "state-" + l.state);
     if (l.paused) { const by = document.createElement("small"); by.textContent = " by " + l.paused.by + ", " + ago(l.paused.at, s.takenAt) + (l.paused.note ? ": " + l.paused.note : ""); state.append(by); }
-    const row = [cell(l.link), state, cell(l.cursor + " / " + l.highWater, "num"),
+    const name = cell(l.link);
+    const held = document.createElement("small"); held.className = "holder";
+    held.textContent = l.holder ? "held by " + l.holder : l.paused ? "" : "no replica holds it";
+    name.append(held);
+    const row = [name, state, cell(l.cursor + " / " + l.highWater, "num"),
       // A paused link fetches nothing, so it does not learn how much waits in the peer zone.
       l.paused ? cell("unknown while paused", "warn") : cell(l.lagFacts === 0 ? "0 facts" : l.lagFacts + " facts · " + seconds(Math.round(l.lagSeconds)), "num" + (l.lagFacts > 0 ? " warn" : "")),
       spark(l.ratePerSecond, l.link),

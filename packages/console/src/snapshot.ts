@@ -34,6 +34,8 @@ export interface ConsoleSource {
   readonly consumers: ReadonlyArray<{ readonly name: string; readonly stream: string }>;
   cursor(consumer: string): Promise<number>;
   links(): readonly ConsoleLink[];
+  /** Which sync replica holds a link's lease now (the one pulling it), if any. */
+  leaseHolder(link: string): Promise<string | undefined>;
   /** When the first fact after `offset` in `stream` was stored (ms since the epoch), or undefined if there is none. */
   storedAfter(stream: string, offset: number): Promise<number | undefined>;
   /** The facts set aside and waiting for an operator. */
@@ -81,6 +83,8 @@ export interface ConsoleSnapshot {
     readonly oldestUnconfirmedSeconds: number;
   }>;
   readonly links: ReadonlyArray<ConsoleLink & {
+    /** The sync replica holding the link's lease (host:pid:suffix), if any: the one pulling it. */
+    readonly holder: string | undefined;
     /** Seconds since the link's position last moved (0 while it moves or has nothing to move). */
     readonly sinceProgressSeconds: number;
     /** Facts appended per second, one point per sample, oldest first (the last 15 minutes). */
@@ -151,6 +155,7 @@ export async function takeSnapshot(source: ConsoleSource, rates: LinkRates, now 
   }));
   const links = source.links();
   rates.sample(links, now);
+  const holders = await Promise.all(links.map((l) => attempt(`link ${l.link}`, () => source.leaseHolder(l.link), undefined)));
   const quarantined = await attempt("quarantine", () => source.quarantine(), []);
   const counts = new Map<string, { link: string; reason: string; count: number }>();
   for (const q of quarantined) {
@@ -164,8 +169,9 @@ export async function takeSnapshot(source: ConsoleSource, rates: LinkRates, now 
     uptimeSeconds: Math.round((now - processStarted) / 1_000),
     certificate: certificateExpiry(source.certificatePem, now),
     streams,
-    links: links.map((l) => ({
+    links: links.map((l, i) => ({
       ...l,
+      holder: holders[i],
       lastError: currentError(l, rates.lastProgressAt(l.link)),
       sinceProgressSeconds: rates.sinceProgressSeconds(l.link, now),
       ratePerSecond: rates.series(l.link),

@@ -34,6 +34,7 @@ export function consoleSnapshots(config: ZoneConfig, store: ZoneStore, links: ()
     consumers: storage.consumers.map((c) => ({ name: c.name, stream: c.stream })),
     cursor: (name: string) => store.cursor(name),
     links,
+    leaseHolder: (link: string) => store.leases.holder(link),
     async storedAfter(stream: string, offset: number) {
       const page = await store.read({ stream, skipOrigins: [] }, offset, { limit: 1 });
       const first = page.facts[0];
