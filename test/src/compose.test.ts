@@ -8,6 +8,7 @@
  * the trace pipeline.
  */
 import { execFile, spawnSync } from "node:child_process";
+import { BlockList, isIP } from "node:net";
 import { X509Certificate } from "node:crypto";
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -247,6 +248,36 @@ describe("the BSFG services and their zone configurations", () => {
       }
     }
     expect(dials).toBe(2); // plant-a-egress and plant-a-ledger → idmz-sync
+  });
+
+  it("probe ports answer the observability network, their own container and the gateways of published ports — not the boundary network's peers", () => {
+    const subnets = Object.fromEntries(Object.entries(compose.networks ?? {}).map(([name, network]) => {
+      const config = (network as { ipam?: { config?: Array<{ subnet?: string; gateway?: string }> } }).ipam?.config?.[0];
+      expect(config?.subnet, `network ${name} has a pinned subnet`).toMatch(/^\d+\.\d+\.\d+\.0\/24$/);
+      return [name, { subnet: config!.subnet!, gateway: config!.gateway! }];
+    }));
+    const inBoundary = (host: number) => subnets.boundary!.subnet.replace(/0\/24$/, String(host));
+    const inObservability = (host: number) => subnets.observability!.subnet.replace(/0\/24$/, String(host));
+    for (const s of bsfg) {
+      const allowFrom = (s.config.health as Record<string, unknown>).allowFrom as string[] | undefined;
+      expect(allowFrom, `${s.name}: health.allowFrom`).toBeDefined();
+      const allowed = new BlockList();
+      for (const entry of allowFrom!) {
+        const [address, prefix] = entry.split("/") as [string, string | undefined];
+        if (prefix === undefined) allowed.addAddress(address, isIP(address) === 6 ? "ipv6" : "ipv4");
+        else allowed.addSubnet(address, Number(prefix), isIP(address) === 6 ? "ipv6" : "ipv4");
+      }
+      const may = (address: string) => allowed.check(address, "ipv4");
+      // Its HEALTHCHECK (127.0.0.1), Prometheus anywhere on the observability network, and every gateway.
+      expect(may("127.0.0.1"), s.name).toBe(true);
+      for (const host of [2, 100, 254]) expect(may(inObservability(host)), `${s.name}: ${inObservability(host)}`).toBe(true);
+      for (const { gateway } of Object.values(subnets)) expect(may(gateway), `${s.name}: gateway ${gateway}`).toBe(true);
+      // Peer zones' containers on the boundary network, and every other zone network's containers, are refused.
+      for (const host of [2, 3, 100, 254]) expect(may(inBoundary(host)), `${s.name}: ${inBoundary(host)}`).toBe(false);
+      for (const zone of zones) expect(may(subnets[zone]!.subnet.replace(/0\/24$/, "7")), `${s.name}: a container of ${zone}`).toBe(false);
+    }
+    // Prometheus scrapes from the observability network.
+    expect(networksOf(services.prometheus!)).toEqual(["observability"]);
   });
 
   it("the boundary network holds BSFG endpoints only; each zone network holds only that zone's containers", () => {

@@ -32,6 +32,35 @@ export const containerPorts = {
   nats: 4222,
 } as const;
 
+/**
+ * The compose networks' subnets, pinned in docker-compose.yml (networks.<name>.ipam) so the zone
+ * configurations can name them: a probe port listens on every network of its container —
+ * `boundary` included, which peer zones' containers share — and answers only
+ * `probeAllowFrom`.
+ */
+export const composeSubnets = {
+  enterprise: "172.29.10.0/24",
+  idmz: "172.29.11.0/24",
+  "plant-a": "172.29.12.0/24",
+  boundary: "172.29.13.0/24",
+  observability: "172.29.14.0/24",
+} as const;
+
+/** A subnet's gateway: the host's address on that bridge network. */
+export const gatewayOf = (subnet: string): string => subnet.replace(/\.0\/24$/, ".1");
+
+/**
+ * Who may read a probe port in the compose estate (health.allowFrom): the container itself
+ * (its HEALTHCHECK), the observability network (Prometheus), and each network's gateway, the
+ * address a port published on the host's 127.0.0.1 arrives from (docker-proxy, or NAT). Not
+ * the boundary network's containers: peer zones.
+ */
+export const probeAllowFrom: readonly string[] = [
+  "127.0.0.1",
+  composeSubnets.observability,
+  ...Object.entries(composeSubnets).filter(([name]) => name !== "observability").map(([, subnet]) => gatewayOf(subnet)),
+];
+
 /** Zones whose JetStream is a three-node cluster, with replicas 3 for every stream and bucket. */
 export const clusteredZones: readonly string[] = ["enterprise"];
 
@@ -65,6 +94,7 @@ function endpoints(topology: EstateTopology, zone: string): ZoneEndpoints {
     health: {
       zone: everywhere(health.zone), ingest: everywhere(health.ingest), egress: everywhere(health.egress),
       ledger: everywhere(health.ledger), sync: everywhere(health.sync),
+      allowFrom: probeAllowFrom,
     },
   };
 }

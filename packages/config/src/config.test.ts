@@ -141,6 +141,12 @@ describe("policy", () => {
     expect(() => parseZoneConfig({ ...valid, policy: { ...valid.policy, "plant-viewer": { console: "admin" } } }, { baseDir: "/pki", readFile })).toThrow(/policy\.plant-viewer\.console/);
   });
 
+  it("takes addresses and CIDR ranges in health.allowFrom, and names an entry that is neither", () => {
+    const parse = (allowFrom: string[]) => parseZoneConfig({ ...valid, health: { allowFrom } }, { baseDir: "/pki", readFile });
+    expect(parse(["127.0.0.0/8", "172.29.14.1", "fd00::/8"]).health.allowFrom).toEqual(["127.0.0.0/8", "172.29.14.1", "fd00::/8"]);
+    for (const wrong of ["observability", "10.0.0.0/33", "10.0.0.0/8/1", "10.0.0.256"]) expect(() => parse([wrong]), wrong).toThrow(/health\.allowFrom\.0: write an address or a CIDR range/);
+  });
+
   it("uses the first certificate name the policy knows (CN, then SANs)", () => {
     expect(policy.identityOf(["unknown-cn", "mes-producer"])).toBe("mes-producer");
     expect(policy.mayAppend(["unknown-cn", "mes-producer"], "plant-a", "enterprise")).toEqual({ allowed: true, identity: "mes-producer" });

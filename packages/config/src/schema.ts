@@ -1,8 +1,16 @@
+import { isIP } from "node:net";
 import { z } from "zod";
 import { durationMs as duration, zoneName } from "@bsfg/storage";
 
 const listen = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'write an address as "host:port", e.g. "0.0.0.0:8443" or "[::]:8443"');
 const zoneOrAny = z.union([zoneName, z.literal("*")]);
+
+function isAddressOrRange(text: string): boolean {
+  const [address, prefix, ...rest] = text.split("/");
+  const family = isIP(address ?? "");
+  if (family === 0 || rest.length > 0) return false;
+  return prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
+}
 
 /** What one certificate identity may do in this zone. Everything not listed is denied. */
 export const identityPolicySchema = z.object({
@@ -162,6 +170,11 @@ export const zoneConfigSchema = z.object({
     egress: listen.optional(),
     ledger: listen.optional(),
     sync: listen.optional(),
+    /**
+     * Addresses and CIDR ranges that may read the probe ports (e.g. ["127.0.0.0/8", "10.20.0.0/24"]);
+     * others are answered 403 / probe_not_allowed. Absent: whoever reaches a port.
+     */
+    allowFrom: z.array(z.string().refine(isAddressOrRange, 'write an address or a CIDR range, e.g. "127.0.0.1" or "172.29.14.0/24"')).min(1).optional(),
   }).strict().default({}),
   fetch: z.object({
     /** The most facts one FetchFacts returns, whatever the caller asks. */

@@ -43,7 +43,10 @@ export interface ZoneConfig {
     readonly reloadCheckMs: number;
   };
   readonly listen: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string; readonly reverse?: string | undefined; readonly console?: string | undefined };
-  readonly health: { readonly zone?: string | undefined; readonly ingest?: string | undefined; readonly egress?: string | undefined; readonly ledger?: string | undefined; readonly sync?: string | undefined };
+  readonly health: {
+    readonly zone?: string | undefined; readonly ingest?: string | undefined; readonly egress?: string | undefined; readonly ledger?: string | undefined; readonly sync?: string | undefined;
+    readonly allowFrom?: readonly string[] | undefined;
+  };
   readonly fetch: { readonly maxLimit: number; readonly maxBytes: number; readonly maxWait: number };
   readonly connections: { readonly perIdentity: number };
   readonly policy: Readonly<Record<string, IdentityPolicy>>;

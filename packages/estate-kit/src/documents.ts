@@ -11,7 +11,8 @@ export interface ZoneEndpoints {
   readonly natsMonitor: string | readonly string[];
   /** `reverse`: the sync worker's reverse listener, needed where an outbound-only peer dials in; `console`: its mTLS console. */
   readonly listen: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string; readonly reverse?: string; readonly console?: string };
-  readonly health: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string; readonly sync: string };
+  /** `allowFrom`: who may read the probe ports (health.allowFrom); absent, whoever reaches them. */
+  readonly health: { readonly zone: string; readonly ingest: string; readonly egress: string; readonly ledger: string; readonly sync: string; readonly allowFrom?: readonly string[] };
 }
 
 export interface DocumentOptions {

@@ -71,6 +71,8 @@ export const Reason = {
   QuarantineCauseHolds: "quarantine_cause_holds",
   /** permission_denied: the caller's identity may not use this operator verb. */
   OperatorNotAllowed: "operator_not_allowed",
+  /** permission_denied: a probe port refused an address outside health.allowFrom. */
+  ProbeNotAllowed: "probe_not_allowed",
   /** not_found: the console was asked to pause or resume a link this zone does not have. */
   UnknownLink: "unknown_link",
   // data_loss

@@ -16,6 +16,7 @@ import { malformedRequestGate } from "./malformed-request.js";
 import { authorizeFirst } from "./authorize-first.js";
 import { connectionCap, connectionKey } from "./connection-cap.js";
 import { parseListen, urlFor } from "./listen-address.js";
+import { probeAccess } from "./probe-access.js";
 import { identityOfSocket, peerIdentityKey } from "./peer-identity.js";
 import { peerVerbsOnly, type ReverseServing } from "./reverse-serving.js";
 import type { TlsPems } from "./tls-reload.js";
@@ -180,6 +181,8 @@ export async function startBoundaryServer(opts: BoundaryServerOptions): Promise<
   let reverse: ReverseDialer | undefined;
   if (opts.healthListen) {
     health = Fastify({ logger: false });
+    const access = probeAccess(config.health.allowFrom, log);
+    if (access) health.addHook("onRequest", access);
     // /metrics only here: the mTLS port answers identities of the policy, and scrapers have none.
     await health.register(healthRoutes(notReady, metrics));
     // Outbound-only: each dialed connection's state, for operators and probes (no error text beyond the dial's own).

@@ -3,6 +3,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { ZoneConfig } from "@bsfg/config";
 import { healthRoutes, type MetricsEndpoint, type NotReady } from "./health.js";
 import { parseListen, urlFor } from "./listen-address.js";
+import { probeAccess } from "./probe-access.js";
 
 export interface ProbeServerOptions {
   /** Deployable name for logs, e.g. "bsfg-sync". */
@@ -30,6 +31,8 @@ export interface ProbeServer {
 export async function startProbeServer(opts: ProbeServerOptions): Promise<ProbeServer> {
   const logger = { level: opts.config.logLevel, base: { service: opts.name, zone: opts.config.zone }, ...(opts.logStream ? { stream: opts.logStream } : {}) };
   const app = Fastify({ logger, logController: new LogController({ disableRequestLogging: true }) });
+  const access = probeAccess(opts.config.health.allowFrom, app.log);
+  if (access) app.addHook("onRequest", access);
   await app.register(healthRoutes(opts.notReady, opts.metrics));
   opts.routes?.(app);
   let url: string | undefined;
