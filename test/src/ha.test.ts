@@ -1,4 +1,6 @@
+import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
+import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -215,6 +217,8 @@ describe("a highly available zone: three JetStream voters, two replicas of every
   it("loses no acknowledged fact when the stream leader's node is killed (SIGKILL) during appends and replication", async () => {
     estate = await startHaEstate(dir);
     const ha = estate.ha!;
+    // The cluster is the zone's alone, as a single server is: every node asks clients for TLS and the zone's login.
+    for (const node of ha.cluster.nodes) expect(await serverInfo(node.port), node.name).toMatchObject({ auth_required: true, tls_required: true });
     const attempts = new AttemptLog();
     const intos = producersInto(estate, attempts);
     const outOf = producerOutOf(estate, "plant");
@@ -341,3 +345,15 @@ describe("a highly available zone: three JetStream voters, two replicas of every
     expect(totals.reduce((sum, l) => sum + l.conflicts, 0)).toBe(0);
   }, 150_000);
 });
+
+/** The INFO a nats-server greets a client with: what it demands before anything else. */
+async function serverInfo(port: number): Promise<Record<string, unknown>> {
+  const socket = createConnection({ host: "127.0.0.1", port });
+  try {
+    const [line] = (await once(socket, "data")) as [Buffer];
+    // "INFO {…} \r\n"
+    return JSON.parse(/^INFO (\{.*\})\s*$/.exec(line.toString("utf8"))![1]!) as Record<string, unknown>;
+  } finally {
+    socket.destroy();
+  }
+}

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -19,6 +20,8 @@ import { childDeployable, type ChildDeployable } from "./processes.js";
  * its own.
  */
 
+/** The certificate every zone's nats-server presents (localhost, 127.0.0.1), from the estate's CA. */
+const NATS_SERVER_IDENTITY = "bsfg-nats";
 const APPS = fileURLToPath(new URL("../../../apps/", import.meta.url));
 export const SERVICE_ROLES = ["ingest", "egress", "ledger"] as const;
 export type ServiceRole = (typeof SERVICE_ROLES)[number];
@@ -63,7 +66,17 @@ export interface CampaignEstateOptions {
 
 export async function startCampaignEstate(opts: CampaignEstateOptions): Promise<CampaignEstate> {
   const topology = campaignTopology;
-  const pki = await ensureDevPki(join(opts.dir, "pki"), { identities: estateIdentities(topology) });
+  const pki = await ensureDevPki(join(opts.dir, "pki"), { identities: [...estateIdentities(topology), { identity: NATS_SERVER_IDENTITY, usage: "server" }] });
+  // Every zone's nats-server takes only TLS clients that log in as the zone's user, as the generated estates run.
+  const natsServerCert = pki.files[NATS_SERVER_IDENTITY]!;
+  const natsTls = { certPem: readFileSync(natsServerCert.cert, "utf8"), keyPem: readFileSync(natsServerCert.key, "utf8"), caPem: readFileSync(pki.caCert, "utf8") };
+  const natsLogins = new Map<string, { user: string; password: string; passwordFile: string }>();
+  const natsLogin = async (zone: string) => {
+    const login = { user: `bsfg-${zone}`, password: randomBytes(18).toString("base64url"), passwordFile: join(opts.dir, `${zone}.nats-password`) };
+    await writeFile(login.passwordFile, `${login.password}\n`, { mode: 0o600 });
+    natsLogins.set(zone, login);
+    return { auth: { user: login.user, password: login.password }, tls: natsTls };
+  };
   const nats: Record<string, CampaignSubstrate> = {};
   const endpoints: Record<string, ZoneEndpoints> = {};
   const ports: Record<string, Record<ServiceRole | "syncs", number[]>> = {};
@@ -73,8 +86,8 @@ export async function startCampaignEstate(opts: CampaignEstateOptions): Promise<
   for (const zone of topology.zones) {
     // JetStream reserves each stream's max_bytes from the file store limit, on every node holding it.
     const substrate: CampaignSubstrate = zone === opts.haZone
-      ? { kind: "cluster", cluster: await startNatsCluster({ domain: zone, nodes: 3, maxFileStore: "8GB", syncInterval: "always" }) }
-      : { kind: "server", server: await startNatsServer({ domain: zone, maxFileStore: "8GB", syncInterval: "always" }) };
+      ? { kind: "cluster", cluster: await startNatsCluster({ domain: zone, nodes: 3, maxFileStore: "8GB", syncInterval: "always", ...await natsLogin(zone) }) }
+      : { kind: "server", server: await startNatsServer({ domain: zone, maxFileStore: "8GB", syncInterval: "always", ...await natsLogin(zone) }) };
     nats[zone] = substrate;
     disposers.push(() => (substrate.kind === "cluster" ? substrate.cluster.dispose() : substrate.server.dispose()));
     const listen = { ingest: await freePort(), egress: await freePort(), ledger: await freePort() };
@@ -105,6 +118,10 @@ export async function startCampaignEstate(opts: CampaignEstateOptions): Promise<
     peerUrl: (receiver, sender) => ({ egress: proxyUrl(receiver, sender, "egress"), ledger: proxyUrl(receiver, sender, "ledger") }),
     pki: { caCert: pki.caCert, files: pki.files },
     natsSync: "always",
+    natsLogin: (zone) => {
+      const login = natsLogins.get(zone)!;
+      return { user: login.user, passwordFile: login.passwordFile, ca: pki.caCert };
+    },
     storage: {
       streams: { operational: { maxBytes: opts.operationalBytes }, audit: { maxBytes: "64MiB" }, documents: { maxBytes: "512MiB" } },
       quarantine: { maxBytes: "64MiB" },

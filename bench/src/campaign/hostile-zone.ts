@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -101,7 +102,7 @@ function zoneDocument(nats: NatsServerHandle, listen: Record<Role, number>, heal
   const at = (port: number) => `127.0.0.1:${port}`;
   return {
     zone: ZONE,
-    nats: { servers: [nats.url], monitor: [nats.monitorUrl] },
+    nats: { servers: [nats.url], monitor: [nats.monitorUrl], auth: { user: `bsfg-${ZONE}`, passwordFile: "nats.password" }, tls: { ca: "ca.crt" } },
     storage: {
       zones: ["idmz", "enterprise"],
       streams: { operational: { maxBytes: "512MiB" }, audit: { maxBytes: "64MiB" }, documents: { maxBytes: "64MiB" } },
@@ -132,7 +133,10 @@ function zoneDocument(nats: NatsServerHandle, listen: Record<Role, number>, heal
 export async function startHostileZone(log: (line: string) => void): Promise<HostileZone> {
   const dir = await mkdtemp(join(tmpdir(), "bsfg-hostile-"));
   const pki = await createPki();
-  const nats = await startNatsServer({ domain: ZONE });
+  // The zone's nats-server takes only TLS clients that log in as the zone's user, as the generated estates run.
+  const natsCert = await issueCertificate(pki.ca, { identity: "bsfg-nats", usage: "server" });
+  const natsLogin = { user: `bsfg-${ZONE}`, password: randomBytes(18).toString("base64url") };
+  const nats = await startNatsServer({ domain: ZONE, auth: natsLogin, tls: { certPem: natsCert.certPem, keyPem: natsCert.keyPem, caPem: pki.ca.certPem } });
   const disposers: Array<() => Promise<unknown>> = [() => nats.dispose()];
   const services = {} as Record<Role, ChildDeployable>;
   const listen = {} as Record<Role, number>;
@@ -145,6 +149,7 @@ export async function startHostileZone(log: (line: string) => void): Promise<Hos
     await writeFile(join(dir, "ca.crt"), pki.ca.certPem);
     await writeFile(join(dir, "zone.crt"), pki.server.certPem);
     await writeFile(join(dir, "zone.key"), pki.server.keyPem, { mode: 0o600 });
+    await writeFile(join(dir, "nats.password"), `${natsLogin.password}\n`, { mode: 0o600 });
     const configPath = join(dir, "zone.json");
     await writeFile(configPath, JSON.stringify(zoneDocument(nats, listen, health), null, 2));
     for (const role of ROLES) {

@@ -34,7 +34,7 @@ export interface TestEstateOptions {
   /** nats-server file store limit per zone (JetStream reserves each stream's max_bytes from it). */
   readonly maxFileStore?: string;
   /**
-   * Each single-server zone's nats-server takes only TLS connections that log in as the zone's
+   * Each zone's nats-server (the HA zone's cluster too) takes only TLS connections that log in as the zone's
    * user (default true, as the generated estates run); false: anonymous and plain, for a
    * benchmark that compares with a raw substrate run the same way.
    */
@@ -277,10 +277,23 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
     await Promise.allSettled(disposers.map((d) => d()));
   };
 
+  /** The zone's nats-server(s) take only TLS clients that log in as the zone's user (unless substrateAuth is false). */
+  const substrateLogin = async (zone: string) => {
+    if (!(opts.substrateAuth ?? true)) return {};
+    const login = { user: `bsfg-${zone}`, password: randomBytes(18).toString("base64url"), passwordFile: join(opts.dir, `${zone}.nats-password`) };
+    await writeFile(login.passwordFile, `${login.password}\n`, { mode: 0o600 });
+    natsLogins.set(zone, login);
+    const server = pki.files[NATS_SERVER_IDENTITY]!;
+    return {
+      auth: { user: login.user, password: login.password },
+      tls: { certPem: readFileSync(server.cert, "utf8"), keyPem: readFileSync(server.key, "utf8"), caPem: readFileSync(pki.caCert, "utf8") },
+    };
+  };
+
   try {
     for (const zone of topology.zones) {
       if (zone === haZone) {
-        cluster = await startNatsCluster({ domain: zone, nodes: opts.ha!.nodes ?? 3, maxFileStore: opts.ha!.maxFileStore ?? opts.maxFileStore ?? "4GB", syncInterval });
+        cluster = await startNatsCluster({ domain: zone, nodes: opts.ha!.nodes ?? 3, maxFileStore: opts.ha!.maxFileStore ?? opts.maxFileStore ?? "4GB", syncInterval, ...await substrateLogin(zone) });
         const replicas = opts.ha!.serviceReplicas ?? 2;
         for (const role of ["ingest", "egress", "ledger"] as const) {
           for (let i = 1; i <= replicas; i++) {
@@ -299,18 +312,7 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
         };
         continue;
       }
-      let substrate = {};
-      if (opts.substrateAuth ?? true) {
-        const login = { user: `bsfg-${zone}`, password: randomBytes(18).toString("base64url"), passwordFile: join(opts.dir, `${zone}.nats-password`) };
-        await writeFile(login.passwordFile, `${login.password}\n`, { mode: 0o600 });
-        natsLogins.set(zone, login);
-        const server = pki.files[NATS_SERVER_IDENTITY]!;
-        substrate = {
-          auth: { user: login.user, password: login.password },
-          tls: { certPem: readFileSync(server.cert, "utf8"), keyPem: readFileSync(server.key, "utf8"), caPem: readFileSync(pki.caCert, "utf8") },
-        };
-      }
-      nats[zone] = await startNatsServer({ domain: zone, maxFileStore: opts.maxFileStore ?? "4GB", syncInterval, ...substrate });
+      nats[zone] = await startNatsServer({ domain: zone, maxFileStore: opts.maxFileStore ?? "4GB", syncInterval, ...await substrateLogin(zone) });
       const port = await freePort();
       const address = `127.0.0.1:${port}`;
       endpoints[zone] = {
@@ -353,7 +355,6 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
     };
     const documents = estateDocuments({
       topology, endpoints, peerUrl, reverseUrls, pki: { caCert: pki.caCert, files: pki.files }, natsSync,
-      // The three-node zone's cluster runs without (the test cluster's own checks connect anonymously).
       natsLogin: (zone) => {
         const login = natsLogins.get(zone);
         return login && { user: login.user, passwordFile: login.passwordFile, ca: pki.caCert };

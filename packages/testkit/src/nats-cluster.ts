@@ -5,7 +5,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { locateNatsServerBinary } from "./nats-binary.js";
 import { assertValidDomain } from "./nats-config.js";
-import { NatsServer, StartupError, type ClusterPlacement, type NatsServerHandle } from "./nats-server.js";
+import { NatsServer, StartupError, type ClusterPlacement, type NatsClientOptions, type NatsServerHandle } from "./nats-server.js";
 import { poll } from "./poll.js";
 import { freePort } from "./ports.js";
 import { track } from "./registry.js";
@@ -29,6 +29,10 @@ export interface NatsClusterOptions {
    * the sum of the zone's stream capacities.
    */
   maxFileStore?: string | number;
+  /** Every node lets in only this user (clients; routes are the cluster's own); anonymous connections are refused. */
+  auth?: { user: string; password: string };
+  /** Every node takes only TLS clients, with this certificate (PEM). */
+  tls?: { certPem: string; keyPem: string; caPem: string };
 }
 
 /** One nats-server of the cluster: a server handle (without dispose: the cluster owns it) plus its place in the cluster. */
@@ -54,6 +58,8 @@ export interface NatsClusterHandle {
   readonly urls: string[];
   /** Every node's monitoring URL: what a zone's `nats.monitor` lists. */
   readonly monitorUrls: string[];
+  /** What a client needs besides the URLs: the cluster's user and CA, when it has them. */
+  readonly clientOptions: NatsClientOptions;
   /** The node with this `server_name`. */
   node(name: string): NatsClusterNode;
   /** The nodes that are running now. */
@@ -150,6 +156,10 @@ class NatsCluster implements NatsClusterHandle {
     return this.servers.map((s) => s.monitorUrl);
   }
 
+  get clientOptions(): NatsClientOptions {
+    return this.servers[0]!.clientOptions;
+  }
+
   node(name: string): NatsClusterNode {
     const found = this.servers.find((s) => s.name === name);
     if (!found) throw new Error(`no node "${name}" in cluster ${this.name} (${this.servers.map((s) => s.name).join(", ")})`);
@@ -161,7 +171,7 @@ class NatsCluster implements NatsClusterHandle {
   }
 
   async streamLeader(stream: string): Promise<string | undefined> {
-    const nc = await connect({ servers: this.running().map((s) => s.url), timeout: 2_000, reconnect: false });
+    const nc = await connect({ servers: this.running().map((s) => s.url), timeout: 2_000, reconnect: false, ...this.clientOptions });
     try {
       const jsm = await jetstreamManager(nc, { domain: this.domain, timeout: 2_000 });
       return (await jsm.streams.info(stream)).cluster?.leader || undefined;
