@@ -117,6 +117,8 @@ export function startLink(ctx: LinkContext): RunningLink {
   /** The operator's control as last read (store.linkControls): while it says paused, nothing is pulled. */
   let control: LinkControl | undefined;
   let controlChanged: (() => void) | undefined;
+  /** A function, not a property read: the control changes across awaits, which narrowing does not see. */
+  const isPaused = () => control?.paused === true;
 
   const fields = { link: link.name, peer: link.peer, consumer: link.consumer };
   const setState = (next: LinkState, extra: object = {}) => {
@@ -362,13 +364,15 @@ export function startLink(ctx: LinkContext): RunningLink {
   async function holdPaused(): Promise<void> {
     await confirms.settled().catch(() => undefined);
     resetPipeline();
+    // A renewal on its way moves the lease's revision: the release must name the one it answers with.
+    if (grant && renewing) await renewing;
     if (grant) {
       const given = grant;
       dropLease();
       await store.leases.release(given).catch(() => undefined);
     }
     setState("paused", { by: control?.by, note: control?.note });
-    while (!signal.aborted && control?.paused === true) {
+    while (!signal.aborted && isPaused()) {
       await new Promise<void>((resolve) => {
         controlChanged = resolve;
         signal.addEventListener("abort", () => resolve(), { once: true });
@@ -381,7 +385,7 @@ export function startLink(ctx: LinkContext): RunningLink {
     await readControl();
     void readControls();
     while (!signal.aborted) {
-      if (control?.paused === true) {
+      if (isPaused()) {
         await holdPaused();
         continue;
       }
@@ -389,6 +393,9 @@ export function startLink(ctx: LinkContext): RunningLink {
       if (!holding() && grant && renewing) await renewing;
       if (!holding()) {
         if (grant) dropLease();
+        // A holder gives the lease up when it reads a pause: read it too before taking the lease it freed.
+        await readControl();
+        if (isPaused()) continue;
         let taken = false;
         try {
           taken = await acquire();
