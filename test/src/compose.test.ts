@@ -250,12 +250,13 @@ describe("the BSFG services and their zone configurations", () => {
     expect(dials).toBe(2); // plant-a-egress and plant-a-ledger → idmz-sync
   });
 
-  it("probe ports answer the observability network, their own container and the gateways of published ports — not the boundary network's peers", () => {
+  it("probe ports answer Prometheus, their own container and the gateways of published ports — not another zone's containers on any shared network", () => {
     const subnets = Object.fromEntries(Object.entries(compose.networks ?? {}).map(([name, network]) => {
       const config = (network as { ipam?: { config?: Array<{ subnet?: string; gateway?: string }> } }).ipam?.config?.[0];
       expect(config?.subnet, `network ${name} has a pinned subnet`).toMatch(/^\d+\.\d+\.\d+\.0\/24$/);
       return [name, { subnet: config!.subnet!, gateway: config!.gateway! }];
     }));
+    const prometheusAddress = (services.prometheus!.networks as Record<string, { ipv4_address?: string }> | undefined)?.observability?.ipv4_address ?? "(none)";
     const inBoundary = (host: number) => subnets.boundary!.subnet.replace(/0\/24$/, String(host));
     const inObservability = (host: number) => subnets.observability!.subnet.replace(/0\/24$/, String(host));
     for (const s of bsfg) {
@@ -268,16 +269,20 @@ describe("the BSFG services and their zone configurations", () => {
         else allowed.addSubnet(address, Number(prefix), isIP(address) === 6 ? "ipv6" : "ipv4");
       }
       const may = (address: string) => allowed.check(address, "ipv4");
-      // Its HEALTHCHECK (127.0.0.1), Prometheus anywhere on the observability network, and every gateway.
+      // Its HEALTHCHECK (127.0.0.1), Prometheus at its fixed address, and every gateway.
       expect(may("127.0.0.1"), s.name).toBe(true);
-      for (const host of [2, 100, 254]) expect(may(inObservability(host)), `${s.name}: ${inObservability(host)}`).toBe(true);
+      expect(may(prometheusAddress), `${s.name}: Prometheus at ${prometheusAddress}`).toBe(true);
       for (const { gateway } of Object.values(subnets)) expect(may(gateway), `${s.name}: gateway ${gateway}`).toBe(true);
-      // Peer zones' containers on the boundary network, and every other zone network's containers, are refused.
-      for (const host of [2, 3, 100, 254]) expect(may(inBoundary(host)), `${s.name}: ${inBoundary(host)}`).toBe(false);
+      // Any other container on the boundary or the observability network — a peer zone's — and every zone network's, refused.
+      for (const host of [2, 3, 11, 100, 254]) {
+        expect(may(inBoundary(host)), `${s.name}: ${inBoundary(host)}`).toBe(false);
+        expect(may(inObservability(host)), `${s.name}: ${inObservability(host)}`).toBe(false);
+      }
       for (const zone of zones) expect(may(subnets[zone]!.subnet.replace(/0\/24$/, "7")), `${s.name}: a container of ${zone}`).toBe(false);
     }
-    // Prometheus scrapes from the observability network.
-    expect(networksOf(services.prometheus!)).toEqual(["observability"]);
+    // Prometheus scrapes from its fixed address on the observability network, inside that subnet.
+    expect(services.prometheus!.networks).toEqual({ observability: { ipv4_address: prometheusAddress } });
+    expect(prometheusAddress.startsWith(subnets.observability!.subnet.replace(/0\/24$/, ""))).toBe(true);
   });
 
   it("the boundary network holds BSFG endpoints only; each zone network holds only that zone's containers", () => {

@@ -38,8 +38,9 @@ describe("the zone console, in a browser", () => {
       extra: (zone) => ({
         sync: { backoff: { initial: "100ms", max: "1s" } },
         ...(zone === "enterprise" ? { policy: { "idmz-bsfg": { assertFromZones: ["plant-a"] } } } : {}),
-        // A plant engineer who may look at the IDMZ's console over mTLS, not act from it.
-        ...(zone === "idmz" ? { policy: { "plant-viewer": { console: "view" } } } : {}),
+        // A plant engineer who may look at the IDMZ's console over mTLS, not act from it; and an
+        // identity that may operate the console but has no quarantine verb.
+        ...(zone === "idmz" ? { policy: { "plant-viewer": { console: "view" }, "idmz-producer": { console: "operate" } } } : {}),
       }),
     });
     // The viewer's certificate, from the estate's CA (the operator's came with the estate).
@@ -184,7 +185,9 @@ describe("the zone console, in a browser", () => {
     it("shows a viewer without operate no action, and refuses the action when called directly", async () => {
       // In the dark scheme (its screenshot shows it).
       const viewer = await as("plant-viewer", "dark");
-      await viewer.goto(`${consoleUrl}/console`);
+      const answer = await viewer.goto(`${consoleUrl}/console`);
+      // No other site may frame the page and steer an operator's clicks (the certificate goes with a framed page too).
+      expect(answer!.headers()).toMatchObject({ "x-frame-options": "DENY", "content-security-policy": expect.stringContaining("frame-ancestors 'none'") });
       await until(async () => (await state(viewer)) === "active", "the link on the viewer's page");
       expect(await viewer.locator("#viewer").textContent()).toBe("signed in as plant-viewer · read-only");
       // The dark scheme follows the system setting.
@@ -199,6 +202,19 @@ describe("the zone console, in a browser", () => {
       expect([probe.status, await probe.json()]).toEqual([403, expect.objectContaining({ code: "permission_denied", reason: "operator_not_allowed" })]);
       expect((await estate.zones.idmz!.syncs[0]!.status()).find((l) => l.link === LINK)?.state).toBe("active");
       await viewer.screenshot({ path: join(SHOTS, "6-viewer.png"), fullPage: true });
+    });
+
+    it("refuses an action without the console's header, from another origin, or a quarantine verb the identity lacks", async () => {
+      const operator = await as("estate-operator");
+      const post = (verb: string, headers: Record<string, string>, data: object) => operator.request.post(`${consoleUrl}/console/actions/${verb}`, { headers, data });
+      const refused = async (answer: Awaited<ReturnType<typeof post>>) => [answer.status(), ((await answer.json()) as { reason: string }).reason];
+      expect(await refused(await post("pause", {}, { link: LINK }))).toEqual([403, "operator_not_allowed"]);
+      expect(await refused(await post("pause", { "x-bsfg-console": "1", origin: "https://evil.example" }, { link: LINK }))).toEqual([403, "operator_not_allowed"]);
+      // console: operate, but no quarantine verb: no release.
+      const noVerbs = await as("idmz-producer");
+      const release = await noVerbs.request.post(`${consoleUrl}/console/actions/release`, { headers: { "x-bsfg-console": "1" }, data: { id: 1 } });
+      expect([release.status(), ((await release.json()) as { reason: string }).reason]).toEqual([403, "operator_not_allowed"]);
+      expect((await estate.zones.idmz!.syncs[0]!.status()).find((l) => l.link === LINK)?.state).toBe("active");
     });
 
     it("lets an operator pause a link, with confirmation and an audit fact: facts wait in PlantA until it is resumed, then cross once", async () => {
@@ -220,6 +236,9 @@ describe("the zone console, in a browser", () => {
       await until(async () => (await Promise.all(replicas.map(async (r) => (await r.status()).find((l) => l.link === LINK)?.state))).every((st) => st === "paused"), "every IDMZ replica paused");
 
       await produce(estate.client("plant-a", "mes-producer"), "plant-a", "enterprise", 20, "console-paused");
+      const producedAt = Date.now();
+      // Every replica read its control after the facts were there, and stays paused.
+      await until(async () => (await Promise.all(replicas.map(async (r) => (await r.status()).find((l) => l.link === LINK)?.paused?.checkedAt))).every((at) => at !== undefined && Date.parse(at) > producedAt), "every IDMZ replica re-reading its pause after the facts were appended");
       const consumer = "idmz-from-plant-a-operational";
       const plant = estate.store("plant-a");
       expect(await plant.cursor(consumer)).toBeLessThan(await plant.highWater("operational"));

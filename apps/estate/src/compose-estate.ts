@@ -49,16 +49,19 @@ export const composeSubnets = {
 /** A subnet's gateway: the host's address on that bridge network. */
 export const gatewayOf = (subnet: string): string => subnet.replace(/\.0\/24$/, ".1");
 
+/** Prometheus's fixed address on the observability network (docker-compose.yml). */
+export const prometheusAddress = "172.29.14.10";
+
 /**
  * Who may read a probe port in the compose estate (health.allowFrom): the container itself
- * (its HEALTHCHECK), the observability network (Prometheus), and each network's gateway, the
- * address a port published on the host's 127.0.0.1 arrives from (docker-proxy, or NAT). Not
- * the boundary network's containers: peer zones.
+ * (its HEALTHCHECK), Prometheus, and each network's gateway, the address a port published on
+ * the host's 127.0.0.1 arrives from (docker-proxy, or NAT). Not the other BSFG containers: the
+ * boundary and observability networks both span zones, so a peer zone's container is on them.
  */
 export const probeAllowFrom: readonly string[] = [
   "127.0.0.1",
-  composeSubnets.observability,
-  ...Object.entries(composeSubnets).filter(([name]) => name !== "observability").map(([, subnet]) => gatewayOf(subnet)),
+  prometheusAddress,
+  ...Object.values(composeSubnets).map(gatewayOf),
 ];
 
 /** Zones whose JetStream is a three-node cluster, with replicas 3 for every stream and bucket. */

@@ -19,12 +19,13 @@ describe("a probe port with health.allowFrom", () => {
     await admitting?.dispose();
   });
 
-  it("refuses an address it does not list, on every route, with a reason and a log line", async () => {
+  it("refuses an address it does not list, on every route, with a reason, and logs it once a minute", async () => {
     for (const path of ["/metrics", "/readyz", "/healthz"]) {
       const answer = await fetch(`${refusing.deployable.server.healthUrl!}${path}`);
       expect([answer.status, await answer.json()]).toEqual([403, expect.objectContaining({ code: "permission_denied", reason: "probe_not_allowed" })]);
     }
-    expect(refusing.logs.filter((l) => l.event === "probe_refused").map((l) => [l.remote, l.path])).toEqual([["127.0.0.1", "/metrics"], ["127.0.0.1", "/readyz"], ["127.0.0.1", "/healthz"]]);
+    // One line per address and minute, however many requests it made.
+    expect(refusing.logs.filter((l) => l.event === "probe_refused").map((l) => [l.remote, l.path])).toEqual([["127.0.0.1", "/metrics"]]);
   });
 
   it("answers an address inside a range it lists", async () => {

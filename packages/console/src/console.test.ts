@@ -90,6 +90,20 @@ describe("the console's snapshot", () => {
     expect(viewedBy(whole, undefined).links[0]!.lastError).toEqual({ code: "unavailable", reason: undefined, at: failed.at });
   });
 
+  it("keeps an operator's note on a pause, and the text of what could not be read, to operators", async () => {
+    const paused = { by: "estate-operator", at: new Date(0).toISOString(), note: "call 0171 555 0100 before resuming", checkedAt: new Date(1).toISOString() };
+    const whole = await takeSnapshot(source({
+      links: () => [link({ state: "paused", paused })],
+      fillPercent: async () => { throw new Error("nats: timeout talking to 10.1.2.3:4222"); },
+    }), linkRates(), 11_000);
+    const anonymous = viewedBy(whole, undefined);
+    expect(anonymous.links[0]!.paused).toEqual({ by: "estate-operator", at: paused.at, checkedAt: paused.checkedAt });
+    expect(anonymous.problems).toEqual(["stream operational"]);
+    const operator = viewedBy(whole, { identity: "estate-operator", operate: true, quarantine: [] });
+    expect(operator.links[0]!.paused).toEqual(paused);
+    expect(operator.problems).toEqual(["stream operational: nats: timeout talking to 10.1.2.3:4222"]);
+  });
+
   it("shows what it could not read instead of failing the page", async () => {
     const s = await takeSnapshot(source({ fillPercent: async () => { throw new Error("JetStream did not answer"); } }), linkRates());
     expect(s.problems).toEqual(["stream operational: JetStream did not answer"]);

@@ -54,6 +54,20 @@ export function consolePage(zone: string): string {
 `;
 }
 
+/**
+ * Headers the page is served with. The CSP repeats the document's own and adds what a meta tag
+ * cannot carry: `frame-ancestors 'none'` (with X-Frame-Options for older browsers), so no other
+ * site can frame the console and trick an operator, whose browser presents the certificate to
+ * a framed page too, into clicking Pause or Release.
+ */
+export const CONSOLE_PAGE_HEADERS: Readonly<Record<string, string>> = {
+  "content-security-policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
+  "x-frame-options": "DENY",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "cache-control": "no-store",
+};
+
 export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }

@@ -16,7 +16,7 @@ export interface ConsoleLink {
   readonly quarantined: number;
   readonly lastError: { readonly code: string; readonly reason: string | undefined; readonly at: string; readonly message?: string | undefined } | undefined;
   /** Set while an operator holds the link paused. */
-  readonly paused?: { readonly by: string; readonly at: string; readonly note?: string | undefined } | undefined;
+  readonly paused?: { readonly by: string; readonly at: string; readonly note?: string | undefined; readonly checkedAt?: string | undefined } | undefined;
   /** From storage in the peer zone to the append here, over the last minutes; undefined before any fact crossed. */
   readonly crossing?: { readonly p50Seconds: number; readonly p99Seconds: number; readonly samples: number } | undefined;
 }
@@ -109,12 +109,19 @@ export interface ConsoleSnapshot {
  * name hosts, identities and paths.
  */
 export function viewedBy(snapshot: ConsoleSnapshot, viewer: ConsoleViewer | undefined): ConsoleSnapshot {
-  const errorText = viewer?.operate === true;
+  const text = viewer?.operate === true;
   const detail = viewer?.quarantine.includes("read") === true;
   return {
     ...snapshot,
-    links: snapshot.links.map((l) => (errorText || !l.lastError ? l : { ...l, lastError: { code: l.lastError.code, reason: l.lastError.reason, at: l.lastError.at } })),
+    links: snapshot.links.map((l) => (text ? l : {
+      ...l,
+      lastError: l.lastError && { code: l.lastError.code, reason: l.lastError.reason, at: l.lastError.at },
+      // An operator's note is free text: who paused and when stay.
+      paused: l.paused && { by: l.paused.by, at: l.paused.at, ...(l.paused.checkedAt !== undefined ? { checkedAt: l.paused.checkedAt } : {}) },
+    })),
     quarantine: { counts: snapshot.quarantine.counts, entries: detail ? snapshot.quarantine.entries : snapshot.quarantine.entries.map(({ detail: _hidden, ...entry }) => entry) },
+    // What could not be read, by part; why (the substrate's error text) only for operators.
+    problems: text ? snapshot.problems : snapshot.problems.map((p) => p.split(":")[0]!),
     ...(viewer ? { viewer } : {}),
   };
 }

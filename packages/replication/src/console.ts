@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { consolePage, linkRates, takeSnapshot, viewedBy, type ConsoleLink, type ConsoleSnapshot, type ConsoleViewer } from "@bsfg/console";
+import { CONSOLE_PAGE_HEADERS, consolePage, linkRates, takeSnapshot, viewedBy, type ConsoleLink, type ConsoleSnapshot, type ConsoleViewer } from "@bsfg/console";
 import type { Policy, ZoneConfig } from "@bsfg/config";
 import { Reason, reasonOf, rejection } from "@bsfg/proto";
 import { authorize, viewerOf, type FastifyInstance, type FastifyReply, type FastifyRequest } from "@bsfg/service-kit";
@@ -53,7 +53,7 @@ export function consoleSnapshots(config: ZoneConfig, store: ZoneStore, links: ()
 }
 
 const page = (zone: string) => async (_request: FastifyRequest, reply: FastifyReply) =>
-  reply.type("text/html; charset=utf-8").header("cache-control", "no-store").send(consolePage(zone));
+  reply.type("text/html; charset=utf-8").headers(CONSOLE_PAGE_HEADERS).send(consolePage(zone));
 
 /** The probe port's console: read-only for whoever reaches the port (loopback, or the observability network). */
 export function readOnlyConsole(app: FastifyInstance, zone: string, snapshot: () => Promise<ConsoleSnapshot>, log: Logger): void {

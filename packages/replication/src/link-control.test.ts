@@ -77,6 +77,26 @@ describe("a paused link", () => {
     }
   });
 
+  it("pauses a link that is waiting out a failure at once, not when its backoff ends", async () => {
+    const peer = testPeer(zones.peerStore);
+    peer.tamper = () => {
+      throw new Error("the peer's egress is down");
+    };
+    // After its first failure the link would wait 20 s before trying again.
+    const link = startLink({ zone: "enterprise", link: testLink, store: await zones.openLocal(), peer, policy: testPolicy, options: { ...linkOptions, backoff: { initial: 20_000, max: 20_000 } }, holder: "worker-4", log: silentLog });
+    try {
+      await produce(zones.peerStore, producedFacts(1));
+      await pollUntil(() => link.status().state === "backing_off", { timeoutMs: 10_000, what: "the link backing off" });
+      await zones.localStore.linkControls.set(testLink.name, { paused: true, by: "estate-operator", atMs: Date.now() });
+      // Within a control read or two, not after 20 s; and the lease it held is given up.
+      await pollUntil(() => link.status().state === "paused", { timeoutMs: 5_000, what: "the backing-off link paused" });
+      expect(await zones.localStore.leases.holder(testLink.name)).toBeUndefined();
+    } finally {
+      await link.stop();
+      await zones.localStore.linkControls.set(testLink.name, { paused: false, by: "estate-operator", atMs: Date.now() });
+    }
+  });
+
   it("stays paused across a worker's restart: a new worker never fetches", async () => {
     await zones.localStore.linkControls.set(testLink.name, { paused: true, by: "estate-operator", atMs: Date.now() });
     await produce(zones.peerStore, producedFacts(10));

@@ -46,8 +46,8 @@ export interface LinkStatus {
   /** Age of the oldest fact fetched and not yet confirmed, by the peer's clock; 0 when caught up. */
   readonly lagSeconds: number;
   readonly lastError: LinkError | undefined;
-  /** Set while an operator holds the link paused: by whom, since when, why. */
-  readonly paused?: { readonly by: string; readonly at: string; readonly note?: string } | undefined;
+  /** Set while an operator holds the link paused: by whom, since when, why, and when this replica last read that it still is. */
+  readonly paused?: { readonly by: string; readonly at: string; readonly note?: string; readonly checkedAt?: string } | undefined;
   /**
    * How long facts took from their storage in the peer zone to their append here, p50 and p99
    * over the last 5 minutes (by both zones' clocks); undefined before any crossed.

@@ -2,7 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { BsfgClient } from "@bsfg/client";
 import type { PeerLink, Policy } from "@bsfg/config";
 import { errorInfoOf, Reason, reasonOf, rejection, type FetchFactsPage } from "@bsfg/proto";
-import { LinkFenced, type LeaseGrant, type LinkControl, type ZoneStore } from "@bsfg/storage";
+import { LinkFenced, type LeaseGrant, type ReadLinkControl, type ZoneStore } from "@bsfg/storage";
 import { withSpan } from "@bsfg/telemetry";
 import { context } from "@opentelemetry/api";
 import { admit, DIGEST_MISMATCH, type AdmittedFact, type RefusedFact } from "./admission.js";
@@ -115,8 +115,12 @@ export function startLink(ctx: LinkContext): RunningLink {
   let failing = false;
   let caughtUpAtMs = Date.now();
   /** The operator's control as last read (store.linkControls): while it says paused, nothing is pulled. */
-  let control: LinkControl | undefined;
+  let control: ReadLinkControl | undefined;
   let controlChanged: (() => void) | undefined;
+  /** When this replica last read its control and found the link still paused (status: paused.checkedAt). */
+  let pauseCheckedAt: number | undefined;
+  /** Aborted when a pause is read: cuts short a wait for a lease or after a failure, as the interrupt cuts a long poll. */
+  let pauseWake = new AbortController();
   /** A function, not a property read: the control changes across awaits, which narrowing does not see. */
   const isPaused = () => control?.paused === true;
 
@@ -340,19 +344,28 @@ export function startLink(ctx: LinkContext): RunningLink {
 
   // ---- the operator's control: a paused link gives its lease up and pulls nothing until resumed ----
   async function readControl(): Promise<void> {
-    let next: LinkControl | undefined;
+    let next: ReadLinkControl | undefined;
     try {
       next = await store.linkControls.get(link.name);
     } catch {
       // JetStream did not answer: the last control read stands (the link's own calls will fail too).
       return;
     }
+    // Two reads may answer out of order (the poller's and the one before taking a lease): never go back to an older control.
+    if (next === undefined ? control !== undefined : next.revision < (control?.revision ?? 0)) return;
     const pausing = next?.paused === true && control?.paused !== true;
     const changed = (next?.paused === true) !== (control?.paused === true);
     control = next;
-    if (pausing) pages.interrupter()(new Paused(`link ${link.name} paused by ${next!.by}`));
+    pauseCheckedAt = control?.paused === true ? Date.now() : undefined;
+    if (pausing) {
+      pages.interrupter()(new Paused(`link ${link.name} paused by ${next!.by}`));
+      pauseWake.abort();
+      pauseWake = new AbortController();
+    }
     if (changed) controlChanged?.();
   }
+  /** Waits `ms`, less if the link stops or an operator pauses it meanwhile. */
+  const wait = (ms: number) => pause(ms, AbortSignal.any([signal, pauseWake.signal]));
   async function readControls(): Promise<void> {
     while (!signal.aborted) {
       await pause(CONTROL_POLL_MS, signal);
@@ -374,8 +387,12 @@ export function startLink(ctx: LinkContext): RunningLink {
     setState("paused", { by: control?.by, note: control?.note });
     while (!signal.aborted && isPaused()) {
       await new Promise<void>((resolve) => {
-        controlChanged = resolve;
-        signal.addEventListener("abort", () => resolve(), { once: true });
+        const stopped = () => resolve();
+        controlChanged = () => {
+          signal.removeEventListener("abort", stopped);
+          resolve();
+        };
+        signal.addEventListener("abort", stopped, { once: true });
       });
       controlChanged = undefined;
     }
@@ -404,7 +421,7 @@ export function startLink(ctx: LinkContext): RunningLink {
         }
         if (!taken) {
           setState("standby");
-          await pause(ttl / 4, signal);
+          await wait(ttl / 4);
           continue;
         }
         setState("active", { holder: ctx.holder });
@@ -420,21 +437,22 @@ export function startLink(ctx: LinkContext): RunningLink {
         if (confirms.cursor >= highWater) caughtUpAtMs = Date.now();
       } catch (err) {
         if (signal.aborted) break;
-        resetPipeline();
+        // Paused: holdPaused lets the confirm in flight land before it resets the pipeline.
         if (err instanceof Paused) continue;
+        resetPipeline();
         if (err instanceof LeaseLost) {
           // Fenced: another replica is writing. Stand by a round before trying again, so the
           // one whose lease is stale learns it at its next renewal instead of trading pages.
           if (err.fenced) {
             setState("standby");
-            await pause(ttl / 4, signal);
+            await wait(ttl / 4);
           }
           continue;
         }
         recordError(err);
         const delay = retry.next();
         setState("backing_off", { retryInMs: Math.round(delay), failures: retry.failures });
-        await pause(delay, signal);
+        await wait(delay);
       }
     }
   }
@@ -455,7 +473,12 @@ export function startLink(ctx: LinkContext): RunningLink {
       // The oldest unconfirmed fact's age; while failing, at least the time since the link was last caught up.
       lagSeconds: Math.max(0, Date.now() - Math.min(oldestUnconfirmedMs ?? Infinity, failing ? caughtUpAtMs : Infinity)) / 1000,
       lastError,
-      ...(control?.paused === true ? { paused: { by: control.by, at: new Date(control.atMs).toISOString(), ...(control.note !== undefined ? { note: control.note } : {}) } } : {}),
+      ...(control?.paused === true ? {
+        paused: {
+          by: control.by, at: new Date(control.atMs).toISOString(), ...(control.note !== undefined ? { note: control.note } : {}),
+          ...(pauseCheckedAt !== undefined ? { checkedAt: new Date(pauseCheckedAt).toISOString() } : {}),
+        },
+      } : {}),
       crossing: crossing.stats(Date.now()),
       ...totals,
     }),

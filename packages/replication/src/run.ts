@@ -170,11 +170,14 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
   };
 }
 
-/** A link's status as the probe port shows it: the last error's code, reason and time, not its message. */
+/** A link's status as the probe port shows it: the last error's code, reason and time, not its message; a pause without its note. */
 export function withoutErrorText(status: LinkStatus): Omit<LinkStatus, "lastError"> & { lastError: Omit<NonNullable<LinkStatus["lastError"]>, "message"> | undefined } {
-  if (!status.lastError) return status;
-  const { message: _message, ...rest } = status.lastError;
-  return { ...status, lastError: rest };
+  const { lastError, paused, ...rest } = status;
+  return {
+    ...rest,
+    lastError: lastError && { code: lastError.code, reason: lastError.reason, at: lastError.at },
+    ...(paused ? { paused: { by: paused.by, at: paused.at, ...(paused.checkedAt !== undefined ? { checkedAt: paused.checkedAt } : {}) } } : {}),
+  };
 }
 
 /** `bsfg-sync --config <zone.yaml>`. */

@@ -11,7 +11,7 @@ export {
 export type { FactPage, PageLimits } from "./read-facts.js";
 export type { ObjectHeaderInput, ObjectReader } from "./artifacts.js";
 export type { Leases, LeaseGrant } from "./leases.js";
-export type { LinkControl, LinkControls } from "./link-controls.js";
+export type { LinkControl, LinkControls, ReadLinkControl } from "./link-controls.js";
 export { factStreamName, factSubject } from "./routing.js";
 export {
   readLinkPosition,

@@ -238,7 +238,7 @@ async function assembleZoneStore(cfg: StorageConfig, nc: NatsConnection, opts: O
     cursors: cursorStore,
     artifacts: objects,
     leases: leases(leaseKv, cfg.leaseTtl),
-    linkControls: linkControls(controlKv),
+    linkControls: linkControls(controlKv, jsm, LINK_CONTROLS_BUCKET),
     putObject: (header, content) => objects.put(header, content),
     statObject: (bucket, key) => objects.stat(bucket, key),
     getObject: (bucket, key, offset) => objects.get(bucket, key, offset),
