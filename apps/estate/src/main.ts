@@ -8,7 +8,7 @@ import { isAbsolute, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { stringify } from "yaml";
-import { estateDocuments, estateEdges, estateIdentities, estateLinks } from "@bsfg/estate-kit";
+import { estateDocuments, estateEdges, estateIdentities, estateLinks, NATS_SERVER_IDENTITY } from "@bsfg/estate-kit";
 import { ensureDevPki } from "@bsfg/pki";
 import { demoViewer, endpointsOf, estateStorage, localEstate, withViewer, zonePorts, type ZonePorts } from "./estate.js";
 import { startProcess, stopProcess, waitHealthy, type Supervised } from "./processes.js";
@@ -61,8 +61,6 @@ process.on("SIGTERM", () => void stopAll(0));
 
 /** The user a zone's deployables log in to its nats-server as. */
 const natsUser = (zone: string) => `bsfg-${zone}`;
-/** The server certificate of every zone's nats-server (localhost, 127.0.0.1), from the estate's CA. */
-const NATS_SERVER_IDENTITY = "bsfg-nats";
 
 /**
  * The zone's nats-server password: made once, kept in data/<zone>/nats.password (mode 0600),

@@ -1,11 +1,10 @@
-import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createBsfgClient, type BsfgClient } from "@bsfg/client";
 import { loadZoneConfig } from "@bsfg/config";
-import { estateDocuments, estateIdentities, threeZoneEstate, type EstateTopology, type ZoneEndpoints } from "@bsfg/estate-kit";
+import { estateDocuments, estateIdentities, NATS_SERVER_IDENTITY, substrateLogin, threeZoneEstate, type EstateTopology, type SubstrateLogin, type ZoneEndpoints } from "@bsfg/estate-kit";
 import { ensureDevPki, type DevPki } from "@bsfg/pki";
 import { openZoneStore, type ZoneStore } from "@bsfg/storage";
 import { freePort, startNatsCluster, startNatsServer, startTcpProxy, type NatsClusterHandle, type NatsServerHandle, type TcpProxy } from "@bsfg/testkit";
@@ -20,8 +19,6 @@ import { childDeployable, type ChildDeployable } from "./processes.js";
  * its own.
  */
 
-/** The certificate every zone's nats-server presents (localhost, 127.0.0.1), from the estate's CA. */
-const NATS_SERVER_IDENTITY = "bsfg-nats";
 const APPS = fileURLToPath(new URL("../../../apps/", import.meta.url));
 export const SERVICE_ROLES = ["ingest", "egress", "ledger"] as const;
 export type ServiceRole = (typeof SERVICE_ROLES)[number];
@@ -68,14 +65,11 @@ export async function startCampaignEstate(opts: CampaignEstateOptions): Promise<
   const topology = campaignTopology;
   const pki = await ensureDevPki(join(opts.dir, "pki"), { identities: [...estateIdentities(topology), { identity: NATS_SERVER_IDENTITY, usage: "server" }] });
   // Every zone's nats-server takes only TLS clients that log in as the zone's user, as the generated estates run.
-  const natsServerCert = pki.files[NATS_SERVER_IDENTITY]!;
-  const natsTls = { certPem: readFileSync(natsServerCert.cert, "utf8"), keyPem: readFileSync(natsServerCert.key, "utf8"), caPem: readFileSync(pki.caCert, "utf8") };
-  const natsLogins = new Map<string, { user: string; password: string; passwordFile: string }>();
+  const natsLogins = new Map<string, SubstrateLogin["zone"]>();
   const natsLogin = async (zone: string) => {
-    const login = { user: `bsfg-${zone}`, password: randomBytes(18).toString("base64url"), passwordFile: join(opts.dir, `${zone}.nats-password`) };
-    await writeFile(login.passwordFile, `${login.password}\n`, { mode: 0o600 });
-    natsLogins.set(zone, login);
-    return { auth: { user: login.user, password: login.password }, tls: natsTls };
+    const login = await substrateLogin(pki, opts.dir, zone);
+    natsLogins.set(zone, login.zone);
+    return login.server;
   };
   const nats: Record<string, CampaignSubstrate> = {};
   const endpoints: Record<string, ZoneEndpoints> = {};
@@ -118,10 +112,7 @@ export async function startCampaignEstate(opts: CampaignEstateOptions): Promise<
     peerUrl: (receiver, sender) => ({ egress: proxyUrl(receiver, sender, "egress"), ledger: proxyUrl(receiver, sender, "ledger") }),
     pki: { caCert: pki.caCert, files: pki.files },
     natsSync: "always",
-    natsLogin: (zone) => {
-      const login = natsLogins.get(zone)!;
-      return { user: login.user, passwordFile: login.passwordFile, ca: pki.caCert };
-    },
+    natsLogin: (zone) => natsLogins.get(zone),
     storage: {
       streams: { operational: { maxBytes: opts.operationalBytes }, audit: { maxBytes: "64MiB" }, documents: { maxBytes: "512MiB" } },
       quarantine: { maxBytes: "64MiB" },

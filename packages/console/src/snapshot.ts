@@ -102,6 +102,28 @@ export interface ConsoleSnapshot {
   readonly viewer?: ConsoleViewer | undefined;
 }
 
+type LinkText = {
+  readonly lastError?: { readonly code: string; readonly reason: string | undefined; readonly at: string; readonly message?: string | undefined } | undefined;
+  readonly paused?: { readonly by: string; readonly at: string; readonly note?: string | undefined; readonly checkedAt?: string | undefined } | undefined;
+};
+
+/**
+ * A link as anyone who reaches the probe port may see it (the read-only console, `/links`):
+ * the last error's code, reason and time, not its text; who paused it and when, not the
+ * operator's note. Free text can name hosts, identities and paths.
+ */
+export function withoutOperatorText<L extends LinkText>(link: L): Omit<L, "lastError" | "paused"> & {
+  readonly lastError: { readonly code: string; readonly reason: string | undefined; readonly at: string } | undefined;
+  readonly paused?: { readonly by: string; readonly at: string; readonly checkedAt?: string } | undefined;
+} {
+  const { lastError, paused, ...rest } = link;
+  return {
+    ...rest,
+    lastError: lastError && { code: lastError.code, reason: lastError.reason, at: lastError.at },
+    ...(paused ? { paused: { by: paused.by, at: paused.at, ...(paused.checkedAt !== undefined ? { checkedAt: paused.checkedAt } : {}) } } : {}),
+  };
+}
+
 /**
  * The snapshot as `viewer` may see it: error text only for operators, a quarantine entry's
  * detail only for those who may read the quarantine (as `bsfg quarantine show` does). Anyone
@@ -113,12 +135,7 @@ export function viewedBy(snapshot: ConsoleSnapshot, viewer: ConsoleViewer | unde
   const detail = viewer?.quarantine.includes("read") === true;
   return {
     ...snapshot,
-    links: snapshot.links.map((l) => (text ? l : {
-      ...l,
-      lastError: l.lastError && { code: l.lastError.code, reason: l.lastError.reason, at: l.lastError.at },
-      // An operator's note is free text: who paused and when stay.
-      paused: l.paused && { by: l.paused.by, at: l.paused.at, ...(l.paused.checkedAt !== undefined ? { checkedAt: l.paused.checkedAt } : {}) },
-    })),
+    links: snapshot.links.map((l) => (text ? l : withoutOperatorText(l))),
     quarantine: { counts: snapshot.quarantine.counts, entries: detail ? snapshot.quarantine.entries : snapshot.quarantine.entries.map(({ detail: _hidden, ...entry }) => entry) },
     // What could not be read, by part; why (the substrate's error text) only for operators.
     problems: text ? snapshot.problems : snapshot.problems.map((p) => p.split(":")[0]!),

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
+import { NATS_SERVER_IDENTITY, substrateLogin, type SubstrateLogin } from "./substrate-login.js";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { startDeployable, type RunningDeployable } from "@bsfg/boundary";
@@ -15,7 +15,6 @@ import { estateDocuments, type ZoneEndpoints } from "./documents.js";
 import { estateIdentities, estateLinks, threeZoneEstate, type EstateTopology } from "./topology.js";
 
 /** The certificate every test zone's nats-server presents (localhost, 127.0.0.1). */
-const NATS_SERVER_IDENTITY = "bsfg-nats";
 
 export interface TestEstateOptions {
   /** Scratch directory: PKI and zone files. */
@@ -240,7 +239,7 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
   // Every single-server zone's nats-server speaks only TLS and lets in only its zone's user, as in
   // the generated estates (docs/security.md, "The substrate"): its certificate from the estate's CA.
   const pki = await ensureDevPki(join(opts.dir, "pki"), { identities: [...estateIdentities(topology), { identity: NATS_SERVER_IDENTITY, usage: "server" }] });
-  const natsLogins = new Map<string, { user: string; password: string; passwordFile: string }>();
+  const natsLogins = new Map<string, SubstrateLogin["zone"]>();
   const nats: Record<string, NatsServerHandle> = {};
   let cluster: NatsClusterHandle | undefined;
   const endpoints: Record<string, ZoneEndpoints> = {};
@@ -278,22 +277,17 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
   };
 
   /** The zone's nats-server(s) take only TLS clients that log in as the zone's user (unless substrateAuth is false). */
-  const substrateLogin = async (zone: string) => {
+  const closedSubstrate = async (zone: string) => {
     if (!(opts.substrateAuth ?? true)) return {};
-    const login = { user: `bsfg-${zone}`, password: randomBytes(18).toString("base64url"), passwordFile: join(opts.dir, `${zone}.nats-password`) };
-    await writeFile(login.passwordFile, `${login.password}\n`, { mode: 0o600 });
-    natsLogins.set(zone, login);
-    const server = pki.files[NATS_SERVER_IDENTITY]!;
-    return {
-      auth: { user: login.user, password: login.password },
-      tls: { certPem: readFileSync(server.cert, "utf8"), keyPem: readFileSync(server.key, "utf8"), caPem: readFileSync(pki.caCert, "utf8") },
-    };
+    const login = await substrateLogin(pki, opts.dir, zone);
+    natsLogins.set(zone, login.zone);
+    return login.server;
   };
 
   try {
     for (const zone of topology.zones) {
       if (zone === haZone) {
-        cluster = await startNatsCluster({ domain: zone, nodes: opts.ha!.nodes ?? 3, maxFileStore: opts.ha!.maxFileStore ?? opts.maxFileStore ?? "4GB", syncInterval, ...await substrateLogin(zone) });
+        cluster = await startNatsCluster({ domain: zone, nodes: opts.ha!.nodes ?? 3, maxFileStore: opts.ha!.maxFileStore ?? opts.maxFileStore ?? "4GB", syncInterval, ...await closedSubstrate(zone) });
         const replicas = opts.ha!.serviceReplicas ?? 2;
         for (const role of ["ingest", "egress", "ledger"] as const) {
           for (let i = 1; i <= replicas; i++) {
@@ -312,7 +306,7 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
         };
         continue;
       }
-      nats[zone] = await startNatsServer({ domain: zone, maxFileStore: opts.maxFileStore ?? "4GB", syncInterval, ...await substrateLogin(zone) });
+      nats[zone] = await startNatsServer({ domain: zone, maxFileStore: opts.maxFileStore ?? "4GB", syncInterval, ...await closedSubstrate(zone) });
       const port = await freePort();
       const address = `127.0.0.1:${port}`;
       endpoints[zone] = {
@@ -355,10 +349,7 @@ export async function startTestEstate(opts: TestEstateOptions): Promise<TestEsta
     };
     const documents = estateDocuments({
       topology, endpoints, peerUrl, reverseUrls, pki: { caCert: pki.caCert, files: pki.files }, natsSync,
-      natsLogin: (zone) => {
-        const login = natsLogins.get(zone);
-        return login && { user: login.user, passwordFile: login.passwordFile, ca: pki.caCert };
-      },
+      natsLogin: (zone) => natsLogins.get(zone),
       // JetStream reserves each stream's max_bytes from the file store limit.
       storage: { streams: { operational: { maxBytes: "1GiB" }, audit: { maxBytes: "128MiB" }, documents: { maxBytes: "512MiB" } }, ...opts.storage },
       extra: (zone) => ({ shutdownGrace: "3s", logLevel: process.env.BSFG_TEST_LOG_LEVEL ?? "warn", ...opts.extra?.(zone) }),

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
 import { CONSOLE_PAGE_HEADERS, consolePage, linkRates, takeSnapshot, viewedBy, type ConsoleLink, type ConsoleSnapshot, type ConsoleViewer } from "@bsfg/console";
 import type { Policy, ZoneConfig } from "@bsfg/config";
 import { Reason, reasonOf, rejection } from "@bsfg/proto";
@@ -143,31 +144,11 @@ async function act(deps: OperatorConsoleDeps, viewer: ConsoleViewer, verb: Verb,
 
 /** A refusal as the console's script reads it (Connect's JSON error, with the bsfg.v1 reason), and its log line. */
 function refuse(reply: FastifyReply, log: Logger, request: FastifyRequest, identity: string | undefined, error: ConnectError): FastifyReply {
-  const code = codeName(error.code);
+  const code = codeToString(error.code);
   const reason = reasonOf(error);
   log.warn({ event: "console_refused", method: request.method, path: request.url.slice(0, 200), identity, code, reason, error: error.rawMessage }, `console: ${request.method} ${request.url.slice(0, 200)} refused (${code}${reason ? ` / ${reason}` : ""})`);
   if (request.method === "GET" && request.url === "/console") {
-    return reply.code(httpStatus(error.code)).type("text/plain; charset=utf-8").send(`${code}${reason ? ` / ${reason}` : ""}: ${error.rawMessage}\n`);
+    return reply.code(codeToHttpStatus(error.code)).type("text/plain; charset=utf-8").send(`${code}${reason ? ` / ${reason}` : ""}: ${error.rawMessage}\n`);
   }
-  return reply.code(httpStatus(error.code)).header("cache-control", "no-store").send({ code, reason, message: error.rawMessage });
-}
-
-function codeName(code: Code): string {
-  return Code[code].replace(/[A-Z]/g, (c, i: number) => (i === 0 ? c.toLowerCase() : `_${c.toLowerCase()}`));
-}
-
-/** Connect's HTTP status for each code. */
-function httpStatus(code: Code): number {
-  switch (code) {
-    case Code.InvalidArgument: case Code.FailedPrecondition: case Code.OutOfRange: return 400;
-    case Code.Unauthenticated: return 401;
-    case Code.PermissionDenied: return 403;
-    case Code.NotFound: return 404;
-    case Code.AlreadyExists: case Code.Aborted: return 409;
-    case Code.ResourceExhausted: return 429;
-    case Code.Unavailable: return 503;
-    case Code.DeadlineExceeded: return 504;
-    case Code.Unimplemented: return 501;
-    default: return 500;
-  }
+  return reply.code(codeToHttpStatus(error.code)).header("cache-control", "no-store").send({ code, reason, message: error.rawMessage });
 }

@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
 import type { BsfgClient } from "@bsfg/client";
 import type { PeerLink, Policy } from "@bsfg/config";
 import { errorInfoOf, Reason, reasonOf, rejection, type FetchFactsPage } from "@bsfg/proto";
@@ -337,7 +338,7 @@ export function startLink(ctx: LinkContext): RunningLink {
 
   function recordError(err: unknown) {
     const error = ConnectError.from(err);
-    lastError = { code: Code[error.code] ? codeName(error.code) : "unknown", reason: reasonOf(err), message: error.rawMessage, at: new Date().toISOString() };
+    lastError = { code: Code[error.code] ? codeToString(error.code) : "unknown", reason: reasonOf(err), message: error.rawMessage, at: new Date().toISOString() };
     failing = true;
     log.warn({ event: "link_error", ...fields, code: lastError.code, reason: lastError.reason, error: lastError.message }, `link ${link.name}: ${lastError.message}`);
   }
@@ -495,9 +496,4 @@ export function startLink(ctx: LinkContext): RunningLink {
       setState("stopped");
     },
   };
-}
-
-function codeName(code: Code): string {
-  // Code.PermissionDenied → "permission_denied", as the Connect protocol spells codes.
-  return Code[code].replace(/[A-Z]/g, (c, i: number) => (i === 0 ? c.toLowerCase() : `_${c.toLowerCase()}`));
 }

@@ -7,9 +7,9 @@ import { parseListen } from "@bsfg/service-kit";
 import { startReverseListener, type ReverseListener } from "@bsfg/reverse";
 import { openZoneStore, type ZoneStore } from "@bsfg/storage";
 import { createMetrics, observeCertificates, observeLinks, observeStore, startTracing, type BsfgMetrics } from "@bsfg/telemetry";
-import type { LinkStatus } from "./link-status.js";
 import type { Logger } from "./logger.js";
 import { startSyncWorker, type SyncWorker } from "./worker.js";
+import { withoutOperatorText } from "@bsfg/console";
 import { consoleSnapshots, operatorConsole, readOnlyConsole } from "./console.js";
 import { operatorActions } from "./operator-actions.js";
 
@@ -77,7 +77,7 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
       // The probe port answers anyone who reaches it: error codes and reasons, never error text
       // (which can name hosts, identities and paths); the text is in the link_error log lines.
       routes: (app) => {
-        app.get("/links", async () => ({ zone: config.zone, links: (worker?.status() ?? []).map(withoutErrorText) }));
+        app.get("/links", async () => ({ zone: config.zone, links: (worker?.status() ?? []).map(withoutOperatorText) }));
         // The zone console, read-only, on this same port.
         readOnlyConsole(app, config.zone, snapshot, app.log);
       },
@@ -167,16 +167,6 @@ export async function startSyncDeployable(config: ZoneConfig, overrides: SyncOve
       for (const stop of unobserve) stop();
       if (!overrides.store) await store.close();
     },
-  };
-}
-
-/** A link's status as the probe port shows it: the last error's code, reason and time, not its message; a pause without its note. */
-export function withoutErrorText(status: LinkStatus): Omit<LinkStatus, "lastError"> & { lastError: Omit<NonNullable<LinkStatus["lastError"]>, "message"> | undefined } {
-  const { lastError, paused, ...rest } = status;
-  return {
-    ...rest,
-    lastError: lastError && { code: lastError.code, reason: lastError.reason, at: lastError.at },
-    ...(paused ? { paused: { by: paused.by, at: paused.at, ...(paused.checkedAt !== undefined ? { checkedAt: paused.checkedAt } : {}) } } : {}),
   };
 }
 

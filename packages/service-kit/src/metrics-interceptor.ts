@@ -1,4 +1,5 @@
-import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
+import { ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { AppendStatus, errorInfoOf, Reason, type AppendFactResponse, type ConfirmReceiptRequest, type ConfirmReceiptResponse, type FetchObjectResponse, type PutObjectRequest } from "@bsfg/proto";
 import type { BsfgMetrics } from "@bsfg/telemetry";
 
@@ -15,9 +16,7 @@ export function reasonLabel(err: unknown): string {
 }
 
 /** Code.PermissionDenied → "permission_denied", as the Connect protocol spells codes. */
-export function codeName(code: Code): string {
-  return (Code[code] ?? "unknown").replace(/[A-Z]/g, (c, i: number) => (i === 0 ? c.toLowerCase() : `_${c.toLowerCase()}`));
-}
+export const codeName = codeToString;
 
 /** A call refused before its request was read (authorize-first.ts): counted as the interceptor would have. */
 export function countRefusedBeforeRead(metrics: BsfgMetrics, method: string, err: unknown): void {
